@@ -1,0 +1,228 @@
+"""Hyperparameters, named variants and their validation: configuration is data.
+
+Resolution order for one job: engine defaults -> task's tuned hyperparameters -> variant -> overrides (suite, then
+``--set``). A variant comes after the task because it *is* its settings (``online_q`` means a buffer of one,
+whatever batch size the task was tuned with); anything can still be overridden explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A user mistake in a variant, task, suite or override. Its message is one line meant for the user."""
+
+
+def _setting(default: Any, doc: str, *, choices: tuple[str, ...] | None = None, minimum: float | None = None,
+             maximum: float | None = None, exclusive_minimum: bool = False) -> Any:
+    meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum,
+            "exclusive_minimum": exclusive_minimum}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Config:
+    """Every knob of the engine. Each field is one slot choice or one number, with its unit in the name."""
+
+    # --- q head and maximiser
+    q_head: str = _setting("discrete", "how Q(s, a) is computed: one output per action", choices=("discrete",))
+    maximiser: str = _setting("exact", "how argmax_a Q is found: exact over a discrete action set",
+                              choices=("exact",))
+    hidden_sizes: list = _setting([256, 256], "hidden layer widths of every MLP (ReLU)")
+    # --- target and returns
+    target: str = _setting("max", "bootstrap value: max under the target net, or double (online selects, target "
+                           "evaluates)", choices=("max", "double"))
+    n_step: int = _setting(1, "rewards summed before bootstrapping", minimum=1)
+    nstep_correction: str = _setting("ignore", "off-policy correction for n_step > 1: ignore, or cut the trace at "
+                                     "the first later action that is not greedy under the current Q",
+                                     choices=("ignore", "cut"))
+    gamma: float = _setting(0.99, "discount factor per env step", minimum=0.0, maximum=1.0)
+    # --- loss and optimiser
+    loss: str = _setting("mse", "regression loss: mse is 0.5*err^2, huber is 0.5*err^2 inside delta and linear "
+                         "beyond", choices=("mse", "huber"))
+    huber_delta: float = _setting(1.0, "Huber threshold on the TD error", minimum=0.0, exclusive_minimum=True)
+    max_grad_norm: float = _setting(0.0, "clip the global gradient norm to this value; 0 turns clipping off",
+                                    minimum=0.0)
+    optimizer: str = _setting("adam", "optimiser of the Q network", choices=("adam", "rmsprop"))
+    lr: float = _setting(1e-3, "learning rate at the start", minimum=0.0, exclusive_minimum=True)
+    lr_schedule: str = _setting("constant", "learning-rate schedule over the run", choices=("constant", "linear"))
+    lr_end: float = _setting(0.0, "learning rate at the end of the run when lr_schedule is linear", minimum=0.0)
+    # --- target update
+    target_update: str = _setting("hard", "how the target net follows the online net: hard copy every "
+                                  "target_period_grad_steps, polyak averaging every gradient step, or none "
+                                  "(the online net is its own target: no lag)", choices=("hard", "polyak", "none"))
+    target_period_grad_steps: int = _setting(500, "gradient steps between hard target copies", minimum=1)
+    tau: float = _setting(0.005, "polyak rate: target <- tau*online + (1-tau)*target", minimum=0.0, maximum=1.0,
+                          exclusive_minimum=True)
+    # --- exploration
+    exploration: str = _setting("epsilon_greedy", "behaviour policy", choices=("epsilon_greedy", "boltzmann"))
+    eps_start: float = _setting(1.0, "epsilon at the start (eps/(|A|-1) on each non-greedy action)",
+                                minimum=0.0, maximum=1.0)
+    eps_end: float = _setting(0.05, "epsilon after the decay", minimum=0.0, maximum=1.0)
+    eps_decay_fraction: float = _setting(0.1, "fraction of total_env_steps over which epsilon decays linearly",
+                                         minimum=0.0, maximum=1.0)
+    temperature_start: float = _setting(1.0, "Boltzmann temperature at the start", minimum=0.0,
+                                        exclusive_minimum=True)
+    temperature_end: float = _setting(0.01, "Boltzmann temperature after the decay", minimum=0.0,
+                                      exclusive_minimum=True)
+    temperature_decay_fraction: float = _setting(0.1, "fraction of total_env_steps over which the temperature "
+                                                 "decays linearly", minimum=0.0, maximum=1.0)
+    # --- replay and rates (the "general view": collection, regression and target update each have a rate)
+    buffer_size: int = _setting(100_000, "replay capacity in transitions (1 = online, no replay)", minimum=1)
+    batch_size: int = _setting(64, "transitions per gradient step", minimum=1)
+    warmup_env_steps: int = _setting(1000, "env steps collected before the first update", minimum=0)
+    env_steps_per_update: int = _setting(4, "env steps collected between two updates", minimum=1)
+    grad_steps_per_update: int = _setting(1, "gradient steps taken at each update", minimum=1)
+    # --- run length, evaluation and logging
+    total_env_steps: int = _setting(50_000, "env steps of training", minimum=1)
+    eval_interval_env_steps: int = _setting(5_000, "env steps between greedy evaluations (one more at the end)",
+                                            minimum=1)
+    eval_episodes: int = _setting(10, "episodes per evaluation, on a separate, separately seeded env", minimum=1)
+    log_interval_env_steps: int = _setting(1_000, "env steps between rows of training diagnostics", minimum=1)
+    torch_threads: int = _setting(1, "torch intra-op threads for this run", minimum=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SETTINGS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named composition of the engine's parts: only the settings that differ from the engine defaults."""
+
+    name: str
+    description: str
+    settings: dict[str, Any]
+
+
+_DQN = "replay buffer + hard target network"
+VARIANTS: dict[str, Variant] = {v.name: v for v in [
+    Variant("dqn", f"DQN: {_DQN}, max target, 1-step, MSE loss", {}),
+    Variant("double_dqn", f"Double DQN: {_DQN}, online net selects and target net evaluates", {"target": "double"}),
+    Variant("nstep_dqn", f"N-step DQN: {_DQN}, 3-step returns, no off-policy correction", {"n_step": 3}),
+    Variant("huber_dqn", f"DQN with Huber loss (delta 1) and gradient-norm clipping at 10: {_DQN}",
+            {"loss": "huber", "huber_delta": 1.0, "max_grad_norm": 10.0}),
+    Variant("double_nstep_huber_dqn", f"Double + 3-step + Huber + clipping: {_DQN}",
+            {"target": "double", "n_step": 3, "loss": "huber", "huber_delta": 1.0, "max_grad_norm": 10.0}),
+    Variant("online_q", "Online Q-learning: no replay (buffer of 1), one gradient step per env step, no target lag",
+            {"buffer_size": 1, "batch_size": 1, "warmup_env_steps": 1, "env_steps_per_update": 1,
+             "grad_steps_per_update": 1, "target_update": "none"}),
+    Variant("fitted_q", "Fitted Q-iteration: collect 1000 env steps, then 4 target refreshes of 250 gradient "
+            "steps each", {"env_steps_per_update": 1000, "grad_steps_per_update": 1000,
+                           "target_period_grad_steps": 250, "target_update": "hard"}),
+]}
+
+# Which settings describe a variant's composition, for `qbench list variants`.
+COMPONENT_KEYS = ("q_head", "maximiser", "target", "n_step", "nstep_correction", "loss", "max_grad_norm",
+                  "target_update", "exploration", "buffer_size", "env_steps_per_update", "grad_steps_per_update",
+                  "target_period_grad_steps")
+
+
+def choices_line(names: Any) -> str:
+    return ", ".join(sorted(names))
+
+
+def unknown(kind: str, name: str, valid: Any) -> ConfigError:
+    """The one-line error for a name that is not among the valid ones, with a close match when there is one."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown {kind} '{name}'{hint}; valid {kind}s: {', '.join(valid)}")
+
+
+def get_variant(name: str, extra: dict[str, Variant] | None = None) -> Variant:
+    table = {**VARIANTS, **(extra or {})}
+    if name not in table:
+        raise unknown("variant", name, table)
+    return table[name]
+
+
+def coerce_setting(key: str, value: Any) -> Any:
+    """Check one setting against its declared type, choices and bounds; return it in its canonical type."""
+    if key not in SETTINGS:
+        raise unknown("setting", key, SETTINGS)
+    f = SETTINGS[key]
+    meta = f.metadata
+    kind = f.type
+    bad = ConfigError(f"setting '{key}' must be {kind}, got {value!r}")
+    if kind == "int":
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, float) and value.is_integer():  # TOML reads 1e5 as a float
+            value = int(value)
+        if not isinstance(value, int):
+            raise bad
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        value = float(value)
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise bad
+    elif kind == "list":
+        if not isinstance(value, list) or not value or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            raise ConfigError(f"setting '{key}' must be a non-empty list of positive integers, got {value!r}")
+        return list(value)
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise ConfigError(f"setting '{key}' has no choice '{value}'; valid choices: {', '.join(meta['choices'])}")
+    lo, hi = meta["minimum"], meta["maximum"]
+    if lo is not None and (value < lo or (meta["exclusive_minimum"] and value == lo)):
+        op = ">" if meta["exclusive_minimum"] else ">="
+        raise ConfigError(f"setting '{key}' must be {op} {lo}, got {value}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"setting '{key}' must be <= {hi}, got {value}")
+    return value
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse one ``key=value`` from the command line; the value is read as a TOML value, else as a bare string."""
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key:
+        raise ConfigError(f"override '{text}' is not of the form key=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def check_consistency(cfg: Config) -> None:
+    """Refuse combinations of parts that do not make sense together, naming what would work."""
+    if cfg.target == "double" and cfg.target_update == "none":
+        raise ConfigError("target 'double' needs a target network; set target_update to hard or polyak, "
+                          "or target to max")
+    if cfg.batch_size > cfg.buffer_size:
+        raise ConfigError(f"batch_size ({cfg.batch_size}) exceeds buffer_size ({cfg.buffer_size}); "
+                          f"lower batch_size or raise buffer_size")
+    if cfg.n_step > cfg.buffer_size:
+        raise ConfigError(f"n_step ({cfg.n_step}) exceeds buffer_size ({cfg.buffer_size})")
+
+
+def resolve(variant: Variant, task_settings: dict[str, Any], *override_layers: dict[str, Any]) -> Config:
+    """Engine defaults -> task -> variant -> each override layer in order; every value is checked."""
+    merged: dict[str, Any] = {}
+    for layer in (task_settings, variant.settings, *override_layers):
+        for key, value in layer.items():
+            merged[key] = coerce_setting(key, value)
+    cfg = Config(**merged)
+    check_consistency(cfg)
+    return cfg
+
+
+def config_hash(payload: dict[str, Any]) -> str:
+    """A short stable hash of a resolved job (variant, task, seed and settings): it names the run directory."""
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]

@@ -1,0 +1,248 @@
+"""The one training loop. Every variant is this loop with different parts in its slots.
+
+collect -> store -> (every env_steps_per_update) sample -> target -> loss -> step -> maybe update target,
+with a greedy evaluation on a separate env every eval_interval_env_steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from qbench.config import Config
+from qbench.envs.tasks import Spaces, make_env, spaces_of
+from qbench.jobs import Job
+from qbench.parts.exploration import boltzmann_probs, epsilon_greedy_probs, linear_schedule, sample_from_probs
+from qbench.parts.losses import global_grad_norm, td_loss
+from qbench.parts.maximisers import ExactMaximiser
+from qbench.parts.networks import DiscreteQ
+from qbench.parts.target_update import hard_update, polyak_update
+from qbench.parts.targets import bootstrap_value, td_targets
+from qbench.replay.buffer import ReplayBuffer
+from qbench.store import RunDir, run_metadata
+
+
+class DivergedError(RuntimeError):
+    """The TD loss became NaN or infinite."""
+
+
+def build_q(cfg: Config, spaces: Spaces) -> torch.nn.Module:
+    if cfg.q_head == "discrete":
+        return DiscreteQ(spaces.obs_dim, spaces.n_actions, cfg.hidden_sizes)
+    raise ValueError(f"unknown q head {cfg.q_head!r}")
+
+
+def build_maximiser(cfg: Config, spaces: Spaces):
+    if cfg.maximiser == "exact":
+        return ExactMaximiser()
+    raise ValueError(f"unknown maximiser {cfg.maximiser!r}")
+
+
+def build_optimiser(cfg: Config, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def derived_seed(*parts: int) -> int:
+    """A seed for a separate random stream (evaluation env, network init) derived from the job seed."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def evaluate(q_fn, maximiser, env, encode, episodes: int, seed: int) -> np.ndarray:
+    """Greedy returns over whole episodes; the env is reset with `seed` once, so each evaluation is reproducible."""
+    returns = np.zeros(episodes)
+    raw, _ = env.reset(seed=seed)
+    for ep in range(episodes):
+        done, total = False, 0.0
+        while not done:
+            with torch.inference_mode():
+                action = maximiser.argmax(q_fn, torch.as_tensor(encode(raw))[None])[0].numpy()
+            raw, reward, terminated, truncated, _ = env.step(action.item() if action.ndim == 0 else action)
+            total += float(reward)
+            done = terminated or truncated
+        returns[ep] = total
+        if ep + 1 < episodes:
+            raw, _ = env.reset()
+    return returns
+
+
+def train(job: Job, run: RunDir | None = None,
+          progress: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train one job; write its rows to `run` as they come; return the summary. Raises DivergedError."""
+    cfg = job.config
+    torch.set_num_threads(cfg.torch_threads)
+    started = time.perf_counter()
+    rng = np.random.default_rng(job.seed)
+    env, eval_env = make_env(job.task), make_env(job.task)
+    spaces = spaces_of(env)
+    encode = spaces.encode
+
+    # Parts. Initialisation draws from a private torch stream so that the process-wide RNG stays untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derived_seed(job.seed, 1))
+        online = build_q(cfg, spaces)
+    target = online if cfg.target_update == "none" else copy.deepcopy(online)
+    for p in target.parameters() if target is not online else ():
+        p.requires_grad_(False)
+    maximiser = build_maximiser(cfg, spaces)
+    optimiser = build_optimiser(cfg, online.parameters())
+    action_shape = () if spaces.action_kind == "discrete" else spaces.action_low.shape
+    action_dtype = np.int64 if spaces.action_kind == "discrete" else np.float32
+    buffer = ReplayBuffer(cfg.buffer_size, (spaces.obs_dim,), action_shape, action_dtype, cfg.n_step, cfg.gamma)
+
+    def greedy_np(obs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return maximiser.argmax(online, torch.as_tensor(obs)).numpy()
+    cut_trace = greedy_np if cfg.nstep_correction == "cut" and cfg.n_step > 1 else None
+
+    def behaviour_action(obs: np.ndarray, progress_frac: float) -> tuple[int, float]:
+        with torch.inference_mode():
+            q = online.all_actions(torch.as_tensor(obs)[None])[0].numpy()
+        if cfg.exploration == "epsilon_greedy":
+            level = linear_schedule(cfg.eps_start, cfg.eps_end, cfg.eps_decay_fraction, progress_frac)
+            probs = epsilon_greedy_probs(q, level)
+        else:
+            level = linear_schedule(cfg.temperature_start, cfg.temperature_end, cfg.temperature_decay_fraction,
+                                    progress_frac)
+            probs = boltzmann_probs(q, level)
+        return sample_from_probs(probs, rng), level
+
+    evaluations: list[dict[str, Any]] = []
+    diagnostics: list[dict[str, Any]] = []
+    grad_steps = 0
+    episodes = 0
+    episode_return = 0.0
+    recent_returns: list[float] = []
+    sums = {"td_loss": 0.0, "q_mean": 0.0, "grad_norm": 0.0, "n": 0}
+    last_log = (started, 0)
+    lr = cfg.lr
+    explore_level = float("nan")
+
+    obs = encode(env.reset(seed=job.seed)[0])
+    for env_steps in range(1, cfg.total_env_steps + 1):
+        progress_frac = (env_steps - 1) / cfg.total_env_steps
+
+        # 1. Collect one transition with the behaviour policy and store it.
+        action, explore_level = behaviour_action(obs, progress_frac)
+        raw_next, reward, terminated, truncated, _ = env.step(action)
+        next_obs = encode(raw_next)
+        buffer.add(obs, action, float(reward), next_obs, terminated, truncated)
+        episode_return += float(reward)
+        if terminated or truncated:
+            episodes += 1
+            recent_returns.append(episode_return)
+            episode_return = 0.0
+            obs = encode(env.reset()[0])
+        else:
+            obs = next_obs
+
+        # 2. Regress Q on targets: grad_steps_per_update steps every env_steps_per_update env steps.
+        if env_steps >= cfg.warmup_env_steps and env_steps % cfg.env_steps_per_update == 0:
+            if cfg.lr_schedule == "linear":
+                lr = cfg.lr + progress_frac * (cfg.lr_end - cfg.lr)
+                for group in optimiser.param_groups:
+                    group["lr"] = lr
+            for _ in range(cfg.grad_steps_per_update):
+                batch = buffer.sample(cfg.batch_size, rng, cut_trace)
+                obs_b = torch.as_tensor(batch.obs)
+                actions_b = torch.as_tensor(batch.actions)
+                with torch.no_grad():
+                    bootstrap = bootstrap_value(cfg.target, maximiser, online, target,
+                                                torch.as_tensor(batch.bootstrap_obs))
+                    y = td_targets(torch.as_tensor(batch.reward_n, dtype=torch.float32),
+                                   torch.as_tensor(batch.discount_n, dtype=torch.float32), bootstrap)
+                q_pred = online.q(obs_b, actions_b)
+                loss = td_loss(q_pred, y, cfg.loss, cfg.huber_delta)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = global_grad_norm(online.parameters(), cfg.max_grad_norm)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value) or not math.isfinite(grad_norm):
+                    raise DivergedError(f"TD loss became {loss_value} at env step {env_steps} "
+                                        f"(gradient step {grad_steps})")
+                optimiser.step()
+                grad_steps += 1
+
+                # 3. Let the target follow.
+                if cfg.target_update == "hard" and grad_steps % cfg.target_period_grad_steps == 0:
+                    hard_update(target, online)
+                elif cfg.target_update == "polyak":
+                    polyak_update(target, online, cfg.tau)
+                sums["td_loss"] += loss_value
+                sums["q_mean"] += float(q_pred.detach().mean())
+                sums["grad_norm"] += grad_norm
+                sums["n"] += 1
+
+        # 4. Diagnostics and evaluation.
+        if env_steps % cfg.log_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
+            now = time.perf_counter()
+            n = max(sums["n"], 1)
+            diagnostics.append({
+                "env_steps": env_steps, "grad_steps": grad_steps, "episodes": episodes,
+                "td_loss": sums["td_loss"] / n if sums["n"] else float("nan"),
+                "q_mean": sums["q_mean"] / n if sums["n"] else float("nan"),
+                "grad_norm": sums["grad_norm"] / n if sums["n"] else float("nan"),
+                "lr": lr, "explore_level": explore_level,
+                "train_return_mean": float(np.mean(recent_returns)) if recent_returns else float("nan"),
+                "steps_per_s": (env_steps - last_log[1]) / max(now - last_log[0], 1e-9),
+                "wall_s": now - started,
+            })
+            sums = {"td_loss": 0.0, "q_mean": 0.0, "grad_norm": 0.0, "n": 0}
+            recent_returns = []
+            last_log = (now, env_steps)
+            if run is not None:
+                run.write_diagnostics(diagnostics)
+            if progress is not None:
+                progress(env_steps, {"diagnostics": diagnostics[-1]})
+
+        if env_steps % cfg.eval_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
+            returns = evaluate(online, maximiser, eval_env, encode, cfg.eval_episodes,
+                               derived_seed(job.seed, 2, env_steps))
+            evaluations.append({
+                "env_steps": env_steps, "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+                "return_min": float(returns.min()), "return_max": float(returns.max()),
+                "n_episodes": len(returns), "grad_steps": grad_steps, "wall_s": time.perf_counter() - started,
+            })
+            if run is not None:
+                run.write_evaluations(evaluations)
+            if progress is not None:
+                progress(env_steps, {"evaluation": evaluations[-1]})
+
+    env.close()
+    eval_env.close()
+    wall_s = time.perf_counter() - started
+    final = evaluations[-1]
+    return {
+        "variant": job.variant, "task": job.task.name, "seed": job.seed,
+        "final_return_mean": final["return_mean"], "final_return_std": final["return_std"],
+        "best_return_mean": max(e["return_mean"] for e in evaluations),
+        "env_steps": cfg.total_env_steps, "grad_steps": grad_steps, "episodes": episodes,
+        "wall_s": wall_s, "steps_per_s": cfg.total_env_steps / wall_s,
+    }
+
+
+def run_job(job: Job, run: RunDir, command: list[str] | None = None,
+            progress: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train one job into its run directory: config and metadata first, rows as they come, summary last (the
+    marker that the run is complete). A diverged run leaves error.json instead of a summary, and re-raises."""
+    meta = run_metadata(command)
+    run.write_config(job.to_dict())
+    run.write_metadata(meta)
+    try:
+        summary = train(job, run, progress)
+    except DivergedError as exc:
+        run.write_error({"error": "diverged", "message": str(exc)})
+        raise
+    meta["wall_s"] = summary["wall_s"]
+    run.write_metadata(meta)
+    run.write_summary({**summary, "job_hash": job.hash})
+    return summary

@@ -1,0 +1,1 @@
+"""Tasks: Gymnasium ids plus tuned hyperparameters, and the observation encodings the engine understands."""

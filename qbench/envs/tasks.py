@@ -1,0 +1,131 @@
+"""Known tasks, task resolution, environment construction and observation encoding."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from qbench.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Task:
+    """A Gymnasium environment with the hyperparameters tuned for it (zoo-like where the zoo has them)."""
+
+    name: str
+    env_id: str                      # a registered Gymnasium id, or module:Class
+    description: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    extra: str | None = None         # the pip extra that provides the environment
+
+
+# rl-baselines3-zoo's dqn.yml counts its target period in env steps; ours counts gradient steps, converted here
+# with the same collection/regression rates (CartPole: the target is refreshed once per 128-step training round).
+_ACROBOT_LIKE = {"lr": 6.3e-4, "buffer_size": 50_000, "warmup_env_steps": 0, "batch_size": 128,
+                 "target_period_grad_steps": 250, "env_steps_per_update": 4, "grad_steps_per_update": 4,
+                 "eps_decay_fraction": 0.12, "eps_end": 0.1, "gamma": 0.99, "hidden_sizes": [256, 256],
+                 "total_env_steps": 100_000, "eval_interval_env_steps": 10_000}
+
+TASKS: dict[str, Task] = {t.name: t for t in [
+    Task("CartPole-v1", "CartPole-v1", "balance a pole; 500 is the maximum return",
+         {"lr": 2.3e-3, "buffer_size": 100_000, "warmup_env_steps": 1000, "batch_size": 64,
+          "target_period_grad_steps": 128, "env_steps_per_update": 256, "grad_steps_per_update": 128,
+          "eps_decay_fraction": 0.16, "eps_end": 0.04, "gamma": 0.99, "hidden_sizes": [256, 256],
+          "total_env_steps": 50_000, "eval_interval_env_steps": 5_000}),
+    Task("Acrobot-v1", "Acrobot-v1", "swing a two-link arm above a line; -500 is failure", dict(_ACROBOT_LIKE)),
+    Task("MountainCar-v0", "MountainCar-v0", "drive an underpowered car up a hill; -200 is failure",
+         {"lr": 4e-3, "buffer_size": 10_000, "warmup_env_steps": 1000, "batch_size": 128,
+          "target_period_grad_steps": 300, "env_steps_per_update": 16, "grad_steps_per_update": 8,
+          "eps_decay_fraction": 0.2, "eps_end": 0.07, "gamma": 0.98, "hidden_sizes": [256, 256],
+          "total_env_steps": 120_000, "eval_interval_env_steps": 10_000}),
+    Task("LunarLander-v3", "LunarLander-v3", "land a craft between two flags; 200 counts as solved",
+         dict(_ACROBOT_LIKE), extra="box2d"),
+]}
+
+
+def get_task(name: str, extra: dict[str, Task] | None = None) -> Task:
+    """A known task, any registered Gymnasium id, or a module:Class entry point."""
+    table = {**TASKS, **(extra or {})}
+    if name in table:
+        return table[name]
+    if name in gym.registry:
+        return Task(name, name, "a registered Gymnasium environment (engine defaults)")
+    if ":" in name:
+        _entry_point(name)  # fail now, not inside a worker
+        return Task(name, name, "a user environment class (engine defaults)")
+    valid = ", ".join(sorted(table))
+    raise ConfigError(f"unknown task '{name}'; known tasks: {valid}; or any registered Gymnasium id, "
+                      f"or module:Class")
+
+
+def _entry_point(spec: str) -> Callable[..., gym.Env]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load environment class '{spec}': {exc}") from None
+
+
+def make_env(task: Task) -> gym.Env:
+    try:
+        if ":" in task.env_id and task.env_id not in gym.registry:
+            return _entry_point(task.env_id)(**task.env_kwargs)
+        return gym.make(task.env_id, **task.env_kwargs)
+    except gym.error.DependencyNotInstalled as exc:
+        hint = f"; install it with: pip install 'qbench[{task.extra}]'" if task.extra else ""
+        raise ConfigError(f"task '{task.name}' needs a package that is not installed ({exc}){hint}") from None
+
+
+@dataclass(frozen=True)
+class Spaces:
+    """What the engine needs to know about a task's spaces."""
+
+    obs_dim: int
+    encode: Callable[[Any], np.ndarray]
+    action_kind: str                 # "discrete" or "box"
+    n_actions: int = 0               # discrete
+    action_low: np.ndarray | None = None   # box
+    action_high: np.ndarray | None = None  # box
+
+
+def observation_encoder(space: gym.Space) -> tuple[int, Callable[[Any], np.ndarray]]:
+    """Box observations are flattened to float32; Discrete ones become one-hot vectors."""
+    if isinstance(space, gym.spaces.Box):
+        dim = int(np.prod(space.shape))
+        return dim, lambda obs: np.asarray(obs, dtype=np.float32).reshape(dim)
+    if isinstance(space, gym.spaces.Discrete):
+        n, start = int(space.n), int(space.start)
+
+        def one_hot(obs) -> np.ndarray:
+            v = np.zeros(n, dtype=np.float32)
+            v[int(obs) - start] = 1.0
+            return v
+        return n, one_hot
+    raise ConfigError(f"observation space {type(space).__name__} is not supported; supported: Box, Discrete")
+
+
+def spaces_of(env: gym.Env) -> Spaces:
+    obs_dim, encode = observation_encoder(env.observation_space)
+    a = env.action_space
+    if isinstance(a, gym.spaces.Discrete):
+        if a.start != 0:
+            raise ConfigError("Discrete action spaces must start at 0")
+        return Spaces(obs_dim, encode, "discrete", n_actions=int(a.n))
+    if isinstance(a, gym.spaces.Box):
+        return Spaces(obs_dim, encode, "box", action_low=a.low.astype(np.float32),
+                      action_high=a.high.astype(np.float32))
+    raise ConfigError(f"action space {type(a).__name__} is not supported; supported: Discrete, Box")
+
+
+def probe_spaces(task: Task) -> Spaces:
+    env = make_env(task)
+    try:
+        return spaces_of(env)
+    finally:
+        env.close()

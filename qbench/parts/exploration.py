@@ -1,0 +1,39 @@
+"""Behaviour policies as action probabilities, and linear schedules."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def linear_schedule(start: float, end: float, decay_fraction: float, progress: float) -> float:
+    """Linear from start to end over the first decay_fraction of the run, then constant. progress is in [0, 1]."""
+    if decay_fraction <= 0:
+        return end
+    frac = min(progress / decay_fraction, 1.0)
+    return start + frac * (end - start)
+
+
+def epsilon_greedy_probs(q_values: np.ndarray, eps: float) -> np.ndarray:
+    """1 - eps on the greedy action and eps / (|A| - 1) on each other one (ties go to the lowest index)."""
+    q_values = np.asarray(q_values)
+    n = q_values.shape[-1]
+    greedy = np.argmax(q_values, axis=-1)
+    if n == 1:
+        return np.ones_like(q_values, dtype=np.float64)
+    probs = np.full(q_values.shape, eps / (n - 1), dtype=np.float64)
+    np.put_along_axis(probs, np.expand_dims(greedy, -1), 1.0 - eps, axis=-1)
+    return probs
+
+
+def boltzmann_probs(q_values: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(Q / temperature), computed stably."""
+    z = np.asarray(q_values, dtype=np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def sample_from_probs(probs: np.ndarray, rng: np.random.Generator) -> int:
+    """Draw one index from a probability vector with a single uniform number (inverse CDF)."""
+    cdf = np.cumsum(probs)
+    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(probs) - 1))

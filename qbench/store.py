@@ -1,0 +1,118 @@
+"""Run directories: every file is written whole to a temporary name and then renamed over the old one."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+CONFIG = "config.json"
+METADATA = "metadata.json"
+EVALUATIONS = "evaluations.csv"
+DIAGNOSTICS = "diagnostics.csv"
+SUMMARY = "summary.json"   # written last: its presence marks a complete run
+ERROR = "error.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text so that readers see either the old file or the new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def git_commit() -> str:
+    """The commit of the qbench checkout in use, with '-dirty' if it has uncommitted changes; 'unknown' outside
+    a git checkout (an installed wheel)."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("qbench", "torch", "gymnasium", "numpy", "pandas", "ale-py", "mujoco", "box2d"):
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def run_metadata(command: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "command": command if command is not None else sys.argv,
+        "git_commit": git_commit(),
+        "versions": package_versions(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+class RunDir:
+    """One job's directory: resolved config, metadata, evaluation rows, diagnostics, summary (the done marker)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def write_config(self, job: dict[str, Any]) -> None:
+        atomic_write_json(self.path / CONFIG, job)
+
+    def write_metadata(self, meta: dict[str, Any]) -> None:
+        atomic_write_json(self.path / METADATA, meta)
+
+    def write_evaluations(self, rows: list[dict[str, Any]]) -> None:
+        atomic_write_text(self.path / EVALUATIONS, rows_to_csv(rows))
+
+    def write_diagnostics(self, rows: list[dict[str, Any]]) -> None:
+        atomic_write_text(self.path / DIAGNOSTICS, rows_to_csv(rows))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.path / SUMMARY, summary)
+
+    def write_error(self, error: dict[str, Any]) -> None:
+        atomic_write_json(self.path / ERROR, error)
+
+    @property
+    def complete(self) -> bool:
+        return (self.path / SUMMARY).exists()
