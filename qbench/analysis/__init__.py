@@ -1,0 +1,1 @@
+"""Multi-seed statistics for qbench results (pure numpy/scipy; imports no torch, gymnasium or qbench code)."""

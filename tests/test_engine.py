@@ -1,0 +1,67 @@
+import json
+
+import pytest
+import torch
+
+from qbench.engine import run_job, train
+from qbench.jobs import build_job
+from qbench.store import RunDir
+
+SMALL = {"total_env_steps": 1500, "warmup_env_steps": 500, "eval_interval_env_steps": 500, "eval_episodes": 3,
+         "hidden_sizes": [32, 32]}
+
+
+def evaluation_returns(summary_run):
+    return [(r["env_steps"], r["return_mean"], r["return_std"]) for r in summary_run]
+
+
+@pytest.mark.parametrize("variant", ["dqn", "double_nstep_huber_dqn"])
+def test_same_seed_same_numbers_and_the_global_rng_is_untouched(variant, tmp_path):
+    job = build_job(variant, "CartPole-v1", 7, SMALL, {"nstep_correction": "cut", "exploration": "boltzmann"})
+    rng_before = torch.random.get_rng_state().clone()
+    runs = []
+    for i in range(2):
+        run_job(job, RunDir(tmp_path / str(i)))
+        runs.append((tmp_path / str(i) / "evaluations.csv").read_text().splitlines())
+    assert torch.equal(rng_before, torch.random.get_rng_state())
+    strip_wall = [[",".join(line.split(",")[:-1]) for line in rows] for rows in runs]   # wall_s is last
+    assert strip_wall[0] == strip_wall[1]
+    other = build_job(variant, "CartPole-v1", 8, SMALL, {"nstep_correction": "cut", "exploration": "boltzmann"})
+    run_job(other, RunDir(tmp_path / "other"))
+    assert (tmp_path / "other" / "diagnostics.csv").read_text() != (tmp_path / "0" / "diagnostics.csv").read_text()
+
+
+@pytest.mark.parametrize("variant,settings,expected_grad_steps", [
+    # updates at env steps 500, 504, ..., 1500 (251 updates) x 2 gradient steps
+    ("dqn", {"env_steps_per_update": 4, "grad_steps_per_update": 2}, 251 * 2),
+    # fitted Q: collect 500, then 40 gradient steps, at 500, 1000, 1500
+    ("fitted_q", {"env_steps_per_update": 500, "grad_steps_per_update": 40, "target_period_grad_steps": 10}, 120),
+    # online: one gradient step on the newest transition at every env step from 500 on
+    ("online_q", {}, 1001),
+])
+def test_rates_decide_how_many_gradient_steps_are_taken(variant, settings, expected_grad_steps):
+    job = build_job(variant, "CartPole-v1", 0, SMALL, settings)
+    summary = train(job)
+    assert summary["grad_steps"] == expected_grad_steps
+    assert summary["env_steps"] == 1500
+
+
+def test_online_q_is_a_preset_of_the_same_engine():
+    cfg = build_job("online_q", "CartPole-v1", 0).config
+    assert (cfg.buffer_size, cfg.batch_size, cfg.env_steps_per_update, cfg.grad_steps_per_update) == (1, 1, 1, 1)
+    assert cfg.target_update == "none"
+
+
+def test_divergence_is_recorded_and_raised(tmp_path):
+    from qbench.engine import DivergedError
+    job = build_job("dqn", "CartPole-v1", 0, SMALL, {"lr": 1e30, "optimizer": "rmsprop", "gamma": 1.0})
+    with pytest.raises(DivergedError):
+        run_job(job, RunDir(tmp_path))
+    error = json.loads((tmp_path / "error.json").read_text())
+    assert error["error"] == "diverged" and not (tmp_path / "summary.json").exists()
+
+
+def test_one_hot_task_trains_end_to_end():
+    job = build_job("dqn", "FrozenLake-v1", 0, SMALL, {"total_env_steps": 600})
+    summary = train(job)
+    assert 0.0 <= summary["final_return_mean"] <= 1.0
