@@ -22,7 +22,7 @@ DISCRETE = ["dqn", "double_dqn", "nstep_dqn", "huber_dqn", "double_nstep_huber_d
 def _one(args: tuple) -> dict:
     variant, task, seed, overrides, out = args
     from qbench.config import parse_assignment
-    from qbench.engine import run_job
+    from qbench.engine import DivergedError, run_job
     from qbench.jobs import build_job
     from qbench.store import RunDir
 
@@ -33,7 +33,7 @@ def _one(args: tuple) -> dict:
         return json.loads((path / "summary.json").read_text())
     try:
         return run_job(job, RunDir(path), ["benchmarks/engine_acceptance.py"])
-    except Exception as exc:  # a diverged run is a result, not a crash of the benchmark
+    except DivergedError as exc:  # a diverged run is a result, not a crash of the benchmark
         return {"variant": variant, "task": task, "seed": seed, "final_return_mean": float("nan"),
                 "wall_s": float("nan"), "error": str(exc)}
 

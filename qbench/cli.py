@@ -70,7 +70,7 @@ def _default_run_path(job) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from qbench.engine import DivergedError, run_job
+    from qbench.engine import DivergedError
     from qbench.jobs import build_job
     from qbench.store import RunDir
 

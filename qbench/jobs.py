@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from qbench.config import Config, ConfigError, Variant, config_hash, get_variant, resolve, VARIANTS
+from qbench.config import VARIANTS, Config, ConfigError, Variant, config_hash, get_variant, resolve
 from qbench.envs.tasks import Task, get_task, probe_spaces
 
 # Which action space each q head serves.

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,7 @@ def run_metadata(command: list[str] | None = None) -> dict[str, Any]:
         "versions": package_versions(),
         "host": socket.gethostname(),
         "platform": platform.platform(),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

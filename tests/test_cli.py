@@ -7,7 +7,7 @@ import pytest
 
 def qbench(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "qbench", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+                          timeout=120, check=False)
 
 
 @pytest.mark.parametrize("args,fragment", [
