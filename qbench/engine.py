@@ -144,11 +144,9 @@ def train(job: Job, run: RunDir | None = None,
 
     def behaviour_action(obs: np.ndarray, progress_frac: float, warming_up: bool) -> tuple[Any, float]:
         """(action in the engine's units, exploration level: epsilon, temperature or noise std)."""
-        if warming_up:  # before the first update the nets know nothing: act uniformly at random
-            if discrete:
-                return int(rng.integers(spaces.n_actions)), 1.0
-            return rng.uniform(-1.0, 1.0, spaces.action_dim).astype(np.float32), float("nan")
         if not discrete:
+            if warming_up:  # an untrained actor plus small noise covers little of the box: act uniformly
+                return rng.uniform(-1.0, 1.0, spaces.action_dim).astype(np.float32), 1.0
             greedy = greedy_np(obs[None])[0]
             return np.clip(greedy + noise.sample(), -1.0, 1.0).astype(np.float32), cfg.noise_std
         with torch.inference_mode():
