@@ -34,13 +34,24 @@ class Config:
     """Every knob of the engine. Each field is one slot choice or one number, with its unit in the name."""
 
     # --- q head and maximiser
-    q_head: str = _setting("discrete", "how Q(s, a) is computed: one output per action", choices=("discrete",))
-    maximiser: str = _setting("exact", "how argmax_a Q is found: exact over a discrete action set",
-                              choices=("exact",))
+    q_head: str = _setting("discrete", "how Q(s, a) is computed: discrete (one output per action), state_action "
+                           "(the action is an input), naf (V(s) - 1/2 (a-mu)^T P (a-mu))",
+                           choices=("discrete", "state_action", "naf"))
+    maximiser: str = _setting("exact", "how argmax_a Q is found: exact over a discrete set, random (uniform "
+                              "samples), cem (cross-entropy method), naf (mu(s) in closed form), actor (a learned "
+                              "deterministic policy, DDPG)", choices=("exact", "random", "cem", "naf", "actor"))
     hidden_sizes: list = _setting([256, 256], "hidden layer widths of every MLP (ReLU)")
+    random_samples_act: int = _setting(1000, "random maximiser: uniform actions drawn when acting", minimum=1)
+    random_samples_target: int = _setting(100, "random maximiser: uniform actions drawn per target (inner loop)",
+                                          minimum=1)
+    cem_iterations: int = _setting(3, "CEM: Gaussian refits", minimum=1)
+    cem_population: int = _setting(64, "CEM: actions sampled per iteration", minimum=2)
+    cem_elites: int = _setting(6, "CEM: best actions the Gaussian is refitted to", minimum=1)
+    actor_lr: float = _setting(1e-3, "actor maximiser (DDPG): learning rate of the actor", minimum=0.0,
+                               exclusive_minimum=True)
     # --- target and returns
     target: str = _setting("max", "bootstrap value: max under the target net, or double (online selects, target "
-                           "evaluates)", choices=("max", "double"))
+                           "evaluates), or policy (target critic at the target actor's action, DDPG)", choices=("max", "double", "policy"))
     n_step: int = _setting(1, "rewards summed before bootstrapping", minimum=1)
     nstep_correction: str = _setting("ignore", "off-policy correction for n_step > 1: ignore, or cut the trace at "
                                      "the first later action that is not greedy under the current Q",
@@ -64,7 +75,8 @@ class Config:
     tau: float = _setting(0.005, "polyak rate: target <- tau*online + (1-tau)*target", minimum=0.0, maximum=1.0,
                           exclusive_minimum=True)
     # --- exploration
-    exploration: str = _setting("epsilon_greedy", "behaviour policy", choices=("epsilon_greedy", "boltzmann"))
+    exploration: str = _setting("epsilon_greedy", "behaviour policy for discrete actions",
+                                choices=("epsilon_greedy", "boltzmann"))
     eps_start: float = _setting(1.0, "epsilon at the start (eps/(|A|-1) on each non-greedy action)",
                                 minimum=0.0, maximum=1.0)
     eps_end: float = _setting(0.05, "epsilon after the decay", minimum=0.0, maximum=1.0)
@@ -76,6 +88,11 @@ class Config:
                                       exclusive_minimum=True)
     temperature_decay_fraction: float = _setting(0.1, "fraction of total_env_steps over which the temperature "
                                                  "decays linearly", minimum=0.0, maximum=1.0)
+    action_noise: str = _setting("gaussian", "behaviour policy for Box actions: the greedy action plus Gaussian "
+                                 "or Ornstein-Uhlenbeck noise, clipped to the bounds", choices=("gaussian", "ou"))
+    noise_std: float = _setting(0.1, "Gaussian std, or OU sigma, in units of half the action range", minimum=0.0)
+    ou_theta: float = _setting(0.15, "OU mean reversion rate", minimum=0.0)
+    ou_dt: float = _setting(0.01, "OU time step", minimum=0.0, exclusive_minimum=True)
     # --- replay and rates (the "general view": collection, regression and target update each have a rate)
     buffer_size: int = _setting(100_000, "replay capacity in transitions (1 = online, no replay)", minimum=1)
     batch_size: int = _setting(64, "transitions per gradient step", minimum=1)
@@ -121,6 +138,18 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("fitted_q", "Fitted Q-iteration: collect 1000 env steps, then 4 target refreshes of 250 gradient "
             "steps each", {"env_steps_per_update": 1000, "grad_steps_per_update": 1000,
                            "target_period_grad_steps": 250, "target_update": "hard"}),
+    # Continuous actions. Sampling maximisers evaluate Q thousands of times per gradient step, so their critic is
+    # small by definition; hidden_sizes can still be overridden.
+    Variant("random_q", "Q(s, a) with the action as input, maximised by the best of N uniform actions (1000 to act, "
+            "100 per target)", {"q_head": "state_action", "maximiser": "random", "hidden_sizes": [64, 64]}),
+    Variant("cem_q", "Q(s, a) with the action as input, maximised by the cross-entropy method (3 iterations of 64, "
+            "6 elites); double target", {"q_head": "state_action", "maximiser": "cem", "target": "double",
+                                         "hidden_sizes": [64, 64]}),
+    Variant("naf", "Normalised advantage functions: Q = V(s) - 1/2 (a - mu(s))^T P(s) (a - mu(s)), argmax mu(s)",
+            {"q_head": "naf", "maximiser": "naf"}),
+    Variant("ddpg", "DDPG: a deterministic actor is the learned maximiser; target critic at the target actor's "
+            "action; polyak targets", {"q_head": "state_action", "maximiser": "actor", "target": "policy",
+                                       "target_update": "polyak"}),
 ]}
 
 # Which settings describe a variant's composition, for `qbench list variants`.
@@ -199,11 +228,23 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key, value
 
 
+# Which maximisers can serve each q head.
+HEAD_MAXIMISERS = {"discrete": ("exact",), "state_action": ("random", "cem", "actor"),
+                   "naf": ("naf", "random", "cem")}
+
+
 def check_consistency(cfg: Config) -> None:
     """Refuse combinations of parts that do not make sense together, naming what would work."""
-    if cfg.target == "double" and cfg.target_update == "none":
-        raise ConfigError("target 'double' needs a target network; set target_update to hard or polyak, "
-                          "or target to max")
+    fits = HEAD_MAXIMISERS[cfg.q_head]
+    if cfg.maximiser not in fits:
+        raise ConfigError(f"maximiser '{cfg.maximiser}' does not fit q_head '{cfg.q_head}'; maximisers for "
+                          f"{cfg.q_head}: {', '.join(fits)}")
+    if cfg.target == "policy" and cfg.maximiser != "actor":
+        raise ConfigError("target 'policy' needs maximiser 'actor' (a target actor); use target max or double")
+    if cfg.cem_elites > cfg.cem_population:
+        raise ConfigError(f"cem_elites ({cfg.cem_elites}) exceeds cem_population ({cfg.cem_population})")
+    if cfg.target in ("double", "policy") and cfg.target_update == "none":
+        raise ConfigError(f"target '{cfg.target}' needs a target network; set target_update to hard or polyak")
     if cfg.batch_size > cfg.buffer_size:
         raise ConfigError(f"batch_size ({cfg.batch_size}) exceeds buffer_size ({cfg.buffer_size}); "
                           f"lower batch_size or raise buffer_size")

@@ -18,10 +18,24 @@ import torch
 from qbench.config import Config
 from qbench.envs.tasks import Spaces, make_env, spaces_of
 from qbench.jobs import Job
-from qbench.parts.exploration import boltzmann_probs, epsilon_greedy_probs, linear_schedule, sample_from_probs
+from qbench.parts.exploration import (
+    GaussianNoise,
+    OrnsteinUhlenbeckNoise,
+    boltzmann_probs,
+    epsilon_greedy_probs,
+    linear_schedule,
+    sample_from_probs,
+)
 from qbench.parts.losses import global_grad_norm, td_loss
-from qbench.parts.maximisers import ExactMaximiser
-from qbench.parts.networks import DiscreteQ
+from qbench.parts.maximisers import (
+    ActorMaximiser,
+    CEMMaximiser,
+    ExactMaximiser,
+    Maximiser,
+    NAFMaximiser,
+    RandomSamplingMaximiser,
+)
+from qbench.parts.networks import NAFQ, Actor, DiscreteQ, StateActionQ
 from qbench.parts.target_update import hard_update, polyak_update
 from qbench.parts.targets import bootstrap_value, td_targets
 from qbench.replay.buffer import ReplayBuffer
@@ -35,13 +49,34 @@ class DivergedError(RuntimeError):
 def build_q(cfg: Config, spaces: Spaces) -> torch.nn.Module:
     if cfg.q_head == "discrete":
         return DiscreteQ(spaces.obs_dim, spaces.n_actions, cfg.hidden_sizes)
+    if cfg.q_head == "state_action":
+        return StateActionQ(spaces.obs_dim, spaces.action_dim, cfg.hidden_sizes)
+    if cfg.q_head == "naf":
+        return NAFQ(spaces.obs_dim, spaces.action_dim, cfg.hidden_sizes)
     raise ValueError(f"unknown q head {cfg.q_head!r}")
 
 
-def build_maximiser(cfg: Config, spaces: Spaces):
+def build_maximisers(cfg: Config, spaces: Spaces, seed: int) -> tuple[Maximiser, Maximiser]:
+    """(for acting, for targets): they differ only where the sample count differs (random sampling), since
+    targets sit in the inner loop of every gradient step."""
+    generator = torch.Generator().manual_seed(seed)
+    d = spaces.action_dim
     if cfg.maximiser == "exact":
-        return ExactMaximiser()
-    raise ValueError(f"unknown maximiser {cfg.maximiser!r}")
+        m = ExactMaximiser()
+    elif cfg.maximiser == "random":
+        return (RandomSamplingMaximiser(cfg.random_samples_act, d, generator),
+                RandomSamplingMaximiser(cfg.random_samples_target, d, generator))
+    elif cfg.maximiser == "cem":
+        m = CEMMaximiser(cfg.cem_iterations, cfg.cem_population, cfg.cem_elites, d, generator)
+    elif cfg.maximiser == "naf":
+        m = NAFMaximiser()
+    elif cfg.maximiser == "actor":
+        actor = Actor(spaces.obs_dim, d, cfg.hidden_sizes)
+        target_actor = copy.deepcopy(actor).requires_grad_(False)
+        m = ActorMaximiser(actor, target_actor, torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr))
+    else:
+        raise ValueError(f"unknown maximiser {cfg.maximiser!r}")
+    return m, m
 
 
 def build_optimiser(cfg: Config, params) -> torch.optim.Optimizer:
@@ -57,7 +92,7 @@ def derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
-def evaluate(q_fn, maximiser, env, encode, episodes: int, seed: int) -> np.ndarray:
+def evaluate(q_fn, maximiser, env, spaces: Spaces, episodes: int, seed: int) -> np.ndarray:
     """Greedy returns over whole episodes; the env is reset with `seed` once, so each evaluation is reproducible."""
     returns = np.zeros(episodes)
     raw, _ = env.reset(seed=seed)
@@ -65,8 +100,8 @@ def evaluate(q_fn, maximiser, env, encode, episodes: int, seed: int) -> np.ndarr
         done, total = False, 0.0
         while not done:
             with torch.inference_mode():
-                action = maximiser.argmax(q_fn, torch.as_tensor(encode(raw))[None])[0].numpy()
-            raw, reward, terminated, truncated, _ = env.step(action.item() if action.ndim == 0 else action)
+                action = maximiser.argmax(q_fn, torch.as_tensor(spaces.encode(raw))[None])[0].numpy()
+            raw, reward, terminated, truncated, _ = env.step(spaces.to_env(action))
             total += float(reward)
             done = terminated or truncated
         returns[ep] = total
@@ -84,27 +119,36 @@ def train(job: Job, run: RunDir | None = None,
     rng = np.random.default_rng(job.seed)
     env, eval_env = make_env(job.task), make_env(job.task)
     spaces = spaces_of(env)
-    encode = spaces.encode
 
     # Parts. Initialisation draws from a private torch stream so that the process-wide RNG stays untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derived_seed(job.seed, 1))
         online = build_q(cfg, spaces)
-    target = online if cfg.target_update == "none" else copy.deepcopy(online)
-    for p in target.parameters() if target is not online else ():
-        p.requires_grad_(False)
-    maximiser = build_maximiser(cfg, spaces)
+        act_maximiser, target_maximiser = build_maximisers(cfg, spaces, derived_seed(job.seed, 3))
+    target = online if cfg.target_update == "none" else copy.deepcopy(online).requires_grad_(False)
+    followers = [] if cfg.target_update == "none" else [(target, online), *act_maximiser.target_pairs()]
     optimiser = build_optimiser(cfg, online.parameters())
-    action_shape = () if spaces.action_kind == "discrete" else spaces.action_low.shape
-    action_dtype = np.int64 if spaces.action_kind == "discrete" else np.float32
-    buffer = ReplayBuffer(cfg.buffer_size, (spaces.obs_dim,), action_shape, action_dtype, cfg.n_step, cfg.gamma)
+    discrete = spaces.action_kind == "discrete"
+    action_shape = () if discrete else (spaces.action_dim,)
+    buffer = ReplayBuffer(cfg.buffer_size, (spaces.obs_dim,), action_shape, np.int64 if discrete else np.float32,
+                          cfg.n_step, cfg.gamma)
+    if cfg.action_noise == "ou":
+        noise = OrnsteinUhlenbeckNoise(spaces.action_dim, cfg.noise_std, cfg.ou_theta, cfg.ou_dt, rng)
+    else:
+        noise = GaussianNoise(spaces.action_dim, cfg.noise_std, rng)
 
     def greedy_np(obs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return maximiser.argmax(online, torch.as_tensor(obs)).numpy()
+            return act_maximiser.argmax(online, torch.as_tensor(obs)).numpy()
     cut_trace = greedy_np if cfg.nstep_correction == "cut" and cfg.n_step > 1 else None
 
-    def behaviour_action(obs: np.ndarray, progress_frac: float) -> tuple[int, float]:
+    def behaviour_action(obs: np.ndarray, progress_frac: float, warming_up: bool) -> tuple[Any, float]:
+        """(action in the engine's units, exploration level: epsilon, temperature or noise std)."""
+        if not discrete:
+            if warming_up:  # an untrained actor plus small noise covers little of the box: act uniformly
+                return rng.uniform(-1.0, 1.0, spaces.action_dim).astype(np.float32), 1.0
+            greedy = greedy_np(obs[None])[0]
+            return np.clip(greedy + noise.sample(), -1.0, 1.0).astype(np.float32), cfg.noise_std
         with torch.inference_mode():
             q = online.all_actions(torch.as_tensor(obs)[None])[0].numpy()
         if cfg.exploration == "epsilon_greedy":
@@ -122,26 +166,27 @@ def train(job: Job, run: RunDir | None = None,
     episodes = 0
     episode_return = 0.0
     recent_returns: list[float] = []
-    sums = {"td_loss": 0.0, "q_mean": 0.0, "grad_norm": 0.0, "n": 0}
+    sums = {"td_loss": 0.0, "q_mean": 0.0, "grad_norm": 0.0, "actor_loss": 0.0, "n": 0}
     last_log = (started, 0)
     lr = cfg.lr
     explore_level = float("nan")
 
-    obs = encode(env.reset(seed=job.seed)[0])
+    obs = spaces.encode(env.reset(seed=job.seed)[0])
     for env_steps in range(1, cfg.total_env_steps + 1):
         progress_frac = (env_steps - 1) / cfg.total_env_steps
 
         # 1. Collect one transition with the behaviour policy and store it.
-        action, explore_level = behaviour_action(obs, progress_frac)
-        raw_next, reward, terminated, truncated, _ = env.step(action)
-        next_obs = encode(raw_next)
+        action, explore_level = behaviour_action(obs, progress_frac, env_steps <= cfg.warmup_env_steps)
+        raw_next, reward, terminated, truncated, _ = env.step(spaces.to_env(action))
+        next_obs = spaces.encode(raw_next)
         buffer.add(obs, action, float(reward), next_obs, terminated, truncated)
         episode_return += float(reward)
         if terminated or truncated:
             episodes += 1
             recent_returns.append(episode_return)
             episode_return = 0.0
-            obs = encode(env.reset()[0])
+            obs = spaces.encode(env.reset()[0])
+            noise.reset()
         else:
             obs = next_obs
 
@@ -156,7 +201,7 @@ def train(job: Job, run: RunDir | None = None,
                 obs_b = torch.as_tensor(batch.obs)
                 actions_b = torch.as_tensor(batch.actions)
                 with torch.no_grad():
-                    bootstrap = bootstrap_value(cfg.target, maximiser, online, target,
+                    bootstrap = bootstrap_value(cfg.target, target_maximiser, online, target,
                                                 torch.as_tensor(batch.bootstrap_obs))
                     y = td_targets(torch.as_tensor(batch.reward_n, dtype=torch.float32),
                                    torch.as_tensor(batch.discount_n, dtype=torch.float32), bootstrap)
@@ -171,12 +216,16 @@ def train(job: Job, run: RunDir | None = None,
                                         f"(gradient step {grad_steps})")
                 optimiser.step()
                 grad_steps += 1
+                # A learned maximiser (DDPG's actor) climbs the critic it was just given.
+                actor_loss = act_maximiser.learn(online, obs_b)
 
-                # 3. Let the target follow.
-                if cfg.target_update == "hard" and grad_steps % cfg.target_period_grad_steps == 0:
-                    hard_update(target, online)
-                elif cfg.target_update == "polyak":
-                    polyak_update(target, online, cfg.tau)
+                # 3. Let the targets follow.
+                for follower, leader in followers:
+                    if cfg.target_update == "hard" and grad_steps % cfg.target_period_grad_steps == 0:
+                        hard_update(follower, leader)
+                    elif cfg.target_update == "polyak":
+                        polyak_update(follower, leader, cfg.tau)
+                sums["actor_loss"] += actor_loss if actor_loss is not None else float("nan")
                 sums["td_loss"] += loss_value
                 sums["q_mean"] += float(q_pred.detach().mean())
                 sums["grad_norm"] += grad_norm
@@ -191,12 +240,13 @@ def train(job: Job, run: RunDir | None = None,
                 "td_loss": sums["td_loss"] / n if sums["n"] else float("nan"),
                 "q_mean": sums["q_mean"] / n if sums["n"] else float("nan"),
                 "grad_norm": sums["grad_norm"] / n if sums["n"] else float("nan"),
+                "actor_loss": sums["actor_loss"] / n if sums["n"] else float("nan"),
                 "lr": lr, "explore_level": explore_level,
                 "train_return_mean": float(np.mean(recent_returns)) if recent_returns else float("nan"),
                 "steps_per_s": (env_steps - last_log[1]) / max(now - last_log[0], 1e-9),
                 "wall_s": now - started,
             })
-            sums = {"td_loss": 0.0, "q_mean": 0.0, "grad_norm": 0.0, "n": 0}
+            sums = {"td_loss": 0.0, "q_mean": 0.0, "grad_norm": 0.0, "actor_loss": 0.0, "n": 0}
             recent_returns = []
             last_log = (now, env_steps)
             if run is not None:
@@ -205,7 +255,7 @@ def train(job: Job, run: RunDir | None = None,
                 progress(env_steps, {"diagnostics": diagnostics[-1]})
 
         if env_steps % cfg.eval_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
-            returns = evaluate(online, maximiser, eval_env, encode, cfg.eval_episodes,
+            returns = evaluate(online, act_maximiser, eval_env, spaces, cfg.eval_episodes,
                                derived_seed(job.seed, 2, env_steps))
             evaluations.append({
                 "env_steps": env_steps, "return_mean": float(returns.mean()), "return_std": float(returns.std()),

@@ -9,7 +9,7 @@ from qbench.config import VARIANTS, Config, ConfigError, Variant, config_hash, g
 from qbench.envs.tasks import Task, get_task, probe_spaces
 
 # Which action space each q head serves.
-HEAD_ACTION_KIND = {"discrete": "discrete"}
+HEAD_ACTION_KIND = {"discrete": "discrete", "state_action": "box", "naf": "box"}
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,14 @@ from qbench.config import VARIANTS, Config, ConfigError, coerce_setting, parse_a
 from qbench.jobs import build_job
 
 
-def test_every_variant_resolves_on_cartpole():
-    for name in VARIANTS:
-        job = build_job(name, "CartPole-v1", 0)
-        assert job.config.total_env_steps == 50_000
+def test_every_variant_resolves_on_its_action_space():
+    from qbench.jobs import HEAD_ACTION_KIND
+
+    for name, variant in VARIANTS.items():
+        kind = HEAD_ACTION_KIND[variant.settings.get("q_head", "discrete")]
+        task = "CartPole-v1" if kind == "discrete" else "Pendulum-v1"
+        job = build_job(name, task, 0)
+        assert job.config.total_env_steps == (50_000 if kind == "discrete" else 20_000)
 
 
 def test_resolution_order_task_then_variant_then_overrides():

@@ -37,6 +37,14 @@ _ACROBOT_LIKE = {"lr": 6.3e-4, "buffer_size": 50_000, "warmup_env_steps": 0, "ba
                  "eps_decay_fraction": 0.12, "eps_end": 0.1, "gamma": 0.99, "hidden_sizes": [256, 256],
                  "total_env_steps": 100_000, "eval_interval_env_steps": 10_000}
 
+# Continuous control: rl-baselines3-zoo's ddpg.yml (buffer, warm-up, noise, gamma, [400, 300] nets, batch 256,
+# polyak 0.005, one gradient step per env step, lr 1e-3 for actor and critic).
+_DDPG_LIKE = {"lr": 1e-3, "actor_lr": 1e-3, "batch_size": 256, "target_update": "polyak", "tau": 0.005,
+              "env_steps_per_update": 1, "grad_steps_per_update": 1, "hidden_sizes": [400, 300],
+              "action_noise": "gaussian", "noise_std": 0.1}
+_MUJOCO = {**_DDPG_LIKE, "gamma": 0.99, "buffer_size": 1_000_000, "warmup_env_steps": 10_000,
+           "total_env_steps": 1_000_000, "eval_interval_env_steps": 25_000, "eval_episodes": 5}
+
 TASKS: dict[str, Task] = {t.name: t for t in [
     Task("CartPole-v1", "CartPole-v1", "balance a pole; 500 is the maximum return",
          {"lr": 2.3e-3, "lr_schedule": "linear", "lr_end": 0.0, "buffer_size": 100_000, "warmup_env_steps": 1000,
@@ -51,6 +59,18 @@ TASKS: dict[str, Task] = {t.name: t for t in [
           "total_env_steps": 120_000, "eval_interval_env_steps": 10_000}),
     Task("LunarLander-v3", "LunarLander-v3", "land a craft between two flags; 200 counts as solved",
          dict(_ACROBOT_LIKE), extra="box2d"),
+    Task("Pendulum-v1", "Pendulum-v1", "swing up and hold a pendulum; about -150 is good, 0 the best",
+         {**_DDPG_LIKE, "gamma": 0.98, "buffer_size": 200_000, "warmup_env_steps": 10_000,
+          "total_env_steps": 20_000, "eval_interval_env_steps": 2_000}),
+    Task("MountainCarContinuous-v0", "MountainCarContinuous-v0", "drive up a hill with costly actions; >= 90 is solved",
+         {**_DDPG_LIKE, "gamma": 0.99, "buffer_size": 1_000_000, "warmup_env_steps": 100, "action_noise": "ou",
+          "noise_std": 0.5, "total_env_steps": 300_000, "eval_interval_env_steps": 10_000}),
+    Task("LunarLanderContinuous-v3", "LunarLanderContinuous-v3", "land a craft with continuous thrust; 200 is solved",
+         {**_DDPG_LIKE, "gamma": 0.98, "buffer_size": 200_000, "warmup_env_steps": 10_000,
+          "total_env_steps": 300_000, "eval_interval_env_steps": 10_000}, extra="box2d"),
+    Task("HalfCheetah-v5", "HalfCheetah-v5", "run forward (MuJoCo)", dict(_MUJOCO), extra="mujoco"),
+    Task("Hopper-v5", "Hopper-v5", "hop forward without falling (MuJoCo)", dict(_MUJOCO), extra="mujoco"),
+    Task("Walker2d-v5", "Walker2d-v5", "walk forward without falling (MuJoCo)", dict(_MUJOCO), extra="mujoco"),
 ]}
 
 
@@ -98,6 +118,17 @@ class Spaces:
     action_low: np.ndarray | None = None   # box
     action_high: np.ndarray | None = None  # box
 
+    @property
+    def action_dim(self) -> int:
+        return 0 if self.action_kind == "discrete" else int(np.prod(self.action_low.shape))
+
+    def to_env(self, action: np.ndarray):
+        """Map the engine's action to the env's: an int for Discrete; for Box, from [-1, 1]^d to [low, high]."""
+        if self.action_kind == "discrete":
+            return int(action)
+        unit = (np.clip(action, -1.0, 1.0) + 1.0) / 2.0
+        return (self.action_low + unit * (self.action_high - self.action_low)).reshape(self.action_low.shape)
+
 
 def observation_encoder(space: gym.Space) -> tuple[int, Callable[[Any], np.ndarray]]:
     """Box observations are flattened to float32; Discrete ones become one-hot vectors."""
@@ -123,6 +154,8 @@ def spaces_of(env: gym.Env) -> Spaces:
             raise ConfigError("Discrete action spaces must start at 0")
         return Spaces(obs_dim, encode, "discrete", n_actions=int(a.n))
     if isinstance(a, gym.spaces.Box):
+        if not (np.all(np.isfinite(a.low)) and np.all(np.isfinite(a.high))):
+            raise ConfigError("Box action spaces must have finite bounds (actions are scaled to them)")
         return Spaces(obs_dim, encode, "box", action_low=a.low.astype(np.float32),
                       action_high=a.high.astype(np.float32))
     raise ConfigError(f"action space {type(a).__name__} is not supported; supported: Discrete, Box")

@@ -37,3 +37,32 @@ def sample_from_probs(probs: np.ndarray, rng: np.random.Generator) -> int:
     """Draw one index from a probability vector with a single uniform number (inverse CDF)."""
     cdf = np.cumsum(probs)
     return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(probs) - 1))
+
+
+class OrnsteinUhlenbeckNoise:
+    """Temporally correlated noise: x += theta * (0 - x) * dt + sigma * sqrt(dt) * N(0, 1); reset each episode."""
+
+    def __init__(self, dim: int, sigma: float, theta: float, dt: float, rng: np.random.Generator):
+        self.sigma, self.theta, self.dt, self.rng = sigma, theta, dt, rng
+        self.state = np.zeros(dim)
+
+    def sample(self) -> np.ndarray:
+        self.state = (self.state - self.theta * self.state * self.dt
+                      + self.sigma * np.sqrt(self.dt) * self.rng.standard_normal(self.state.shape))
+        return self.state.copy()
+
+    def reset(self) -> None:
+        self.state[:] = 0.0
+
+
+class GaussianNoise:
+    """Independent N(0, sigma^2) noise per step and dimension."""
+
+    def __init__(self, dim: int, sigma: float, rng: np.random.Generator):
+        self.dim, self.sigma, self.rng = dim, sigma, rng
+
+    def sample(self) -> np.ndarray:
+        return self.sigma * self.rng.standard_normal(self.dim)
+
+    def reset(self) -> None:
+        pass
