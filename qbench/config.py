@@ -105,6 +105,8 @@ class Config:
                                             minimum=1)
     eval_episodes: int = _setting(10, "episodes per evaluation, on a separate, separately seeded env", minimum=1)
     log_interval_env_steps: int = _setting(1_000, "env steps between rows of training diagnostics", minimum=1)
+    checkpoint_interval_env_steps: int = _setting(10_000, "env steps between checkpoints for resuming (taken at "
+                                                  "the next episode end)", minimum=1)
     torch_threads: int = _setting(1, "torch intra-op threads for this run", minimum=1)
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,7 +7,11 @@ with a greedy evaluation on a separate env every eval_interval_env_steps.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import io
+import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +43,7 @@ from qbench.parts.networks import NAFQ, Actor, DiscreteQ, StateActionQ
 from qbench.parts.target_update import hard_update, polyak_update
 from qbench.parts.targets import bootstrap_value, td_targets
 from qbench.replay.buffer import ReplayBuffer
-from qbench.store import RunDir, run_metadata
+from qbench.store import CHECKPOINT, METADATA, RunDir, atomic_write_bytes, run_metadata
 
 
 class DivergedError(RuntimeError):
@@ -110,9 +114,10 @@ def evaluate(q_fn, maximiser, env, spaces: Spaces, episodes: int, seed: int) -> 
     return returns
 
 
-def train(job: Job, run: RunDir | None = None,
-          progress: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train one job; write its rows to `run` as they come; return the summary. Raises DivergedError."""
+def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str, Any]], None] | None = None,
+          checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train one job, from `checkpoint` if given; write rows and checkpoints to `run` as they come; return the
+    summary. Raises DivergedError."""
     cfg = job.config
     torch.set_num_threads(cfg.torch_threads)
     started = time.perf_counter()
@@ -160,42 +165,60 @@ def train(job: Job, run: RunDir | None = None,
             probs = boltzmann_probs(q, level)
         return sample_from_probs(probs, rng), level
 
-    evaluations: list[dict[str, Any]] = []
-    diagnostics: list[dict[str, Any]] = []
-    grad_steps = 0
-    episodes = 0
-    episode_return = 0.0
-    recent_returns: list[float] = []
-    sums = {"td_loss": 0.0, "q_mean": 0.0, "grad_norm": 0.0, "actor_loss": 0.0, "n": 0}
-    last_log = (started, 0)
-    lr = cfg.lr
-    explore_level = float("nan")
+    # Loop state: everything that changes as the loop runs, so that a checkpoint is this plus the parts' state.
+    st = LoopState(lr=cfg.lr, next_checkpoint_env_steps=cfg.checkpoint_interval_env_steps)
+    if checkpoint is None:
+        obs = spaces.encode(env.reset(seed=job.seed)[0])
+        needs_reset = False
+    else:
+        st = LoopState(**checkpoint["loop"])
+        online.load_state_dict(checkpoint["online"])
+        if target is not online:
+            target.load_state_dict(checkpoint["target"])
+        optimiser.load_state_dict(checkpoint["optimiser"])
+        act_maximiser.load_state_dict(checkpoint["act_maximiser"])
+        target_maximiser.load_state_dict(checkpoint["target_maximiser"])
+        buffer.load_state_dict(checkpoint["buffer"])
+        rng.bit_generator.state = checkpoint["rng"]
+        # The checkpoint was taken at an episode end, before the reset: restoring the env's own random stream
+        # makes the coming reset draw exactly what the uninterrupted run drew.
+        env.reset(seed=job.seed)
+        env.unwrapped.np_random.bit_generator.state = checkpoint["env_rng"]
+        obs, needs_reset = None, True
+        started -= st.elapsed_s
+        if run is not None:
+            run.write_evaluations(st.evaluations)
+            run.write_diagnostics(st.diagnostics)
+    last_log = (time.perf_counter(), st.env_steps)
 
-    obs = spaces.encode(env.reset(seed=job.seed)[0])
-    for env_steps in range(1, cfg.total_env_steps + 1):
+    for env_steps in range(st.env_steps + 1, cfg.total_env_steps + 1):
+        st.env_steps = env_steps
         progress_frac = (env_steps - 1) / cfg.total_env_steps
+        if needs_reset:
+            obs = spaces.encode(env.reset()[0])
+            noise.reset()
+            needs_reset = False
 
         # 1. Collect one transition with the behaviour policy and store it.
-        action, explore_level = behaviour_action(obs, progress_frac, env_steps <= cfg.warmup_env_steps)
+        action, st.explore_level = behaviour_action(obs, progress_frac, env_steps <= cfg.warmup_env_steps)
         raw_next, reward, terminated, truncated, _ = env.step(spaces.to_env(action))
         next_obs = spaces.encode(raw_next)
         buffer.add(obs, action, float(reward), next_obs, terminated, truncated)
-        episode_return += float(reward)
+        st.episode_return += float(reward)
         if terminated or truncated:
-            episodes += 1
-            recent_returns.append(episode_return)
-            episode_return = 0.0
-            obs = spaces.encode(env.reset()[0])
-            noise.reset()
+            st.episodes += 1
+            st.recent_returns.append(st.episode_return)
+            st.episode_return = 0.0
+            needs_reset = True
         else:
             obs = next_obs
 
         # 2. Regress Q on targets: grad_steps_per_update steps every env_steps_per_update env steps.
         if env_steps >= cfg.warmup_env_steps and env_steps % cfg.env_steps_per_update == 0:
             if cfg.lr_schedule == "linear":
-                lr = cfg.lr + progress_frac * (cfg.lr_end - cfg.lr)
+                st.lr = cfg.lr + progress_frac * (cfg.lr_end - cfg.lr)
                 for group in optimiser.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = st.lr
             for _ in range(cfg.grad_steps_per_update):
                 batch = buffer.sample(cfg.batch_size, rng, cut_trace)
                 obs_b = torch.as_tensor(batch.obs)
@@ -213,86 +236,141 @@ def train(job: Job, run: RunDir | None = None,
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value) or not math.isfinite(grad_norm):
                     raise DivergedError(f"TD loss became {loss_value} at env step {env_steps} "
-                                        f"(gradient step {grad_steps})")
+                                        f"(gradient step {st.grad_steps})")
                 optimiser.step()
-                grad_steps += 1
+                st.grad_steps += 1
                 # A learned maximiser (DDPG's actor) climbs the critic it was just given.
                 actor_loss = act_maximiser.learn(online, obs_b)
 
                 # 3. Let the targets follow.
                 for follower, leader in followers:
-                    if cfg.target_update == "hard" and grad_steps % cfg.target_period_grad_steps == 0:
+                    if cfg.target_update == "hard" and st.grad_steps % cfg.target_period_grad_steps == 0:
                         hard_update(follower, leader)
                     elif cfg.target_update == "polyak":
                         polyak_update(follower, leader, cfg.tau)
-                sums["actor_loss"] += actor_loss if actor_loss is not None else float("nan")
-                sums["td_loss"] += loss_value
-                sums["q_mean"] += float(q_pred.detach().mean())
-                sums["grad_norm"] += grad_norm
-                sums["n"] += 1
+                st.sums["actor_loss"] += actor_loss if actor_loss is not None else float("nan")
+                st.sums["td_loss"] += loss_value
+                st.sums["q_mean"] += float(q_pred.detach().mean())
+                st.sums["grad_norm"] += grad_norm
+                st.sums["n"] += 1
 
-        # 4. Diagnostics and evaluation.
+        # 4. Diagnostics, evaluation and checkpoints.
         if env_steps % cfg.log_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
             now = time.perf_counter()
-            n = max(sums["n"], 1)
-            diagnostics.append({
-                "env_steps": env_steps, "grad_steps": grad_steps, "episodes": episodes,
-                "td_loss": sums["td_loss"] / n if sums["n"] else float("nan"),
-                "q_mean": sums["q_mean"] / n if sums["n"] else float("nan"),
-                "grad_norm": sums["grad_norm"] / n if sums["n"] else float("nan"),
-                "actor_loss": sums["actor_loss"] / n if sums["n"] else float("nan"),
-                "lr": lr, "explore_level": explore_level,
-                "train_return_mean": float(np.mean(recent_returns)) if recent_returns else float("nan"),
+            n = st.sums["n"]
+            st.diagnostics.append({
+                "env_steps": env_steps, "grad_steps": st.grad_steps, "episodes": st.episodes,
+                **{k: st.sums[k] / n if n else float("nan") for k in ("td_loss", "q_mean", "grad_norm", "actor_loss")},
+                "lr": st.lr, "explore_level": st.explore_level,
+                "train_return_mean": float(np.mean(st.recent_returns)) if st.recent_returns else float("nan"),
                 "steps_per_s": (env_steps - last_log[1]) / max(now - last_log[0], 1e-9),
                 "wall_s": now - started,
             })
-            sums = {"td_loss": 0.0, "q_mean": 0.0, "grad_norm": 0.0, "actor_loss": 0.0, "n": 0}
-            recent_returns = []
+            st.sums = LoopState().sums
+            st.recent_returns = []
             last_log = (now, env_steps)
             if run is not None:
-                run.write_diagnostics(diagnostics)
+                run.write_diagnostics(st.diagnostics)
             if progress is not None:
-                progress(env_steps, {"diagnostics": diagnostics[-1]})
+                progress(env_steps, {"diagnostics": st.diagnostics[-1]})
 
         if env_steps % cfg.eval_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
             returns = evaluate(online, act_maximiser, eval_env, spaces, cfg.eval_episodes,
                                derived_seed(job.seed, 2, env_steps))
-            evaluations.append({
+            st.evaluations.append({
                 "env_steps": env_steps, "return_mean": float(returns.mean()), "return_std": float(returns.std()),
                 "return_min": float(returns.min()), "return_max": float(returns.max()),
-                "n_episodes": len(returns), "grad_steps": grad_steps, "wall_s": time.perf_counter() - started,
+                "n_episodes": len(returns), "grad_steps": st.grad_steps, "wall_s": time.perf_counter() - started,
             })
             if run is not None:
-                run.write_evaluations(evaluations)
+                run.write_evaluations(st.evaluations)
             if progress is not None:
-                progress(env_steps, {"evaluation": evaluations[-1]})
+                progress(env_steps, {"evaluation": st.evaluations[-1]})
+
+        if (run is not None and needs_reset and env_steps >= st.next_checkpoint_env_steps
+                and env_steps < cfg.total_env_steps):
+            st.elapsed_s = time.perf_counter() - started
+            st.next_checkpoint_env_steps = env_steps + cfg.checkpoint_interval_env_steps
+            save_checkpoint(run, job, {
+                "loop": dataclasses.asdict(st), "online": online.state_dict(),
+                "target": target.state_dict(), "optimiser": optimiser.state_dict(),
+                "act_maximiser": act_maximiser.state_dict(), "target_maximiser": target_maximiser.state_dict(),
+                "buffer": buffer.state_dict(), "rng": rng.bit_generator.state,
+                "env_rng": env.unwrapped.np_random.bit_generator.state,
+            })
+            if progress is not None:
+                progress(env_steps, {"checkpoint": env_steps})
 
     env.close()
     eval_env.close()
     wall_s = time.perf_counter() - started
-    final = evaluations[-1]
+    final = st.evaluations[-1]
     return {
         "variant": job.variant, "task": job.task.name, "seed": job.seed,
         "final_return_mean": final["return_mean"], "final_return_std": final["return_std"],
-        "best_return_mean": max(e["return_mean"] for e in evaluations),
-        "env_steps": cfg.total_env_steps, "grad_steps": grad_steps, "episodes": episodes,
+        "best_return_mean": max(e["return_mean"] for e in st.evaluations),
+        "env_steps": cfg.total_env_steps, "grad_steps": st.grad_steps, "episodes": st.episodes,
         "wall_s": wall_s, "steps_per_s": cfg.total_env_steps / wall_s,
     }
+
+
+@dataclasses.dataclass
+class LoopState:
+    """The training loop's counters and logs: with the parts' state dicts, all a checkpoint needs."""
+
+    lr: float = 0.0
+    env_steps: int = 0
+    grad_steps: int = 0
+    episodes: int = 0
+    episode_return: float = 0.0
+    explore_level: float = float("nan")
+    elapsed_s: float = 0.0
+    next_checkpoint_env_steps: int = 0
+    recent_returns: list = dataclasses.field(default_factory=list)
+    sums: dict = dataclasses.field(
+        default_factory=lambda: {"td_loss": 0.0, "q_mean": 0.0, "grad_norm": 0.0, "actor_loss": 0.0, "n": 0})
+    evaluations: list = dataclasses.field(default_factory=list)
+    diagnostics: list = dataclasses.field(default_factory=list)
+
+
+def save_checkpoint(run: RunDir, job: Job, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save({"job_hash": job.hash, **state}, buf)
+    atomic_write_bytes(run.path / CHECKPOINT, buf.getvalue())
+
+
+def load_checkpoint(run: RunDir, job: Job) -> dict[str, Any] | None:
+    """The run's checkpoint if it belongs to this very job (same hash), else None."""
+    path = run.path / CHECKPOINT
+    if not path.exists():
+        return None
+    # Our own file, written atomically by save_checkpoint: it holds numpy RNG states, hence weights_only=False.
+    state = torch.load(path, weights_only=False)
+    return state if state.get("job_hash") == job.hash else None
 
 
 def run_job(job: Job, run: RunDir, command: list[str] | None = None,
             progress: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train one job into its run directory: config and metadata first, rows as they come, summary last (the
     marker that the run is complete). A diverged run leaves error.json instead of a summary, and re-raises."""
-    meta = run_metadata(command)
-    run.write_config(job.to_dict())
+    checkpoint = load_checkpoint(run, job)
+    if checkpoint is not None and (run.path / METADATA).exists():
+        meta = json.loads((run.path / METADATA).read_text())
+        meta.setdefault("resumed", []).append({"at": run_metadata(command)["started_at"],
+                                               "from_env_steps": checkpoint["loop"]["env_steps"],
+                                               "command": command if command is not None else sys.argv})
+    else:
+        checkpoint = None
+        meta = run_metadata(command)
+        run.write_config(job.to_dict())
     run.write_metadata(meta)
     try:
-        summary = train(job, run, progress)
+        summary = train(job, run, progress, checkpoint)
     except DivergedError as exc:
         run.write_error({"error": "diverged", "message": str(exc)})
         raise
     meta["wall_s"] = summary["wall_s"]
     run.write_metadata(meta)
     run.write_summary({**summary, "job_hash": job.hash})
+    (run.path / CHECKPOINT).unlink(missing_ok=True)
     return summary

@@ -22,22 +22,27 @@ EVALUATIONS = "evaluations.csv"
 DIAGNOSTICS = "diagnostics.csv"
 SUMMARY = "summary.json"   # written last: its presence marks a complete run
 ERROR = "error.json"
+CHECKPOINT = "checkpoint.pt"  # engine state at an episode boundary; removed once the run is complete
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text so that readers see either the old file or the new one, never a torn one."""
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that readers see either the old file or the new one, never a torn one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -26,6 +26,13 @@ class Maximiser:
         """(target, online) network pairs that follow the online ones like the target critic does."""
         return []
 
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly where it stopped (random streams, learned parts)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
 
 class ExactMaximiser(Maximiser):
     """Exact maximisation over a finite action set (ties go to the lowest action index)."""
@@ -45,6 +52,14 @@ def q_of_candidates(q_fn, obs: torch.Tensor, candidates: torch.Tensor) -> torch.
 
 
 class _SamplingMaximiser(Maximiser):
+    generator: torch.Generator
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
     def best(self, q_fn, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
@@ -136,3 +151,12 @@ class ActorMaximiser(Maximiser):
 
     def target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.target_actor, self.actor)]
+
+    def state_dict(self) -> dict:
+        return {"actor": self.actor.state_dict(), "target_actor": self.target_actor.state_dict(),
+                "optimiser": self.optimiser.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.target_actor.load_state_dict(state["target_actor"])
+        self.optimiser.load_state_dict(state["optimiser"])

@@ -55,6 +55,17 @@ class ReplayBuffer:
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
+    _ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminated", "episode_end")
+
+    def state_dict(self) -> dict:
+        """The stored transitions (only the filled part) and the write position."""
+        return {"pos": self.pos, "size": self.size, **{k: getattr(self, k)[: self.size].copy() for k in self._ARRAYS}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pos, self.size = int(state["pos"]), int(state["size"])
+        for k in self._ARRAYS:
+            getattr(self, k)[: self.size] = state[k]
+
     def sample(self, batch_size: int, rng: np.random.Generator,
                greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Batch:
         """Sample uniformly. greedy_fn, when given, maps states to greedy actions and cuts each n-step trace at
