@@ -100,17 +100,18 @@ def evaluate(q_fn, maximiser, env, spaces: Spaces, episodes: int, seed: int) -> 
     """Greedy returns over whole episodes; the env is reset with `seed` once, so each evaluation is reproducible."""
     returns = np.zeros(episodes)
     raw, _ = env.reset(seed=seed)
-    for ep in range(episodes):
-        done, total = False, 0.0
-        while not done:
-            with torch.inference_mode():
-                action = maximiser.argmax(q_fn, torch.as_tensor(spaces.encode(raw))[None])[0].numpy()
-            raw, reward, terminated, truncated, _ = env.step(spaces.to_env(action))
-            total += float(reward)
-            done = terminated or truncated
-        returns[ep] = total
-        if ep + 1 < episodes:
-            raw, _ = env.reset()
+    with maximiser.reseeded(seed):
+        for ep in range(episodes):
+            done, total = False, 0.0
+            while not done:
+                with torch.inference_mode():
+                    action = maximiser.argmax(q_fn, torch.as_tensor(spaces.encode(raw))[None])[0].numpy()
+                raw, reward, terminated, truncated, _ = env.step(spaces.to_env(action))
+                total += float(reward)
+                done = terminated or truncated
+            returns[ep] = total
+            if ep + 1 < episodes:
+                raw, _ = env.reset()
     return returns
 
 

@@ -172,3 +172,16 @@ def test_continuous_runs_are_reproducible():
         a = train(build_job(variant, "Pendulum-v1", 4, settings))
         b = train(build_job(variant, "Pendulum-v1", 4, settings))
         assert a["final_return_mean"] == b["final_return_mean"]
+
+
+def test_evaluation_does_not_shift_the_random_numbers_training_sees(tmp_path):
+    settings = {**TINY, "total_env_steps": 400, "eval_interval_env_steps": 150, "log_interval_env_steps": 100,
+                "random_samples_act": 20, "random_samples_target": 5}
+    for name, episodes in (("one", 1), ("three", 3)):
+        run_job(build_job("random_q", "Pendulum-v1", 2, settings, {"eval_episodes": episodes}),
+                RunDir(tmp_path / name))
+    import pandas as pd
+    cols = ["td_loss", "q_mean", "grad_norm", "train_return_mean"]
+    one = pd.read_csv(tmp_path / "one" / "diagnostics.csv")[cols]
+    three = pd.read_csv(tmp_path / "three" / "diagnostics.csv")[cols]
+    pd.testing.assert_frame_equal(one, three)

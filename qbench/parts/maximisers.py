@@ -5,6 +5,9 @@ Continuous actions are normalised to [-1, 1]^d everywhere inside the engine; the
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -33,6 +36,12 @@ class Maximiser:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    @contextlib.contextmanager
+    def reseeded(self, seed: int) -> Iterator[None]:
+        """Draw from a stream seeded with `seed` inside the block, then continue the previous stream, so that
+        evaluation never shifts the random numbers training sees."""
+        yield
+
 
 class ExactMaximiser(Maximiser):
     """Exact maximisation over a finite action set (ties go to the lowest action index)."""
@@ -59,6 +68,15 @@ class _SamplingMaximiser(Maximiser):
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+
+    @contextlib.contextmanager
+    def reseeded(self, seed: int) -> Iterator[None]:
+        saved = self.generator.get_state()
+        self.generator.manual_seed(seed)
+        try:
+            yield
+        finally:
+            self.generator.set_state(saved)
 
     def best(self, q_fn, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
