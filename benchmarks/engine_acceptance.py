@@ -1,4 +1,5 @@
-"""Issue "Core Q-learning engine" acceptance: final greedy returns per seed for each (variant, task).
+"""Engine acceptance (issues "Core Q-learning engine" and "Continuous-action Q-learning"): final greedy returns per
+seed for each (variant, task).
 
     python benchmarks/engine_acceptance.py --tasks CartPole-v1 --seeds 5 [--variants dqn,double_dqn] [--workers 2]
                                            [--set key=value ...] [--out results/acceptance]
@@ -15,7 +16,9 @@ import multiprocessing as mp
 import time
 from pathlib import Path
 
-THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MountainCar-v0": -120.0}
+# The issues' acceptance thresholds on the final greedy evaluation; (task, variant) entries override the task's.
+THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MountainCar-v0": -120.0, "Pendulum-v1": -200.0,
+              ("Pendulum-v1", "random_q"): -300.0, "MountainCarContinuous-v0": 90.0}
 DISCRETE = ["dqn", "double_dqn", "nstep_dqn", "huber_dqn", "double_nstep_huber_dqn", "online_q", "fitted_q"]
 
 
@@ -61,7 +64,7 @@ def main() -> None:
         for v in a.variants.split(","):
             rs = sorted((r for r in results if r["task"] == t and r["variant"] == v), key=lambda r: r["seed"])
             finals = [r["final_return_mean"] for r in rs]
-            thr = THRESHOLDS.get(t, float("inf"))
+            thr = THRESHOLDS.get((t, v), THRESHOLDS.get(t, float("inf")))
             hits = sum(f >= thr for f in finals)
             print(f"{t:<15} {v:<24} {hits}/{len(finals)} >= {thr:g}: " + " ".join(f"{f:.1f}" for f in finals))
 
