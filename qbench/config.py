@@ -60,9 +60,12 @@ class Config:
     # --- loss and optimiser
     loss: str = _setting("mse", "regression loss: mse is 0.5*err^2, huber is 0.5*err^2 inside delta and linear "
                          "beyond", choices=("mse", "huber"))
-    huber_delta: float = _setting(1.0, "Huber threshold on the TD error", minimum=0.0, exclusive_minimum=True)
-    max_grad_norm: float = _setting(0.0, "clip the global gradient norm to this value; 0 turns clipping off",
-                                    minimum=0.0)
+    huber_delta: float = _setting(1.0, "Huber threshold on the TD error, in the task's return units (tasks tune it)",
+                                  minimum=0.0, exclusive_minimum=True)
+    grad_clip: str = _setting("off", "gradient clipping: off, or norm (scale the global gradient norm down to "
+                              "max_grad_norm)", choices=("off", "norm"))
+    max_grad_norm: float = _setting(10.0, "threshold of grad_clip = norm; gradient norms scale with the task's "
+                                    "returns, so tasks tune it", minimum=0.0, exclusive_minimum=True)
     optimizer: str = _setting("adam", "optimiser of the Q network", choices=("adam", "rmsprop"))
     lr: float = _setting(1e-3, "learning rate at the start", minimum=0.0, exclusive_minimum=True)
     lr_schedule: str = _setting("constant", "learning-rate schedule over the run", choices=("constant", "linear"))
@@ -130,10 +133,10 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("dqn", f"DQN: {_DQN}, max target, 1-step, MSE loss", {}),
     Variant("double_dqn", f"Double DQN: {_DQN}, online net selects and target net evaluates", {"target": "double"}),
     Variant("nstep_dqn", f"N-step DQN: {_DQN}, 3-step returns, no off-policy correction", {"n_step": 3}),
-    Variant("huber_dqn", f"DQN with Huber loss (delta 1) and gradient-norm clipping at 10: {_DQN}",
-            {"loss": "huber", "huber_delta": 1.0, "max_grad_norm": 10.0}),
-    Variant("double_nstep_huber_dqn", f"Double + 3-step + Huber + clipping: {_DQN}",
-            {"target": "double", "n_step": 3, "loss": "huber", "huber_delta": 1.0, "max_grad_norm": 10.0}),
+    Variant("huber_dqn", f"DQN with Huber loss and gradient-norm clipping (thresholds from the task): {_DQN}",
+            {"loss": "huber", "grad_clip": "norm"}),
+    Variant("double_nstep_huber_dqn", f"Double + 3-step + Huber + gradient-norm clipping: {_DQN}",
+            {"target": "double", "n_step": 3, "loss": "huber", "grad_clip": "norm"}),
     Variant("online_q", "Online Q-learning: no replay (buffer of 1), one gradient step per env step, no target lag",
             {"buffer_size": 1, "batch_size": 1, "warmup_env_steps": 1, "env_steps_per_update": 1,
              "grad_steps_per_update": 1, "target_update": "none"}),
@@ -155,7 +158,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
 ]}
 
 # Which settings describe a variant's composition, for `qbench list variants`.
-COMPONENT_KEYS = ("q_head", "maximiser", "target", "n_step", "nstep_correction", "loss", "max_grad_norm",
+COMPONENT_KEYS = ("q_head", "maximiser", "target", "n_step", "nstep_correction", "loss", "grad_clip",
                   "target_update", "exploration", "buffer_size", "env_steps_per_update", "grad_steps_per_update",
                   "target_period_grad_steps")
 

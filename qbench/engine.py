@@ -233,7 +233,8 @@ def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str
                 loss = td_loss(q_pred, y, cfg.loss, cfg.huber_delta)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norm = global_grad_norm(online.parameters(), cfg.max_grad_norm)
+                clip_at = cfg.max_grad_norm if cfg.grad_clip == "norm" else 0.0
+                grad_norm = global_grad_norm(online.parameters(), clip_at)
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value) or not math.isfinite(grad_norm):
                     raise DivergedError(f"TD loss became {loss_value} at env step {env_steps} "

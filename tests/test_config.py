@@ -89,3 +89,12 @@ def test_job_hash_changes_with_any_setting_and_seed():
     assert a.hash == build_job("dqn", "CartPole-v1", 0).hash
     assert a.hash != build_job("dqn", "CartPole-v1", 1).hash
     assert a.hash != build_job("dqn", "CartPole-v1", 0, {"lr": 1e-4}).hash
+
+
+def test_variants_choose_components_and_tasks_set_their_scales():
+    huber = build_job("huber_dqn", "CartPole-v1", 0).config
+    assert (huber.loss, huber.grad_clip) == ("huber", "norm")
+    assert (huber.huber_delta, huber.max_grad_norm) == (10.0, 100.0)        # CartPole's return scale
+    assert build_job("huber_dqn", "Acrobot-v1", 0).config.huber_delta == 1.0  # engine default elsewhere
+    plain = build_job("dqn", "CartPole-v1", 0).config
+    assert (plain.loss, plain.grad_clip) == ("mse", "off")
