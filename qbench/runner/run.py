@@ -115,6 +115,7 @@ def run_jobs(jobs: list[Job], results_dir: Path, suite_name: str, backend, *, re
                 else:
                     finish(Outcome(job, path, "failed", error=result.get("error", {}),
                                    wall_s=result.get("wall_s", 0.0), elsewhere=result.get("elsewhere", False)))
+            reporter.update(len(in_flight), len(waiting))
     except BaseException:
         backend.close(cancel=True)
         reporter.close()
