@@ -13,11 +13,14 @@ This module reads files and builds data; it imports neither torch nor the engine
 
 from __future__ import annotations
 
+import difflib
 import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import gymnasium as gym
 
 from qbench.config import VARIANTS, ConfigError, Variant, choices_line, coerce_setting, unknown
 from qbench.envs.tasks import TASKS, Task, get_task
@@ -290,7 +293,13 @@ def _task_entry(source: str, name: str, raw: Any, default_variants: tuple[str, .
             raise _fail(source, f"{key}.env_id", f"'{name}' is a built-in task with tuned settings; drop env_id "
                         "to use it, or give your task another name")
         env_kwargs = _table(source, f"{key}.env_kwargs", raw.get("env_kwargs", {}))
-        task = Task(name, _string(source, f"{key}.env_id", raw["env_id"]),
+        env_id = _string(source, f"{key}.env_id", raw["env_id"])
+        if ":" not in env_id and env_id not in gym.registry:
+            close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise _fail(source, f"{key}.env_id", f"'{env_id}' is not a registered Gymnasium id{hint}; give a "
+                        "registered id or module:Class")
+        task = Task(name, env_id,
                     raw.get("description", f"defined in {source}"),
                     _settings(source, f"{key}.tuned_settings", raw.get("tuned_settings", {}), allow_budget=True),
                     dict(env_kwargs))

@@ -189,6 +189,11 @@ MALFORMED = [
     ("custom variant shadows", 'seeds = 1\nvariants = ["dqn"]\n[custom_variants.dqn]\n[tasks."CartPole-v1"]\n',
      "mine.toml: custom_variants.dqn: 'dqn' is a built-in variant"),
     ("missing include", 'seeds = 1\ninclude = ["nothere"]\n', "mine.toml: include: unknown suite 'nothere'"),
+    ("unknown env id", 'seeds = 1\nvariants = ["dqn"]\n[tasks.mine]\nenv_id = "CartPol-v1"\n',
+     "mine.toml: tasks.mine.env_id: 'CartPol-v1' is not a registered Gymnasium id (did you mean 'CartPole-v1'?)"),
+    ("env kwargs refused", ('seeds = 1\nvariants = ["dqn"]\n[tasks.mine]\nenv_id = "CartPole-v1"\n'
+                            'env_kwargs = { colour = "red" }\n'),
+     "mine.toml: tasks.mine (variant 'dqn'): cannot build the environment: TypeError:"),
     ("bad env class", 'seeds = 1\nvariants = ["dqn"]\n[tasks.mine]\nenv_id = "no_such_module:Env"\n',
      "mine.toml: tasks.mine (variant 'dqn'): cannot load environment class 'no_such_module:Env'"),
 ]

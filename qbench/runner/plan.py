@@ -59,6 +59,10 @@ def expand(suite: Suite, seeds: int | None = None, only: dict[str, frozenset[str
                                   extra_variants=suite.custom_variants, extra_tasks=suite.custom_tasks)
             except ConfigError as exc:
                 raise ConfigError(f"{entry.source}: tasks.{entry.name} (variant '{variant}'): {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - e.g. env_kwargs the environment refuses: a user mistake
+                first_line = (str(exc).strip().splitlines() or [""])[0]
+                raise ConfigError(f"{entry.source}: tasks.{entry.name} (variant '{variant}'): cannot build the "
+                                  f"environment: {type(exc).__name__}: {first_line}") from None
             for seed in seed_list:
                 if "seed" in only and str(seed) not in only["seed"]:
                     continue
