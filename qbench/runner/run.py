@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ def run_jobs(jobs: list[Job], results_dir: Path, suite_name: str, backend, *, re
                 if isinstance(result, BaseException):
                     pool_deaths[job.hash] = pool_deaths.get(job.hash, 0) + 1
                     # A dead local pool takes every in-flight job down with it, guilty or not: retry each once.
-                    if pool_deaths[job.hash] < 2 and "BrokenProcessPool" in type(result).__name__:
+                    if pool_deaths[job.hash] < 2 and isinstance(result, BrokenProcessPool):
                         queue.append(job)
                         continue
                     error = _worker_died(result)
