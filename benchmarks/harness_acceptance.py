@@ -3,11 +3,12 @@
     python benchmarks/harness_acceptance.py kill  [--trials 5] [--seed 0] [--suite smoke] [--out DIR]
     python benchmarks/harness_acceptance.py speed [--suite benchmarks/suites/cpu_bound.toml] [--out DIR]
 
-kill:  runs the suite once uninterrupted (the reference), then, per trial, starts `qbench run`, SIGKILLs the runner
-       and its workers at a random moment while jobs run (after k of n jobs completed, k uniform, plus a uniform
-       delay up to a median job's length; drawn from a seeded Generator), runs it again to completion, and reports:
-       runs complete before the kill, runs interrupted mid-way, runs lost (no longer complete) or changed (any file
-       rewritten), duplicate evaluation rows, and whether every evaluation equals the reference's.
+kill:  runs the suite once uninterrupted (the reference), then, per trial, starts `qbench run`, SIGKILLs
+       the runner and its workers at a random moment while jobs run (after k of n jobs completed, k uniform,
+       plus a uniform delay up to a median job's length; drawn from a seeded Generator), runs it again to
+       completion, and reports: runs complete before the kill, runs interrupted mid-way, runs lost (no longer
+       complete) or changed (any file rewritten), duplicate evaluation rows, and whether every evaluation
+       equals the reference's.
 speed: wall time of the suite with --workers 1 and with --workers 2 (fresh results folders) and their ratio.
        Run it on an otherwise idle machine: the load average is printed before each run.
 
@@ -34,7 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def qbench(*args, **popen_kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    paths = (str(REPO), os.environ.get("PYTHONPATH"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     return subprocess.Popen([sys.executable, "-m", "qbench", *map(str, args)], cwd=REPO, env=env, text=True,
                             **popen_kwargs)
 
@@ -54,11 +56,12 @@ def complete_dirs(results: Path) -> list[Path]:
 
 
 def snapshot(dirs: list[Path]) -> dict[str, tuple[int, bytes]]:
-    return {str(f): (f.stat().st_mtime_ns, f.read_bytes()) for d in dirs for f in sorted(d.iterdir()) if f.is_file()}
+    return {str(f): (f.stat().st_mtime_ns, f.read_bytes())
+            for d in dirs for f in sorted(d.iterdir()) if f.is_file()}
 
 
 def evaluations(results: Path) -> dict[str, list[tuple]]:
-    """Every run's evaluation rows without the wall-clock column, keyed by its path under the results folder."""
+    """Every run's evaluation rows without the wall-clock column, keyed by its path under the results."""
     out = {}
     for config in sorted(results.rglob("config.json")):
         with open(config.parent / "evaluations.csv", newline="") as fh:
@@ -83,8 +86,8 @@ def _wait_until(predicate, proc: subprocess.Popen, timeout_s: float = 600.0) -> 
 
 
 def kill_trials(suite: str, trials: int, seed: int, out: Path) -> None:
-    """Kill moments are drawn so that they land while jobs run (not during interpreter start-up): after k of the
-    n jobs completed, k uniform in 0..n-1, plus a delay uniform over the median job's wall time."""
+    """Kill moments are drawn so that they land while jobs run (not during interpreter start-up): after k of
+    the n jobs completed, k uniform in 0..n-1, plus a delay uniform over the median job's wall time."""
     reference = out / "reference"
     _, ref_wall_s = run_to_end(suite, reference)
     expected = evaluations(reference)
@@ -94,7 +97,8 @@ def kill_trials(suite: str, trials: int, seed: int, out: Path) -> None:
     print(f"reference: {n} runs of suite '{suite}' in {ref_wall_s:.1f} s (uninterrupted); median job "
           f"{median_job_s:.1f} s")
     rng = np.random.default_rng(seed)
-    print(f"{'trial':>5} {'after k done':>12} {'+delay s':>8} {'complete':>8} {'interrupted':>11} {'lost':>4} "
+    print(f"{'trial':>5} {'after k done':>12} {'+delay s':>8} {'complete':>8} {'interrupted':>11} "
+          f"{'lost':>4} "
           f"{'changed':>7} {'dup rows':>8} {'all complete':>12} {'identical':>9}")
     failures = 0
     for trial in range(trials):
@@ -125,8 +129,8 @@ def kill_trials(suite: str, trials: int, seed: int, out: Path) -> None:
         failures += bool(lost or changed or dupes or not all_complete or not identical)
         print(f"{trial:>5} {k:>12} {delay_s:>8.2f} {len(before_dirs):>8} {started - len(before_dirs):>11} "
               f"{lost:>4} {changed:>7} {dupes:>8} {all_complete!s:>12} {identical!s:>9}", flush=True)
-    print(f"kill test: {trials - failures}/{trials} trials with 0 runs lost or changed, no duplicate rows and "
-          f"results identical to the uninterrupted run (generator seed {seed})")
+    print(f"kill test: {trials - failures}/{trials} trials with 0 runs lost or changed, no duplicate rows "
+          f"and results identical to the uninterrupted run (generator seed {seed})")
 
 
 def speed(suite: str, out: Path) -> None:
@@ -134,7 +138,8 @@ def speed(suite: str, out: Path) -> None:
     for workers in (1, 2):
         load = os.getloadavg()
         _, walls[workers] = run_to_end(suite, out / f"workers{workers}", workers)
-        print(f"--workers {workers}: {walls[workers]:.1f} s (load average before: {load[0]:.2f} {load[1]:.2f} "
+        print(f"--workers {workers}: {walls[workers]:.1f} s (load average before: {load[0]:.2f} "
+              f"{load[1]:.2f} "
               f"{load[2]:.2f})", flush=True)
     print(f"speed-up with 2 workers: {walls[1] / walls[2]:.2f}x (acceptance: >= 1.7x on 2 cores; "
           f"{os.cpu_count()} CPUs here)")
@@ -146,7 +151,7 @@ def main() -> None:
     p.add_argument("--suite", default=None, help="suite name or file (kill: smoke; speed: cpu_bound.toml)")
     p.add_argument("--trials", type=int, default=5)
     p.add_argument("--seed", type=int, default=0, help="seed of the generator that draws the kill moments")
-    p.add_argument("--out", default=None, help="results folder (default: a temporary one, removed at the end)")
+    p.add_argument("--out", default=None, help="results folder (default: a temporary one, removed after)")
     a = p.parse_args()
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="qbench-harness-"))
     try:

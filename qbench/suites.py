@@ -1,12 +1,12 @@
 """Suite files: a TOML file in ``suites/`` read into a validated ``Suite`` before any job starts.
 
-Everything a suite file may hold is listed in the ``*_KEYS`` tables below; any other key is an error that names the
-file and the key path. Values are read with ``tomllib`` (never evaluated) and every setting is checked with
-``coerce_setting``. The full schema is documented in the README ("Suites").
+Everything a suite file may hold is listed in the ``*_KEYS`` tables below; any other key is an error that
+names the file and the key path. Values are read with ``tomllib`` (never evaluated) and every setting is
+checked with ``coerce_setting``. The full schema is documented in the README ("Suites").
 
 Settings of one job resolve in this order (later wins): engine defaults -> the task's tuned settings -> the
-variant -> the suite's ``[budget]`` and ``[settings]`` -> the task entry's ``budget`` and ``settings`` -> the command
-line (``--set``). The last three are handed to ``build_job`` as override layers.
+variant -> the suite's ``[budget]`` and ``[settings]`` -> the task entry's ``budget`` and ``settings`` -> the
+command line (``--set``). The last three are handed to ``build_job`` as override layers.
 
 This module reads files and builds data; it imports neither torch nor the engine.
 """
@@ -28,7 +28,7 @@ from qbench.envs.tasks import TASKS, Task, get_task
 # The folder of shipped suite files, next to the package in a source checkout.
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 
-# The evaluation protocol and run length; kept apart from other settings so that a reader finds them in one place.
+# The evaluation protocol and run length; kept apart from other settings so a reader finds them in one place.
 BUDGET_KEYS = ("total_env_steps", "eval_interval_env_steps", "eval_episodes")
 
 TOP_KEYS = {
@@ -138,7 +138,7 @@ def _settings(source: str, key: str, value: Any, *, allow_budget: bool = False) 
     out = {}
     for name, raw in _table(source, key, value).items():
         if name in BUDGET_KEYS and not allow_budget:
-            raise _fail(source, f"{key}.{name}", f"'{name}' belongs in the budget table next to these settings")
+            raise _fail(source, f"{key}.{name}", f"'{name}' belongs in the budget table, not in settings")
         try:
             out[name] = coerce_setting(name, raw)
         except ConfigError as exc:
@@ -220,7 +220,8 @@ def _load(path: Path, chain: tuple[Path, ...]) -> Suite:
         if min_passing > seeds:
             raise _fail(source, "min_passing_seeds", f"{min_passing} exceeds seeds ({seeds})")
 
-    custom_variants = _custom_variants(source, _table(source, "custom_variants", doc.get("custom_variants", {})))
+    custom_variants = _custom_variants(source, _table(source, "custom_variants",
+                                                      doc.get("custom_variants", {})))
     entries: list[TaskEntry] = []
     custom_tasks: dict[str, Task] = {}
     for included in _names(source, "include", doc["include"]) if "include" in doc else ():
@@ -258,8 +259,9 @@ def _load(path: Path, chain: tuple[Path, ...]) -> Suite:
         twice = sorted({n for n in names if names.count(n) > 1})
         raise _fail(source, "tasks", f"task {', '.join(twice)} appears in more than one included suite")
     if min_passing is None and any(e.thresholds for e in entries):
-        raise _fail(source, "min_passing_seeds", "missing: thresholds need a pass rule (seeds that must pass)")
-    return Suite(path.stem, path, description, seeds, min_passing, tuple(entries), custom_variants, custom_tasks)
+        raise _fail(source, "min_passing_seeds", "missing: thresholds need a pass rule (seeds that pass)")
+    return Suite(path.stem, path, description, seeds, min_passing, tuple(entries), custom_variants,
+                 custom_tasks)
 
 
 def _custom_variants(source: str, table: dict[str, Any]) -> dict[str, Variant]:
@@ -276,9 +278,10 @@ def _custom_variants(source: str, table: dict[str, Any]) -> dict[str, Variant]:
             if base_name not in VARIANTS:
                 raise _fail(source, f"{key}.base", str(unknown("variant", base_name, VARIANTS)))
             base = VARIANTS[base_name].settings
-        settings = {**base, **_settings(source, f"{key}.settings", raw.get("settings", {}), allow_budget=True)}
-        description = _string(source, f"{key}.description", raw["description"]) if "description" in raw else ""
-        out[name] = Variant(name, description or f"defined in {source}", settings)
+        own = _settings(source, f"{key}.settings", raw.get("settings", {}), allow_budget=True)
+        settings = {**base, **own}
+        description = _string(source, f"{key}.description", raw.get("description", f"defined in {source}"))
+        out[name] = Variant(name, description, settings)
     return out
 
 
@@ -290,8 +293,8 @@ def _task_entry(source: str, name: str, raw: Any, default_variants: tuple[str, .
     task = None
     if "env_id" in raw:
         if name in TASKS:
-            raise _fail(source, f"{key}.env_id", f"'{name}' is a built-in task with tuned settings; drop env_id "
-                        "to use it, or give your task another name")
+            raise _fail(source, f"{key}.env_id", f"'{name}' is a built-in task with tuned settings; drop "
+                        "env_id to use it, or give your task another name")
         env_kwargs = _table(source, f"{key}.env_kwargs", raw.get("env_kwargs", {}))
         env_id = _string(source, f"{key}.env_id", raw["env_id"])
         if ":" not in env_id and env_id not in gym.registry:
@@ -301,7 +304,8 @@ def _task_entry(source: str, name: str, raw: Any, default_variants: tuple[str, .
                         "registered id or module:Class")
         task = Task(name, env_id,
                     raw.get("description", f"defined in {source}"),
-                    _settings(source, f"{key}.tuned_settings", raw.get("tuned_settings", {}), allow_budget=True),
+                    _settings(source, f"{key}.tuned_settings", raw.get("tuned_settings", {}),
+                              allow_budget=True),
                     dict(env_kwargs))
     else:
         for only_new in ("env_kwargs", "tuned_settings"):
@@ -323,14 +327,15 @@ def _task_entry(source: str, name: str, raw: Any, default_variants: tuple[str, .
 
     task_layer = {**_budget(source, f"{key}.budget", raw.get("budget", {})),
                   **_settings(source, f"{key}.settings", raw.get("settings", {}))}
-    scores = {k: _number(source, f"{key}.{k}", raw[k]) for k in ("random_score", "reference_score") if k in raw}
+    scores = {k: _number(source, f"{key}.{k}", raw[k])
+              for k in ("random_score", "reference_score") if k in raw}
     if len(scores) == 2 and scores["random_score"] == scores["reference_score"]:
-        raise _fail(source, f"{key}.reference_score", "equals random_score; normalisation would divide by zero")
+        raise _fail(source, f"{key}.reference_score", "equals random_score: normalising would divide by 0")
     thresholds = {}
     for v, value in _table(source, f"{key}.thresholds", raw.get("thresholds", {})).items():
         if v not in variants:
-            raise _fail(source, f"{key}.thresholds.{v}", f"variant '{v}' is not run on this task; variants here: "
-                        f"{', '.join(variants)}")
+            raise _fail(source, f"{key}.thresholds.{v}", f"variant '{v}' is not run on this task; variants "
+                        f"here: {', '.join(variants)}")
         thresholds[v] = _number(source, f"{key}.thresholds.{v}", value)
     entry = TaskEntry(name, variants, (suite_layer, task_layer), source, scores.get("random_score"),
                       scores.get("reference_score"), thresholds)

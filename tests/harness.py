@@ -1,4 +1,4 @@
-"""Helpers for the harness tests: run the qbench CLI of this checkout in a subprocess, read run directories."""
+"""Harness test helpers: run this checkout's qbench CLI in a subprocess, read run directories."""
 
 import csv
 import os
@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 def env_with_repo() -> dict[str, str]:
     """PYTHONPATH puts this checkout first, so subprocesses import it even where another copy of qbench is
     installed (in CI, where qbench is installed editable from this checkout, it changes nothing)."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    paths = (str(REPO), os.environ.get("PYTHONPATH"))
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
 def qbench_argv(*args) -> list[str]:
@@ -42,7 +43,7 @@ def evaluation_rows(run_dir: Path) -> list[dict[str, str]]:
 
 
 def results_without_wall_time(results: Path) -> dict[str, list[tuple]]:
-    """Every run's evaluation rows keyed by its path below the results folder, without the wall-clock column."""
+    """Every run's evaluation rows (without wall-clock time), keyed by its path below the results folder."""
     out = {}
     for d in run_dirs(results):
         rows = evaluation_rows(d)
@@ -52,4 +53,5 @@ def results_without_wall_time(results: Path) -> dict[str, list[tuple]]:
 
 def snapshot(dirs: list[Path]) -> dict[str, tuple[int, bytes]]:
     """(mtime, bytes) of every file in the given run directories."""
-    return {str(f): (f.stat().st_mtime_ns, f.read_bytes()) for d in dirs for f in sorted(d.iterdir()) if f.is_file()}
+    return {str(f): (f.stat().st_mtime_ns, f.read_bytes())
+            for d in dirs for f in sorted(d.iterdir()) if f.is_file()}

@@ -1,4 +1,4 @@
-"""qbench run end to end: layout, skipping complete jobs, failures recorded, SIGKILL and rerun, two runners, Ray."""
+"""qbench run end to end: layout, skipping complete jobs, failures, SIGKILL and rerun, two runners, Ray."""
 
 import json
 import os
@@ -68,8 +68,10 @@ def test_rerun_skips_complete_jobs_and_touches_nothing(smoke_reference):
 def test_load_results_one_row_per_evaluation_with_the_documented_columns(smoke_reference):
     results, _ = smoke_reference
     df = qbench.load_results(results)
-    assert list(df.columns)[:15] == ["suite", "task", "variant", "seed", "env_steps", "return_mean", "return_std",
-                                     "return_min", "return_max", "n_episodes", "grad_steps", "wall_s", "complete",
+    assert list(df.columns)[:15] == ["suite", "task", "variant", "seed", "env_steps", "return_mean",
+                                     "return_std",
+                                     "return_min", "return_max", "n_episodes", "grad_steps", "wall_s",
+                                     "complete",
                                      "failed", "attempts"]
     assert {"job_hash", "run_dir", "env_id"} <= set(df.columns)
     assert len(df) == SMOKE_JOBS * 2 and df["complete"].all() and (df["suite"] == "smoke").all()
@@ -84,7 +86,8 @@ def test_import_qbench_and_load_results_never_import_torch(smoke_reference):
     code = ("import sys, qbench; assert 'torch' not in sys.modules and 'pandas' not in sys.modules; "
             f"df = qbench.load_results({str(results)!r}); assert len(df) == 16; "
             "assert 'torch' not in sys.modules, 'torch imported'")
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env_with_repo(), capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env_with_repo(), capture_output=True,
+                       text=True,
                        timeout=120, check=False)
     assert r.returncode == 0, r.stderr
 
@@ -169,7 +172,8 @@ def test_a_failed_job_is_retried_and_its_old_error_removed(tmp_path):
     path.mkdir(parents=True)
     (path / "error.json").write_text('{"error": "crashed", "message": "an earlier failure"}')
     (path / ".evaluations.csv.x1.tmp").write_text("half-writ")   # left by a killed writer
-    r = run_qbench("run", "smoke", "--results", tmp_path, "--only", "task=CartPole-v1", "--only", "variant=dqn",
+    r = run_qbench("run", "smoke", "--results", tmp_path, "--only", "task=CartPole-v1",
+                   "--only", "variant=dqn",
                    "--only", "seed=0", "--workers", "1")
     assert r.returncode == 0, r.stdout + r.stderr
     assert (path / "summary.json").exists() and not (path / "error.json").exists()

@@ -1,4 +1,4 @@
-"""Suite files: loading, validation (one-line errors naming file and key), expansion and override resolution."""
+"""Suite files: loading, validation (one-line errors naming file and key), expansion, override order."""
 
 import textwrap
 from pathlib import Path
@@ -41,7 +41,8 @@ def test_smoke_expands_in_file_order_with_its_budget_and_settings(tmp_path):
         ("CartPole-v1", "dqn", 0), ("CartPole-v1", "dqn", 1), ("CartPole-v1", "double_dqn", 0),
         ("CartPole-v1", "double_dqn", 1)]
     cartpole = jobs[0].config
-    assert (cartpole.total_env_steps, cartpole.eval_interval_env_steps, cartpole.eval_episodes) == (600, 300, 2)
+    budget = (cartpole.total_env_steps, cartpole.eval_interval_env_steps, cartpole.eval_episodes)
+    assert budget == (600, 300, 2)
     assert cartpole.hidden_sizes == [32, 32] and cartpole.warmup_env_steps == 200
     assert cartpole.lr == 2.3e-3   # the task's tuned settings still apply where the suite is silent
     path = run_path(tmp_path, suite.name, jobs[0])
@@ -131,12 +132,14 @@ def test_include_takes_the_included_entries_and_this_files_seeds(tmp_path):
     assert [(j.task.name, j.variant, j.seed) for j in jobs] == [
         ("CartPole-v1", "dqn", 0), ("CartPole-v1", "dqn", 1), ("Acrobot-v1", "double_dqn", 0),
         ("Acrobot-v1", "double_dqn", 1)]
-    assert jobs[0].config.lr == 1e-4 and jobs[2].config.lr == 6.3e-4   # included settings stay with their tasks
+    # included settings stay with their tasks
+    assert jobs[0].config.lr == 1e-4 and jobs[2].config.lr == 6.3e-4
 
 
 def test_full_holds_every_task_of_classic_continuous_and_mujoco():
     full = {e.name for e in load_suite(SUITES_DIR / "full.toml").entries}
-    parts = {e.name for name in ("classic", "continuous", "mujoco") for e in load_suite(SUITES_DIR / f"{name}.toml")
+    parts = {e.name for name in ("classic", "continuous", "mujoco")
+             for e in load_suite(SUITES_DIR / f"{name}.toml")
              .entries}
     assert full == parts and len(full) == 10
 
@@ -162,7 +165,8 @@ MALFORMED = [
     ("unknown task key", 'seeds = 1\n[tasks."CartPole-v1"]\nvariants = ["dqn"]\nbudjet = {}\n',
      "mine.toml: unknown key 'tasks.CartPole-v1.budjet'; valid keys:"),
     ("unknown budget key", 'seeds = 1\nbudget = { steps = 5 }\n[tasks."CartPole-v1"]\nvariants = ["dqn"]\n',
-     "mine.toml: unknown key 'budget.steps'; valid keys: eval_episodes, eval_interval_env_steps, total_env_steps"),
+     ("mine.toml: unknown key 'budget.steps'; valid keys: eval_episodes, eval_interval_env_steps, "
+      "total_env_steps")),
     ("unknown variant", 'seeds = 1\nvariants = ["dqm"]\n[tasks."CartPole-v1"]\n',
      "mine.toml: variants: unknown variant 'dqm' (did you mean 'dqn'?)"),
     ("unknown task variant", 'seeds = 1\n[tasks."CartPole-v1"]\nvariants = ["dqn", "nope"]\n',
@@ -172,25 +176,32 @@ MALFORMED = [
     ("negative seeds", 'seeds = -1\nvariants = ["dqn"]\n[tasks."CartPole-v1"]\n',
      "mine.toml: seeds: must be a positive integer, got -1"),
     ("missing seeds", 'variants = ["dqn"]\n[tasks."CartPole-v1"]\n', "mine.toml: missing key 'seeds'"),
-    ("zero budget", 'seeds = 1\nvariants = ["dqn"]\n[tasks."CartPole-v1"]\nbudget = { total_env_steps = 0 }\n',
+    ("zero budget", ('seeds = 1\nvariants = ["dqn"]\n[tasks."CartPole-v1"]\n'
+                     'budget = { total_env_steps = 0 }\n'),
      "mine.toml: tasks.CartPole-v1.budget.total_env_steps: setting 'total_env_steps' must be >= 1, got 0"),
     ("bad setting", 'seeds = 1\nvariants = ["dqn"]\nsettings = { lr = -1 }\n[tasks."CartPole-v1"]\n',
      "mine.toml: settings.lr: setting 'lr' must be > 0.0"),
-    ("budget in settings", 'seeds = 1\nvariants = ["dqn"]\nsettings = { total_env_steps = 5 }\n[tasks."CartPole-v1"]\n',
+    ("budget in settings", ('seeds = 1\nvariants = ["dqn"]\nsettings = { total_env_steps = 5 }\n'
+                            '[tasks."CartPole-v1"]\n'),
      "mine.toml: settings.total_env_steps: 'total_env_steps' belongs in the budget table"),
     ("variant misfit", 'seeds = 1\nvariants = ["dqn"]\n[tasks."Pendulum-v1"]\n',
      "mine.toml: tasks.Pendulum-v1 (variant 'dqn'): variant 'dqn' needs a Discrete action space"),
     ("inconsistent parts", ('seeds = 1\nvariants = ["double_dqn"]\nsettings = { target_update = "none" }\n'
-                            '[tasks."CartPole-v1"]\n'), "mine.toml: tasks.CartPole-v1 (variant 'double_dqn'): target 'double' needs"),
+                            '[tasks."CartPole-v1"]\n'),
+     "mine.toml: tasks.CartPole-v1 (variant 'double_dqn'): target 'double' needs"),
     ("threshold of a variant not run", ('seeds = 2\nmin_passing_seeds = 1\n[tasks."CartPole-v1"]\n'
-                                        'variants = ["dqn"]\nthresholds = { ddpg = 1 }\n'), "mine.toml: tasks.CartPole-v1.thresholds.ddpg: variant"),
-    ("too many passing seeds", 'seeds = 2\nmin_passing_seeds = 3\nvariants = ["dqn"]\n[tasks."CartPole-v1"]\n',
+                                        'variants = ["dqn"]\nthresholds = { ddpg = 1 }\n'),
+     "mine.toml: tasks.CartPole-v1.thresholds.ddpg: variant"),
+    ("too many passing seeds", ('seeds = 2\nmin_passing_seeds = 3\nvariants = ["dqn"]\n'
+                                '[tasks."CartPole-v1"]\n'),
      "mine.toml: min_passing_seeds: 3 exceeds seeds (2)"),
-    ("custom variant shadows", 'seeds = 1\nvariants = ["dqn"]\n[custom_variants.dqn]\n[tasks."CartPole-v1"]\n',
+    ("custom variant shadows", ('seeds = 1\nvariants = ["dqn"]\n[custom_variants.dqn]\n'
+                                '[tasks."CartPole-v1"]\n'),
      "mine.toml: custom_variants.dqn: 'dqn' is a built-in variant"),
     ("missing include", 'seeds = 1\ninclude = ["nothere"]\n', "mine.toml: include: unknown suite 'nothere'"),
     ("unknown env id", 'seeds = 1\nvariants = ["dqn"]\n[tasks.mine]\nenv_id = "CartPol-v1"\n',
-     "mine.toml: tasks.mine.env_id: 'CartPol-v1' is not a registered Gymnasium id (did you mean 'CartPole-v1'?)"),
+     ("mine.toml: tasks.mine.env_id: 'CartPol-v1' is not a registered Gymnasium id "
+      "(did you mean 'CartPole-v1'?)")),
     ("env kwargs refused", ('seeds = 1\nvariants = ["dqn"]\n[tasks.mine]\nenv_id = "CartPole-v1"\n'
                             'env_kwargs = { colour = "red" }\n'),
      "mine.toml: tasks.mine (variant 'dqn'): cannot build the environment: TypeError:"),
@@ -225,7 +236,8 @@ def test_malformed_suite_end_to_end_in_a_subprocess(tmp_path):
     (["run", "smok"], "unknown suite 'smok' (did you mean 'smoke'?)"),
     (["run", "smoke", "--workers", "0"], "--workers must be a positive integer"),
     (["run", "smoke", "--only", "variant=dqm"], "--only variant=dqm matches no job of suite 'smoke'"),
-    (["run", "smoke", "--only", "task=CartPole-v1", "--only", "variant=naf"], "no job of suite 'smoke' matches"),
+    (["run", "smoke", "--only", "task=CartPole-v1", "--only", "variant=naf"],
+     "no job of suite 'smoke' matches"),
     (["run", "smoke", "--set", "lrr=1"], "unknown setting 'lrr'"),
     (["run", "smoke", "--seeds", "0"], "--seeds must be a positive integer"),
     (["run", "smoke", "--ray-address", "x:1"], "--ray-address needs --backend ray"),

@@ -6,4 +6,5 @@ The engine never imports this package; this package calls the engine only throug
 from qbench.runner.plan import expand, job_state, parse_only, parse_overrides, run_path
 from qbench.runner.run import Outcome, Reporter, run_jobs
 
-__all__ = ["Outcome", "Reporter", "expand", "job_state", "parse_only", "parse_overrides", "run_jobs", "run_path"]
+__all__ = ["Outcome", "Reporter", "expand", "job_state", "parse_only", "parse_overrides", "run_jobs",
+           "run_path"]

@@ -1,8 +1,8 @@
 """Where jobs run: local worker processes (default) or a Ray cluster. Both run ``worker.run_one``.
 
 A backend has three methods: ``submit(*args) -> handle``, ``wait(handles, timeout_s) -> [(handle, result)]``
-(a result is run_one's dict, or an exception if the worker itself died) and ``close()``; plus ``slots``, the number
-of jobs it runs at once.
+(a result is run_one's dict, or an exception if the worker itself died) and ``close()``; plus ``slots``, the
+number of jobs it runs at once.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ class LocalBackend:
 
 class RayBackend:
     """Ray tasks of one CPU each. Needs the results folder on a filesystem every node sees (the job locks and
-    run directories live there). Joins a running Ray if one is initialised in this process, else starts or joins
-    one (``address``)."""
+    run directories live there). Joins a running Ray if one is initialised in this process, else starts or
+    joins one (``address``)."""
 
     def __init__(self, workers: int | None, address: str | None):
         try:
@@ -64,7 +64,8 @@ class RayBackend:
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers or default_workers()}
+            kwargs: dict[str, Any] = ({"address": address} if address
+                                      else {"num_cpus": workers or default_workers()})
             ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
         cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
         self.slots = min(workers, cluster_cpus) if workers else cluster_cpus

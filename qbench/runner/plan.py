@@ -1,4 +1,4 @@
-"""Expanding a suite into jobs, and where each job's run directory lives. Pure: builds data, writes nothing."""
+"""Expanding a suite into jobs, and where each job's run directory lives. Pure: writes nothing."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ ONLY_KEYS = ("variant", "task", "seed")
 
 
 def parse_only(texts: list[str] | None) -> dict[str, frozenset[str]]:
-    """``--only KEY=VALUE`` filters: values of one key are alternatives (also comma-separated), keys combine."""
+    """``--only KEY=VALUE`` filters: values of one key are alternatives (or comma-separated); keys combine."""
     only: dict[str, set[str]] = {}
     for text in texts or []:
         key, sep, value = text.partition("=")
@@ -36,9 +36,9 @@ def expand(suite: Suite, seeds: int | None = None, only: dict[str, frozenset[str
            overrides: dict[str, Any] | None = None) -> list[Job]:
     """Every (task, variant, seed) job of the suite, resolved and validated, in file order.
 
-    ``seeds`` replaces the suite's seed count (seeds 0 .. seeds-1); ``only`` keeps the jobs whose variant, task and
-    seed match; ``overrides`` is the command-line layer. Raises ConfigError (naming the file and the task entry) for
-    any job that cannot be built, so nothing starts unless everything is valid.
+    ``seeds`` replaces the suite's seed count (seeds 0 .. seeds-1); ``only`` keeps the jobs whose variant,
+    task and seed match; ``overrides`` is the command-line layer. Raises ConfigError (naming the file and the
+    task entry) for any job that cannot be built, so nothing starts unless everything is valid.
     """
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ConfigError(f"--seeds must be a positive integer, got {seeds!r}")
@@ -53,16 +53,17 @@ def expand(suite: Suite, seeds: int | None = None, only: dict[str, frozenset[str
         for variant in entry.variants:
             if "variant" in only and variant not in only["variant"]:
                 continue
+            where = f"{entry.source}: tasks.{entry.name} (variant '{variant}')"
             try:
                 # Seeds share everything but the seed, so one resolution (and one env probe) serves them all.
                 first = build_job(variant, entry.name, 0, *entry.layers, overrides or {},
                                   extra_variants=suite.custom_variants, extra_tasks=suite.custom_tasks)
             except ConfigError as exc:
-                raise ConfigError(f"{entry.source}: tasks.{entry.name} (variant '{variant}'): {exc}") from None
+                raise ConfigError(f"{where}: {exc}") from None
             except Exception as exc:  # noqa: BLE001 - e.g. env_kwargs the environment refuses: a user mistake
                 first_line = (str(exc).strip().splitlines() or [""])[0]
-                raise ConfigError(f"{entry.source}: tasks.{entry.name} (variant '{variant}'): cannot build the "
-                                  f"environment: {type(exc).__name__}: {first_line}") from None
+                raise ConfigError(f"{where}: cannot build the environment: {type(exc).__name__}: "
+                                  f"{first_line}") from None
             for seed in seed_list:
                 if "seed" in only and str(seed) not in only["seed"]:
                     continue

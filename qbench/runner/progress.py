@@ -1,4 +1,4 @@
-"""What a runner shows: a rich progress bar on a terminal, plain lines otherwise, and the end-of-run summary."""
+"""What a runner shows: a rich bar on a terminal, plain lines otherwise, and the end-of-run summary."""
 
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ class PlainReporter(Reporter):
 
     def start(self, total_jobs: int, to_run: list[Job], slots: int) -> None:
         self.tally = Tally(total_jobs, to_run)
-        print(f"{self.title}: {total_jobs} jobs, {total_jobs - len(to_run)} already complete, {len(to_run)} to run "
+        print(f"{self.title}: {total_jobs} jobs, {total_jobs - len(to_run)} already complete, "
+              f"{len(to_run)} to run "
               f"on {self.describe} ({slots} at a time)", flush=True)
 
     def update(self, running: int, waiting_elsewhere: int) -> None:
@@ -105,12 +106,14 @@ class RichReporter(Reporter):
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.tally = Tally(total_jobs, to_run)
-        self.console.print(f"[bold]{self.title}[/]: {total_jobs} jobs, {total_jobs - len(to_run)} already complete, "
+        self.console.print(f"[bold]{self.title}[/]: {total_jobs} jobs, "
+                           f"{total_jobs - len(to_run)} already complete, "
                            f"{len(to_run)} to run on {self.describe} ({slots} at a time)")
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[jobs]}"),
                             TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"), console=self.console)
         self.bar.start()
-        self.handle = self.bar.add_task(self.title, total=max(self.tally.work_total, 1), jobs=self.tally.line(),
+        self.handle = self.bar.add_task(self.title, total=max(self.tally.work_total, 1),
+                                        jobs=self.tally.line(),
                                         eta="-:--:--")
 
     def _refresh(self) -> None:

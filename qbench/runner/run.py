@@ -1,9 +1,9 @@
 """Run a list of jobs on a backend: skip complete ones, keep every slot busy, record failures and go on.
 
 Two runners may share a results folder: each job is guarded by a lock in its run directory, so a job that is
-running elsewhere is put back in the queue and looked at again later; when its lock is free it is either complete
-(nothing to do), failed there during this sitting (reported, not retried twice), or abandoned by a killed runner
-(run here, resuming from whatever the run directory holds).
+running elsewhere is put back in the queue and looked at again later; when its lock is free it is either
+complete (nothing to do), failed there during this sitting (reported, not retried twice), or abandoned by a
+killed runner (run here, resuming from whatever the run directory holds).
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def _worker_died(exc: BaseException) -> dict[str, Any]:
             "message": f"the worker process died while running this job: {exc}", "traceback": ""}
 
 
-def run_jobs(jobs: list[Job], results_dir: Path, suite_name: str, backend, *, reporter: Reporter | None = None,
+def run_jobs(jobs: list[Job], results_dir: Path, suite_name: str, backend, *,
+             reporter: Reporter | None = None,
              command: list[str] | None = None) -> list[Outcome]:
     """Run every job that is not complete; return one Outcome per job, in the order given."""
     reporter = reporter or Reporter()
@@ -99,7 +100,7 @@ def run_jobs(jobs: list[Job], results_dir: Path, suite_name: str, backend, *, re
                 path = paths[job.hash]
                 if isinstance(result, BaseException):
                     pool_deaths[job.hash] = pool_deaths.get(job.hash, 0) + 1
-                    # A dead local pool takes every in-flight job down with it, guilty or not: retry each once.
+                    # A dead local pool takes every in-flight job down, guilty or not: retry each once.
                     if pool_deaths[job.hash] < 2 and isinstance(result, BrokenProcessPool):
                         queue.append(job)
                         continue
@@ -115,7 +116,8 @@ def run_jobs(jobs: list[Job], results_dir: Path, suite_name: str, backend, *, re
                     finish(Outcome(job, path, "done", result["summary"], wall_s=result["wall_s"]))
                 else:
                     finish(Outcome(job, path, "failed", error=result.get("error", {}),
-                                   wall_s=result.get("wall_s", 0.0), elsewhere=result.get("elsewhere", False)))
+                                   wall_s=result.get("wall_s", 0.0),
+                                   elsewhere=result.get("elsewhere", False)))
             reporter.update(len(in_flight), len(waiting))
     except BaseException:
         backend.close(cancel=True)

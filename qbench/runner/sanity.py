@@ -1,5 +1,6 @@
-"""The pass rule of a suite with thresholds: a (variant, task) passes when at least ``min_passing_seeds`` of its
-seeds end (final greedy evaluation, ``final_return_mean``) at or above the variant's threshold on that task."""
+"""The pass rule of a suite with thresholds: a (variant, task) passes when at least ``min_passing_seeds`` of
+its seeds end (final greedy evaluation, ``final_return_mean``) at or above the variant's threshold on that
+task."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def judge(suite: Suite, outcomes: list[Outcome]) -> list[Verdict]:
     verdicts = []
     for (task, variant), seeds in finals.items():
         threshold = suite.entry(task).thresholds.get(variant)
-        verdicts.append(Verdict(task, variant, threshold, suite.min_passing_seeds if threshold is not None else None,
+        needed = suite.min_passing_seeds if threshold is not None else None
+        verdicts.append(Verdict(task, variant, threshold, needed,
                                 tuple(sorted(seeds))))
     return verdicts

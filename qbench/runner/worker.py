@@ -63,9 +63,9 @@ def run_one(job: Job, run_path: str, suite: str, command: list[str] | None = Non
     """Run one job into ``run_path`` unless it is complete or being run by another process.
 
     Returns {"status": ...}: ``done`` (ran here, with its summary), ``complete`` (already complete, nothing
-    touched), ``busy`` (another process holds the job's lock: it runs elsewhere), or ``failed`` (with its error;
-    ``elsewhere`` is true when another runner recorded the failure after this runner started, so it is not retried
-    twice in one sitting).
+    touched), ``busy`` (another process holds the job's lock: it runs elsewhere), or ``failed`` (with its
+    error; ``elsewhere`` is true when another runner recorded the failure after this runner started, so it is
+    not retried twice in one sitting).
     """
     path = Path(run_path)
     path.mkdir(parents=True, exist_ok=True)
