@@ -310,3 +310,18 @@ def test_sanity_command_prints_a_table_and_exits_1_when_a_variant_fails(tmp_path
     assert re.search(r"CartPole-v1\s+double_dqn\s+>= 1000\s+0/2\s+.*FAIL", r.stdout), r.stdout
     assert re.search(r"CartPole-v1\s+online_q\s+-\s+-\s+.*REPORTED", r.stdout), r.stdout
     assert re.search(r"sanity: 2/3 pass or are reported only, 1 FAIL; wall \d+ s", r.stdout), r.stdout
+
+
+def test_eta_prices_each_remaining_job_by_its_own_kind_first():
+    from qbench.runner import expand
+    from qbench.runner.progress import Tally
+
+    jobs = expand(load_suite(SUITES_DIR / "smoke.toml"))   # 2 x 600-step CartPole pairs, 2 x 400-step Pendulum
+    tally = Tally(len(jobs), jobs, slots=2)
+    assert tally.eta_s() == float("inf")
+    tally.add(Outcome(jobs[0], REPO, "done", {}, wall_s=10.0))              # CartPole dqn: 10 s for 600 steps
+    tally.add(Outcome(jobs[4], REPO, "done", {}, wall_s=40.0))              # Pendulum ddpg: 40 s for 400 steps
+    # left: dqn seed 1 (10 s, its kind), 2 double_dqn and 1 ddpg and 2 naf priced per step: 50 s / 1000 steps
+    expected_s = (10.0 + 2 * 600 * 0.05 + 40.0 + 2 * 400 * 0.05) / 2
+    assert tally.eta_s() == pytest.approx(expected_s)
+    assert jobs[4].variant == "ddpg" and tally.line() == "2/8 done, 0 running, 0 failed"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -29,34 +28,48 @@ def format_duration(seconds: float) -> str:
 
 
 class Tally:
-    """Counts and a work-weighted ETA: jobs differ in length, so finished work is measured in env steps."""
+    """Counts and an ETA. Jobs differ in cost (a Pendulum step with a sampling maximiser costs many CartPole
+    steps), so a remaining job is estimated by the mean wall time of finished jobs of the same (task, variant),
+    else by the mean wall time per env step of all finished jobs; the sum is shared by the slots."""
 
-    def __init__(self, total_jobs: int, to_run: list[Job]):
+    def __init__(self, total_jobs: int, to_run: list[Job], slots: int = 1):
         self.total_jobs = total_jobs
         self.complete = total_jobs - len(to_run)   # already complete before this sitting
         self.failed = 0
         self.running = 0
         self.elsewhere = 0
+        self.slots = max(slots, 1)
+        self.remaining = {j.hash: j for j in to_run}
         self.work_total = sum(j.config.total_env_steps for j in to_run)
         self.work_done = 0
-        self.started = time.monotonic()
+        self.walls: dict[tuple[str, str], list[float]] = defaultdict(list)   # (task, variant) -> wall_s
+        self.steps_timed = 0   # env steps of the jobs in walls
 
     def add(self, outcome: Outcome) -> None:
-        self.work_done += outcome.job.config.total_env_steps
+        job = outcome.job
+        self.remaining.pop(job.hash, None)
+        self.work_done += job.config.total_env_steps
+        if outcome.status == "done":
+            self.walls[(job.task.name, job.variant)].append(outcome.wall_s)
+            self.steps_timed += job.config.total_env_steps
         if outcome.status == "failed":
             self.failed += 1
         else:
             self.complete += 1
 
+    def eta_s(self) -> float:
+        if not self.steps_timed:
+            return math.inf
+        per_step_s = sum(sum(ws) for ws in self.walls.values()) / self.steps_timed
+        total_s = 0.0
+        for job in self.remaining.values():
+            same = self.walls.get((job.task.name, job.variant))
+            total_s += statistics.fmean(same) if same else per_step_s * job.config.total_env_steps
+        return total_s / self.slots
+
     @property
     def finished(self) -> int:
         return self.complete + self.failed
-
-    def eta_s(self) -> float:
-        if self.work_done == 0:
-            return math.inf
-        elapsed = time.monotonic() - self.started
-        return elapsed * (self.work_total - self.work_done) / self.work_done
 
     def line(self) -> str:
         return (f"{self.complete}/{self.total_jobs} done, {self.running} running, {self.failed} failed"
@@ -71,7 +84,7 @@ class PlainReporter(Reporter):
         self.tally: Tally | None = None
 
     def start(self, total_jobs: int, to_run: list[Job], slots: int) -> None:
-        self.tally = Tally(total_jobs, to_run)
+        self.tally = Tally(total_jobs, to_run, slots)
         print(f"{self.title}: {total_jobs} jobs, {total_jobs - len(to_run)} already complete, "
               f"{len(to_run)} to run "
               f"on {self.describe} ({slots} at a time)", flush=True)
@@ -105,7 +118,7 @@ class RichReporter(Reporter):
     def start(self, total_jobs: int, to_run: list[Job], slots: int) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.tally = Tally(total_jobs, to_run)
+        self.tally = Tally(total_jobs, to_run, slots)
         self.console.print(f"[bold]{self.title}[/]: {total_jobs} jobs, "
                            f"{total_jobs - len(to_run)} already complete, "
                            f"{len(to_run)} to run on {self.describe} ({slots} at a time)")
