@@ -1,4 +1,8 @@
-"""The qbench command line: parse, validate, hand off. User mistakes end in one line and exit code 2."""
+"""The qbench command line: parse, validate, hand off. User mistakes end in one line and exit code 2.
+
+Exit codes: 0 success, 1 a job failed (or a sanity check failed), 2 a user mistake (nothing was written), 130
+interrupted.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from qbench.jobs import HEAD_ACTION_KIND
 
     console = _console()
+    if args.what == "suites":
+        return _list_suites(console)
     if args.what == "variants":
         defaults = Config()
         table = Table(title="variants (settings that differ from the engine defaults; see 'qbench list settings')")
@@ -62,6 +68,25 @@ def cmd_list(args: argparse.Namespace) -> int:
                             else "", f"<= {m['maximum']}" if m["maximum"] is not None else "") if s)
             table.add_row(name, str(defaults[name]), bounds, m["doc"])
         console.print(table)
+    return 0
+
+
+def _list_suites(console) -> int:
+    from qbench.runner.progress import print_table
+    from qbench.suites import find_suite, list_suites, load_suite
+
+    rows = []
+    for name in list_suites():
+        try:
+            suite = load_suite(find_suite(name))
+        except ConfigError as exc:
+            rows.append([name, "-", "-", "-", f"invalid: {exc}"])
+            continue
+        n_jobs = sum(len(e.variants) for e in suite.entries) * suite.seeds
+        tasks = ", ".join(e.name for e in suite.entries)
+        rows.append([name, str(suite.seeds), str(n_jobs), tasks, suite.description])
+    print_table(console, "suites (qbench run SUITE; files in suites/)", ["suite", "seeds", "jobs", "tasks",
+                "description"], rows)
     return 0
 
 
@@ -128,12 +153,111 @@ def _train_with_progress(job, run, total: int, console) -> dict[str, Any]:
         return run_job(job, run, sys.argv, update)
 
 
+def _plan(suite_arg: str, args: argparse.Namespace):
+    """Load, validate and expand a suite: every user mistake surfaces here, before anything is written."""
+    from qbench.runner import expand, parse_only, parse_overrides
+    from qbench.suites import load_suite
+
+    suite = load_suite(suite_arg)
+    overrides = parse_overrides(getattr(args, "set", None))
+    jobs = expand(suite, getattr(args, "seeds", None), parse_only(args.only), overrides)
+    if not jobs:
+        raise ConfigError(f"no job of suite '{suite.name}' matches --only {' '.join(args.only or [])}")
+    return suite, jobs
+
+
+def _run_suite(suite, jobs, args: argparse.Namespace, console):
+    """Run the jobs with progress on screen; print the summary; return (outcomes, wall_s)."""
+    import time
+
+    from qbench.runner import run_jobs
+    from qbench.runner.backends import make_backend
+    from qbench.runner.progress import (
+        PlainReporter,
+        RichReporter,
+        error_line,
+        job_label,
+        print_table,
+        summary_rows,
+    )
+
+    backend = make_backend(args.backend, args.workers, args.ray_address)
+    describe = "Ray" if args.backend == "ray" else "local worker processes"
+    title = f"qbench run {suite.name}"
+    reporter = (RichReporter(console, title, describe) if console.is_terminal else PlainReporter(title, describe))
+    started = time.perf_counter()
+    outcomes = run_jobs(jobs, Path(args.results), suite.name, backend, reporter=reporter, command=sys.argv)
+    wall_s = time.perf_counter() - started
+    print_table(console, f"{suite.name}: final greedy return over the complete seeds",
+                ["task", "variant", "complete", "failed", "final return"], summary_rows(outcomes))
+    failed = [o for o in outcomes if o.status == "failed"]
+    for o in failed:
+        print(f"FAILED {job_label(o.job)}: {error_line(o.error)} ({o.path / 'error.json'})", flush=True)
+    ran = sum(o.status == "done" for o in outcomes)
+    was = sum(o.status == "complete" for o in outcomes)
+    print(f"{suite.name}: {len(outcomes)} jobs: {ran} ran now, {was} already complete, {len(failed)} failed; "
+          f"wall {wall_s:.1f} s; results in {Path(args.results) / suite.name}"
+          + ("; run again to retry the failed jobs" if failed else ""), flush=True)
+    return outcomes, wall_s
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    suite, jobs = _plan(args.suite, args)
+    console = _console()
+    if args.dry_run:
+        from qbench.runner import job_state, run_path
+        from qbench.runner.progress import print_table
+
+        rows = [[j.task.name, j.variant, str(j.seed), j.hash, f"{j.config.total_env_steps:,}",
+                 job_state(run_path(Path(args.results), suite.name, j))] for j in jobs]
+        print_table(console, f"{suite.name}: {len(jobs)} jobs (dry run: nothing is written)",
+                    ["task", "variant", "seed", "job hash", "env steps", "state"], rows)
+        return 0
+    outcomes, _ = _run_suite(suite, jobs, args, console)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def cmd_sanity(args: argparse.Namespace) -> int:
+    from qbench.runner.progress import print_table
+    from qbench.runner.sanity import judge
+
+    suite, jobs = _plan("sanity", args)
+    console = _console()
+    outcomes, wall_s = _run_suite(suite, jobs, args, console)
+    verdicts = judge(suite, outcomes)
+    rows = []
+    for v in verdicts:
+        finals = " ".join(f"{f:.0f}" if f is not None else "failed" for _, f in v.finals)
+        rule = f">= {v.threshold:g}" if v.threshold is not None else "-"
+        count = f"{v.passing}/{v.needed}" if v.threshold is not None else "-"
+        rows.append([v.task, v.variant, rule, count, finals, v.verdict.upper()])
+    print_table(console, f"sanity: a (variant, task) passes when {suite.min_passing_seeds} of {suite.seeds} seeds "
+                "reach the threshold (final greedy return)",
+                ["task", "variant", "threshold", "seeds passing / needed", "final return per seed", "verdict"], rows)
+    failing = [v for v in verdicts if v.verdict == "fail"]
+    job_failures = sum(o.status == "failed" for o in outcomes)
+    print(f"sanity: {len(verdicts) - len(failing)}/{len(verdicts)} pass or are reported only"
+          f"{f', {len(failing)} FAIL' if failing else ''}; wall {wall_s:.0f} s", flush=True)
+    return 1 if failing or job_failures else 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None,
+                   help="jobs at once (default: the CPUs available; one torch thread each)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local worker processes (default) or a Ray cluster (pip install 'qbench[ray]')")
+    p.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: start one here)")
+    p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument("--only", action="append", metavar="KEY=VALUE",
+                   help="run only jobs whose variant, task or seed matches (repeatable; VALUE may be a,b)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="qbench", description="Benchmark Q-learning variants on Gymnasium tasks.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     p_list = sub.add_parser("list", help="list variants, tasks or settings")
-    p_list.add_argument("what", choices=("variants", "tasks", "settings"))
+    p_list.add_argument("what", choices=("variants", "tasks", "settings", "suites"))
     p_list.set_defaults(func=cmd_list)
 
     p_train = sub.add_parser("train", help="train one (variant, task, seed) job and write its run directory")
@@ -145,6 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--set", action="append", metavar="KEY=VALUE",
                          help="override a setting (repeatable; qbench list settings)")
     p_train.set_defaults(func=cmd_train)
+
+    p_run = sub.add_parser("run", help="run every (variant, task, seed) job of a suite; complete jobs are skipped")
+    p_run.add_argument("suite", help="a suite name (qbench list suites) or a path to a suite .toml file")
+    _add_run_options(p_run)
+    p_run.add_argument("--seeds", type=int, default=None, help="seeds 0..K-1 instead of the suite's")
+    p_run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a setting for every job (repeatable; applied after the suite file)")
+    p_run.add_argument("--dry-run", action="store_true", help="list the jobs and their state; write nothing")
+    p_run.set_defaults(func=cmd_run)
+
+    p_sanity = sub.add_parser("sanity", help="run suites/sanity.toml and judge every variant by its thresholds")
+    _add_run_options(p_sanity)
+    p_sanity.set_defaults(func=cmd_sanity)
     return parser
 
 

@@ -23,6 +23,8 @@ DIAGNOSTICS = "diagnostics.csv"
 SUMMARY = "summary.json"   # written last: its presence marks a complete run
 ERROR = "error.json"
 CHECKPOINT = "checkpoint.pt"  # engine state at an episode boundary; removed once the run is complete
+RUNNER = "runner.json"     # written by qbench run: suite, attempts, who ran the last attempt
+LOCK = "lock"              # flock()ed by the process running the job; the OS releases it if that process dies
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -121,3 +123,64 @@ class RunDir:
     @property
     def complete(self) -> bool:
         return (self.path / SUMMARY).exists()
+
+
+# --- reading results back (pandas only; never torch)
+
+RESULT_COLUMNS = ("suite", "task", "variant", "seed", "env_steps", "return_mean", "return_std", "return_min",
+                  "return_max", "n_episodes", "grad_steps", "wall_s", "complete", "failed", "attempts", "env_id",
+                  "job_hash", "run_dir")
+
+
+def load_results(path: str | Path = "results"):
+    """Every evaluation of every run under ``path`` as one tidy pandas DataFrame, one row per evaluation.
+
+    A run is any directory holding ``config.json`` (written by ``qbench run`` or ``qbench train``). Columns:
+
+    - ``suite``: the suite that ran the job (from runner.json; empty for ``qbench train`` runs)
+    - ``task``, ``variant``, ``seed``, ``env_id``: the job
+    - ``env_steps``: env steps of training at the evaluation
+    - ``return_mean``, ``return_std``, ``return_min``, ``return_max``: greedy returns over ``n_episodes`` episodes
+    - ``grad_steps``: gradient steps taken by then; ``wall_s``: seconds since the run (attempt) started
+    - ``complete``: the run has its summary.json (finished); ``failed``: it has error.json and no summary
+    - ``attempts``: how many times a runner started the job (1 for a run that was never interrupted)
+    - ``job_hash``: the hash of the resolved config that names the run directory; ``run_dir``: its path
+
+    Rows of incomplete runs are included (filter on ``complete``); normalised scores are computed at analysis
+    time from the suite's random and reference scores, never stored.
+    """
+    import pandas as pd
+
+    from qbench.config import config_hash
+
+    frames = []
+    for config_path in sorted(Path(path).rglob(CONFIG)):
+        run_dir = config_path.parent
+        evaluations = run_dir / EVALUATIONS
+        if not evaluations.exists() or evaluations.stat().st_size == 0:
+            continue
+        try:
+            job = json.loads(config_path.read_text())
+            rows = pd.read_csv(evaluations)
+        except (OSError, ValueError, pd.errors.EmptyDataError):
+            continue   # a directory being written by a live run of an older qbench, or foreign files
+        runner = _read_json_or_empty(run_dir / RUNNER)
+        complete = (run_dir / SUMMARY).exists()
+        rows = rows.assign(suite=runner.get("suite", ""), task=job["task"], variant=job["variant"],
+                           seed=int(job["seed"]), env_id=job.get("env_id", job["task"]), complete=complete,
+                           failed=not complete and (run_dir / ERROR).exists(),
+                           attempts=int(runner.get("attempts", 1)), job_hash=config_hash(job),
+                           run_dir=str(run_dir))
+        frames.append(rows)
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in RESULT_COLUMNS})
+    df = pd.concat(frames, ignore_index=True)
+    extra = [c for c in df.columns if c not in RESULT_COLUMNS]
+    return df[[*RESULT_COLUMNS, *extra]]
+
+
+def _read_json_or_empty(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,128 @@
+"""Run a list of jobs on a backend: skip complete ones, keep every slot busy, record failures and go on.
+
+Two runners may share a results folder: each job is guarded by a lock in its run directory, so a job that is
+running elsewhere is put back in the queue and looked at again later; when its lock is free it is either
+complete (nothing to do), failed there during this sitting (reported, not retried twice), or abandoned by a
+killed runner (run here, resuming from whatever the run directory holds).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qbench.jobs import Job
+from qbench.runner.plan import run_path
+from qbench.store import SUMMARY, RunDir
+
+BUSY_RETRY_S = 2.0      # how often a job locked by another runner is looked at again
+WAIT_TIMEOUT_S = 0.5    # how often the progress display is refreshed while jobs run
+
+
+@dataclass
+class Outcome:
+    job: Job
+    path: Path
+    status: str                         # done (ran now), complete (was already), failed
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
+    elsewhere: bool = False             # finished or failed in another runner while this one waited
+
+
+class Reporter:
+    """Receives the runner's events; the CLI draws them with rich or as plain lines. This one stays silent."""
+
+    def start(self, total_jobs: int, to_run: list[Job], slots: int) -> None: ...
+    def update(self, running: int, waiting_elsewhere: int) -> None: ...
+    def finished(self, outcome: Outcome) -> None: ...
+    def close(self) -> None: ...
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    import json
+    try:
+        return json.loads((path / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _worker_died(exc: BaseException) -> dict[str, Any]:
+    return {"error": "crashed", "type": type(exc).__name__,
+            "message": f"the worker process died while running this job: {exc}", "traceback": ""}
+
+
+def run_jobs(jobs: list[Job], results_dir: Path, suite_name: str, backend, *,
+             reporter: Reporter | None = None,
+             command: list[str] | None = None) -> list[Outcome]:
+    """Run every job that is not complete; return one Outcome per job, in the order given."""
+    reporter = reporter or Reporter()
+    started_at = time.time()
+    paths = {job.hash: run_path(results_dir, suite_name, job) for job in jobs}
+    outcomes: dict[str, Outcome] = {}
+    queue: deque[Job] = deque()
+    for job in jobs:
+        path = paths[job.hash]
+        if (path / SUMMARY).exists():
+            outcomes[job.hash] = Outcome(job, path, "complete", _read_summary(path))
+        else:
+            queue.append(job)
+    reporter.start(len(jobs), list(queue), backend.slots)
+
+    in_flight: dict[Any, Job] = {}
+    waiting: list[tuple[float, Job]] = []       # (when to look again, job) for jobs running elsewhere
+    pool_deaths: dict[str, int] = {}            # a job in flight when a local pool broke gets one more try
+
+    def finish(outcome: Outcome) -> None:
+        outcomes[outcome.job.hash] = outcome
+        reporter.finished(outcome)
+
+    try:
+        while queue or in_flight or waiting:
+            now = time.monotonic()
+            for item in [w for w in waiting if w[0] <= now]:
+                waiting.remove(item)
+                queue.append(item[1])
+            while queue and len(in_flight) < backend.slots:
+                job = queue.popleft()
+                handle = backend.submit(job, str(paths[job.hash]), suite_name, command, started_at)
+                in_flight[handle] = job
+            reporter.update(len(in_flight), len(waiting))
+            if not in_flight:
+                time.sleep(max(0.0, min(t for t, _ in waiting) - time.monotonic()))
+                continue
+            for handle, result in backend.wait(list(in_flight), WAIT_TIMEOUT_S):
+                job = in_flight.pop(handle)
+                path = paths[job.hash]
+                if isinstance(result, BaseException):
+                    pool_deaths[job.hash] = pool_deaths.get(job.hash, 0) + 1
+                    # A dead local pool takes every in-flight job down, guilty or not: retry each once.
+                    if pool_deaths[job.hash] < 2 and isinstance(result, BrokenProcessPool):
+                        queue.append(job)
+                        continue
+                    error = _worker_died(result)
+                    if not (path / SUMMARY).exists():
+                        RunDir(path).write_error(error)
+                    finish(Outcome(job, path, "failed", error=error))
+                elif result["status"] == "busy":
+                    waiting.append((time.monotonic() + BUSY_RETRY_S, job))
+                elif result["status"] == "complete":
+                    finish(Outcome(job, path, "complete", result.get("summary", {}), elsewhere=True))
+                elif result["status"] == "done":
+                    finish(Outcome(job, path, "done", result["summary"], wall_s=result["wall_s"]))
+                else:
+                    finish(Outcome(job, path, "failed", error=result.get("error", {}),
+                                   wall_s=result.get("wall_s", 0.0),
+                                   elsewhere=result.get("elsewhere", False)))
+            reporter.update(len(in_flight), len(waiting))
+    except BaseException:
+        backend.close(cancel=True)
+        reporter.close()
+        raise
+    backend.close()
+    reporter.close()
+    return [outcomes[job.hash] for job in jobs]

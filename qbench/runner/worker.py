@@ -1,0 +1,97 @@
+"""The job function: the same top-level function runs in a local worker process and in a Ray task.
+
+It takes a resolved, picklable ``Job`` (validated once, before anything started) and the run directory, and
+returns a plain dict. It never raises for a failing job: a crash or a divergence is written to ``error.json``
+(type, message, traceback) and reported as ``failed``, so the rest of the suite goes on.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from qbench.jobs import Job
+from qbench.store import ERROR, LOCK, RUNNER, SUMMARY, RunDir, atomic_write_json
+
+
+def one_thread() -> None:
+    """One torch thread per worker: N workers on N cores then use N cores, not N x N threads fighting."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"   # read when torch/numpy first load in this process
+    import torch
+    torch.set_num_threads(1)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def error_record(exc: BaseException, job: Job) -> dict[str, Any]:
+    from qbench.engine import DivergedError
+    return {"error": "diverged" if isinstance(exc, DivergedError) else "crashed", "type": type(exc).__name__,
+            "message": str(exc), "traceback": "".join(traceback.format_exception(exc)), "job_hash": job.hash,
+            "failed_at": datetime.now(UTC).isoformat(timespec="seconds"), "host": socket.gethostname()}
+
+
+def _clean_temporaries(path: Path) -> None:
+    """Half-written temporaries of a killed writer (atomic writes rename them into place only when whole)."""
+    for tmp in path.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def _record_attempt(path: Path, suite: str) -> int:
+    previous = _read_json(path / RUNNER).get("attempts", 0)
+    attempts = int(previous) + 1
+    atomic_write_json(path / RUNNER, {
+        "suite": suite, "attempts": attempts, "host": socket.gethostname(), "pid": os.getpid(),
+        "attempt_started_at": datetime.now(UTC).isoformat(timespec="microseconds")})
+    return attempts
+
+
+def run_one(job: Job, run_path: str, suite: str, command: list[str] | None = None,
+            runner_started_at: float = 0.0) -> dict[str, Any]:
+    """Run one job into ``run_path`` unless it is complete or being run by another process.
+
+    Returns {"status": ...}: ``done`` (ran here, with its summary), ``complete`` (already complete, nothing
+    touched), ``busy`` (another process holds the job's lock: it runs elsewhere), or ``failed`` (with its
+    error; ``elsewhere`` is true when another runner recorded the failure after this runner started, so it is
+    not retried twice in one sitting).
+    """
+    path = Path(run_path)
+    path.mkdir(parents=True, exist_ok=True)
+    # The lock lives as long as this open file: closing it, or the death of this process, releases it, so a
+    # SIGKILLed runner leaves no stale lock behind.
+    with open(path / LOCK, "a") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return {"status": "busy"}
+        # Checked again under the lock: another runner may have finished the job since the caller looked.
+        if (path / SUMMARY).exists():
+            return {"status": "complete", "summary": _read_json(path / SUMMARY)}
+        if (path / ERROR).exists() and (path / ERROR).stat().st_mtime >= runner_started_at:
+            return {"status": "failed", "error": _read_json(path / ERROR), "elsewhere": True}
+        _clean_temporaries(path)
+        (path / ERROR).unlink(missing_ok=True)   # a retry: the old failure no longer describes this directory
+        _record_attempt(path, suite)
+        one_thread()
+        from qbench.engine import run_job
+
+        started = time.perf_counter()
+        try:
+            summary = run_job(job, RunDir(path), command)
+        except Exception as exc:  # noqa: BLE001 - a failing job is a result to record; the suite goes on
+            error = error_record(exc, job)
+            RunDir(path).write_error(error)
+            return {"status": "failed", "error": error, "wall_s": time.perf_counter() - started}
+        return {"status": "done", "summary": summary, "wall_s": time.perf_counter() - started}

@@ -1,0 +1,342 @@
+"""Suite files: a TOML file in ``suites/`` read into a validated ``Suite`` before any job starts.
+
+Everything a suite file may hold is listed in the ``*_KEYS`` tables below; any other key is an error that
+names the file and the key path. Values are read with ``tomllib`` (never evaluated) and every setting is
+checked with ``coerce_setting``. The full schema is documented in the README ("Suites").
+
+Settings of one job resolve in this order (later wins): engine defaults -> the task's tuned settings -> the
+variant -> the suite's ``[budget]`` and ``[settings]`` -> the task entry's ``budget`` and ``settings`` -> the
+command line (``--set``). The last three are handed to ``build_job`` as override layers.
+
+This module reads files and builds data; it imports neither torch nor the engine.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from qbench.config import VARIANTS, ConfigError, Variant, choices_line, coerce_setting, unknown
+from qbench.envs.tasks import TASKS, Task, get_task
+
+# The folder of shipped suite files, next to the package in a source checkout.
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+
+# The evaluation protocol and run length; kept apart from other settings so a reader finds them in one place.
+BUDGET_KEYS = ("total_env_steps", "eval_interval_env_steps", "eval_episodes")
+
+TOP_KEYS = {
+    "description": "what the suite is for",
+    "seeds": "number of seeds per (variant, task): seeds 0 .. seeds-1",
+    "min_passing_seeds": "pass rule: a (variant, task) passes when this many seeds reach its threshold",
+    "include": "other suites (file names without .toml, next to this file) whose tasks join this one",
+    "variants": "variants run on every task that does not list its own",
+    "budget": "suite-wide budget: " + ", ".join(BUDGET_KEYS),
+    "settings": "suite-wide setting overrides (qbench list settings)",
+    "tasks": "one table per task: [tasks.<name>]",
+    "custom_variants": "variants defined in this file: [custom_variants.<name>]",
+}
+TASK_KEYS = {
+    "description": "what the task is",
+    "env_id": "defines a new task: a registered Gymnasium id or module:Class",
+    "env_kwargs": "keyword arguments for the environment (new tasks only)",
+    "tuned_settings": "a new task's tuned settings, applied before the variant like a built-in task's",
+    "variants": "the variants run on this task (default: the suite's variants)",
+    "budget": "this task's budget: " + ", ".join(BUDGET_KEYS),
+    "settings": "this task's setting overrides, applied after the variant and the suite's settings",
+    "random_score": "score of a uniformly random policy, for normalisation",
+    "reference_score": "a reference score (solved / expert), for normalisation",
+    "thresholds": "pass thresholds on the final evaluation return, one per variant",
+}
+VARIANT_KEYS = {
+    "description": "what the variant is",
+    "base": "a variant whose settings this one starts from (default: the engine defaults)",
+    "settings": "the settings that make up the variant",
+}
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """One task of a suite with what to run on it and how to judge it."""
+
+    name: str
+    variants: tuple[str, ...]
+    layers: tuple[dict[str, Any], ...]   # override layers after the variant: suite-wide, then this task's
+    source: str                          # the file that defines the entry, for error messages
+    random_score: float | None = None
+    reference_score: float | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    description: str
+    seeds: int
+    min_passing_seeds: int | None
+    entries: tuple[TaskEntry, ...]
+    custom_variants: dict[str, Variant]
+    custom_tasks: dict[str, Task]
+
+    def entry(self, task: str) -> TaskEntry:
+        return next(e for e in self.entries if e.name == task)
+
+
+# --- small checks, each raising a one-line ConfigError that names the file and the key path
+
+def _fail(source: str, key: str, message: str) -> ConfigError:
+    return ConfigError(f"{source}: {key}: {message}" if key else f"{source}: {message}")
+
+
+def _check_keys(source: str, prefix: str, table: dict[str, Any], valid: dict[str, str]) -> None:
+    for key in table:
+        if key not in valid:
+            path = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(f"{source}: unknown key '{path}'; valid keys: {choices_line(valid)}")
+
+
+def _table(source: str, key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(source, key, f"must be a table, got {value!r}")
+    return value
+
+
+def _string(source: str, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(source, key, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _number(source: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _fail(source, key, f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _positive_int(source: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _fail(source, key, f"must be a positive integer, got {value!r}")
+    return value
+
+
+def _names(source: str, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise _fail(source, key, f"must be a non-empty list of names, got {value!r}")
+    if len(set(value)) != len(value):
+        raise _fail(source, key, "lists a name twice")
+    return tuple(value)
+
+
+def _settings(source: str, key: str, value: Any, *, allow_budget: bool = False) -> dict[str, Any]:
+    out = {}
+    for name, raw in _table(source, key, value).items():
+        if name in BUDGET_KEYS and not allow_budget:
+            raise _fail(source, f"{key}.{name}", f"'{name}' belongs in the budget table, not in settings")
+        try:
+            out[name] = coerce_setting(name, raw)
+        except ConfigError as exc:
+            raise _fail(source, f"{key}.{name}", str(exc)) from None
+    return out
+
+
+def _budget(source: str, key: str, value: Any) -> dict[str, Any]:
+    table = _table(source, key, value)
+    _check_keys(source, key, table, dict.fromkeys(BUDGET_KEYS, ""))
+    return _settings(source, key, table, allow_budget=True)
+
+
+# --- the file
+
+def find_suite(name_or_path: str) -> Path:
+    """A path to a .toml file, or the name of a suite in ./suites/ or in the shipped suites/ folder."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml":
+        if not candidate.is_file():
+            raise ConfigError(f"suite file '{name_or_path}' does not exist")
+        return candidate
+    for folder in (Path("suites"), SUITES_DIR):
+        if (folder / f"{name_or_path}.toml").is_file():
+            return folder / f"{name_or_path}.toml"
+    raise unknown("suite", name_or_path, list_suites()) if list_suites() else ConfigError(
+        f"unknown suite '{name_or_path}' and no suites/ folder found; give a path to a .toml file")
+
+
+def list_suites() -> list[str]:
+    names: set[str] = set()
+    for folder in (Path("suites"), SUITES_DIR):
+        if folder.is_dir():
+            names.update(p.stem for p in folder.glob("*.toml"))
+    return sorted(names)
+
+
+def _display(path: Path) -> str:
+    """The path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    source = _display(path)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """Read and validate a suite file (and the suites it includes). Raises ConfigError naming file and key."""
+    path = find_suite(str(name_or_path)) if not isinstance(name_or_path, Path) else name_or_path
+    if not path.is_file():
+        raise ConfigError(f"suite file '{path}' does not exist")
+    return _load(path, chain=())
+
+
+def _load(path: Path, chain: tuple[Path, ...]) -> Suite:
+    source = _display(path)
+    if path.resolve() in chain:
+        raise ConfigError(f"{source}: include: suites include each other in a cycle")
+    doc = _read_toml(path)
+    _check_keys(source, "", doc, TOP_KEYS)
+
+    description = _string(source, "description", doc["description"]) if "description" in doc else ""
+    if "seeds" not in doc:
+        raise ConfigError(f"{source}: missing key 'seeds' (the number of seeds per variant and task)")
+    seeds = _positive_int(source, "seeds", doc["seeds"])
+    min_passing = doc.get("min_passing_seeds")
+    if min_passing is not None:
+        min_passing = _positive_int(source, "min_passing_seeds", min_passing)
+        if min_passing > seeds:
+            raise _fail(source, "min_passing_seeds", f"{min_passing} exceeds seeds ({seeds})")
+
+    custom_variants = _custom_variants(source, _table(source, "custom_variants",
+                                                      doc.get("custom_variants", {})))
+    entries: list[TaskEntry] = []
+    custom_tasks: dict[str, Task] = {}
+    for included in _names(source, "include", doc["include"]) if "include" in doc else ():
+        child_path = path.parent / f"{included}.toml"
+        if not child_path.is_file():
+            siblings = sorted(p.stem for p in path.parent.glob("*.toml") if p != path)
+            raise _fail(source, "include", str(unknown("suite", included, siblings)))
+        child = _load(child_path, (*chain, path.resolve()))
+        entries.extend(child.entries)
+        for table, extra, what in ((custom_variants, child.custom_variants, "variant"),
+                                   (custom_tasks, child.custom_tasks, "task")):
+            for name, value in extra.items():
+                if name in table and table[name] != value:
+                    raise _fail(source, "include", f"{what} '{name}' is defined differently in two files")
+                table[name] = value
+
+    variant_names = {**VARIANTS, **custom_variants}
+    default_variants = _names(source, "variants", doc["variants"]) if "variants" in doc else ()
+    for v in default_variants:
+        if v not in variant_names:
+            raise _fail(source, "variants", str(unknown("variant", v, variant_names)))
+    suite_layer = {**_budget(source, "budget", doc.get("budget", {})),
+                   **_settings(source, "settings", doc.get("settings", {}))}
+
+    tasks = _table(source, "tasks", doc.get("tasks", {}))
+    for task_name, raw in tasks.items():
+        entry, task = _task_entry(source, task_name, raw, default_variants, variant_names, suite_layer)
+        if task is not None:
+            custom_tasks[task_name] = task
+        entries.append(entry)
+    if not entries:
+        raise _fail(source, "tasks", "the suite has no tasks; add a [tasks.<name>] table or an include")
+    names = [e.name for e in entries]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise _fail(source, "tasks", f"task {', '.join(twice)} appears in more than one included suite")
+    if min_passing is None and any(e.thresholds for e in entries):
+        raise _fail(source, "min_passing_seeds", "missing: thresholds need a pass rule (seeds that pass)")
+    return Suite(path.stem, path, description, seeds, min_passing, tuple(entries), custom_variants,
+                 custom_tasks)
+
+
+def _custom_variants(source: str, table: dict[str, Any]) -> dict[str, Variant]:
+    out: dict[str, Variant] = {}
+    for name, raw in table.items():
+        key = f"custom_variants.{name}"
+        if name in VARIANTS:
+            raise _fail(source, key, f"'{name}' is a built-in variant; give yours another name")
+        raw = _table(source, key, raw)
+        _check_keys(source, key, raw, VARIANT_KEYS)
+        base: dict[str, Any] = {}
+        if "base" in raw:
+            base_name = _string(source, f"{key}.base", raw["base"])
+            if base_name not in VARIANTS:
+                raise _fail(source, f"{key}.base", str(unknown("variant", base_name, VARIANTS)))
+            base = VARIANTS[base_name].settings
+        own = _settings(source, f"{key}.settings", raw.get("settings", {}), allow_budget=True)
+        settings = {**base, **own}
+        description = _string(source, f"{key}.description", raw.get("description", f"defined in {source}"))
+        out[name] = Variant(name, description, settings)
+    return out
+
+
+def _task_entry(source: str, name: str, raw: Any, default_variants: tuple[str, ...], variant_names: dict,
+                suite_layer: dict[str, Any]) -> tuple[TaskEntry, Task | None]:
+    key = f"tasks.{name}"
+    raw = _table(source, key, raw)
+    _check_keys(source, key, raw, TASK_KEYS)
+    task = None
+    if "env_id" in raw:
+        if name in TASKS:
+            raise _fail(source, f"{key}.env_id", f"'{name}' is a built-in task with tuned settings; drop "
+                        "env_id to use it, or give your task another name")
+        env_kwargs = _table(source, f"{key}.env_kwargs", raw.get("env_kwargs", {}))
+        env_id = _string(source, f"{key}.env_id", raw["env_id"])
+        if ":" not in env_id and env_id not in gym.registry:
+            close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise _fail(source, f"{key}.env_id", f"'{env_id}' is not a registered Gymnasium id{hint}; give a "
+                        "registered id or module:Class")
+        task = Task(name, env_id,
+                    raw.get("description", f"defined in {source}"),
+                    _settings(source, f"{key}.tuned_settings", raw.get("tuned_settings", {}),
+                              allow_budget=True),
+                    dict(env_kwargs))
+    else:
+        for only_new in ("env_kwargs", "tuned_settings"):
+            if only_new in raw:
+                raise _fail(source, f"{key}.{only_new}", "only a new task (one with env_id) takes this key")
+        try:
+            get_task(name)
+        except ConfigError as exc:
+            raise _fail(source, key, str(exc)) from None
+    if "description" in raw:
+        _string(source, f"{key}.description", raw["description"])
+
+    variants = _names(source, f"{key}.variants", raw["variants"]) if "variants" in raw else default_variants
+    if not variants:
+        raise _fail(source, key, "no variants: list them in this task's variants or in the suite's variants")
+    for v in variants:
+        if v not in variant_names:
+            raise _fail(source, f"{key}.variants", str(unknown("variant", v, variant_names)))
+
+    task_layer = {**_budget(source, f"{key}.budget", raw.get("budget", {})),
+                  **_settings(source, f"{key}.settings", raw.get("settings", {}))}
+    scores = {k: _number(source, f"{key}.{k}", raw[k])
+              for k in ("random_score", "reference_score") if k in raw}
+    if len(scores) == 2 and scores["random_score"] == scores["reference_score"]:
+        raise _fail(source, f"{key}.reference_score", "equals random_score: normalising would divide by 0")
+    thresholds = {}
+    for v, value in _table(source, f"{key}.thresholds", raw.get("thresholds", {})).items():
+        if v not in variants:
+            raise _fail(source, f"{key}.thresholds.{v}", f"variant '{v}' is not run on this task; variants "
+                        f"here: {', '.join(variants)}")
+        thresholds[v] = _number(source, f"{key}.thresholds.{v}", value)
+    entry = TaskEntry(name, variants, (suite_layer, task_layer), source, scores.get("random_score"),
+                      scores.get("reference_score"), thresholds)
+    return entry, task

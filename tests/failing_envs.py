@@ -1,0 +1,47 @@
+"""Environments that make a job fail on purpose, for the runner's crash and divergence tests."""
+
+import gymnasium as gym
+import numpy as np
+
+
+class _Base(gym.Env):
+    observation_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self):
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, dtype=np.float32), {}
+
+
+class CrashingEnv(_Base):
+    """Raises after 30 steps: a bug in a user's environment."""
+
+    def step(self, action):
+        self.t += 1
+        if self.t > 30:
+            raise RuntimeError("CrashingEnv broke on purpose")
+        return np.zeros(2, dtype=np.float32), 1.0, False, self.t >= 100, {}
+
+
+class NaNRewardEnv(_Base):
+    """Every reward is NaN, so the first TD loss is NaN: the engine reports a divergence."""
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(2, dtype=np.float32), float("nan"), False, self.t >= 20, {}
+
+
+class HardCrashEnv(_Base):
+    """Kills its own process after 30 steps, as a segfault or the out-of-memory killer would."""
+
+    def step(self, action):
+        import os
+        import signal
+        self.t += 1
+        if self.t > 30:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return np.zeros(2, dtype=np.float32), 1.0, False, self.t >= 100, {}

@@ -1,0 +1,264 @@
+"""Suite files: loading, validation (one-line errors naming file and key), expansion, override order."""
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from qbench import cli
+from qbench.config import ConfigError
+from qbench.runner import expand, parse_only, run_path
+from qbench.suites import SUITES_DIR, load_suite
+from tests.harness import run_qbench
+
+SHIPPED = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+def write_suite(tmp_path: Path, text: str, name: str = "mine") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_the_issue_suites_ship():
+    assert {"smoke", "sanity", "classic", "continuous", "mujoco", "full"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_suite_validates_and_expands(name):
+    suite = load_suite(SUITES_DIR / f"{name}.toml")
+    jobs = expand(suite)   # builds every job: settings, consistency and action-space fit are all checked
+    assert len(jobs) == sum(len(e.variants) for e in suite.entries) * suite.seeds
+    assert len({j.hash for j in jobs}) == len(jobs)
+    for entry in suite.entries:   # every shipped task can be normalised
+        assert entry.random_score is not None and entry.reference_score is not None, (name, entry.name)
+
+
+def test_smoke_expands_in_file_order_with_its_budget_and_settings(tmp_path):
+    suite = load_suite(SUITES_DIR / "smoke.toml")
+    jobs = expand(suite)
+    assert [(j.task.name, j.variant, j.seed) for j in jobs][:4] == [
+        ("CartPole-v1", "dqn", 0), ("CartPole-v1", "dqn", 1), ("CartPole-v1", "double_dqn", 0),
+        ("CartPole-v1", "double_dqn", 1)]
+    cartpole = jobs[0].config
+    budget = (cartpole.total_env_steps, cartpole.eval_interval_env_steps, cartpole.eval_episodes)
+    assert budget == (600, 300, 2)
+    assert cartpole.hidden_sizes == [32, 32] and cartpole.warmup_env_steps == 200
+    assert cartpole.lr == 2.3e-3   # the task's tuned settings still apply where the suite is silent
+    path = run_path(tmp_path, suite.name, jobs[0])
+    assert path == tmp_path / "smoke" / "CartPole-v1" / "dqn" / f"seed0-{jobs[0].hash}"
+
+
+def test_sanity_pairs_discrete_variants_with_cartpole_and_continuous_with_pendulum():
+    suite = load_suite(SUITES_DIR / "sanity.toml")
+    assert suite.seeds == 5 and suite.min_passing_seeds == 4
+    cartpole, pendulum = suite.entry("CartPole-v1"), suite.entry("Pendulum-v1")
+    assert {"dqn", "double_dqn", "nstep_dqn", "huber_dqn", "double_nstep_huber_dqn", "online_q",
+            "fitted_q"} == set(cartpole.variants)
+    assert {"random_q", "cem_q", "naf", "ddpg"} == set(pendulum.variants)
+    assert all(cartpole.thresholds[v] == 475 for v in ("dqn", "double_dqn", "nstep_dqn", "huber_dqn",
+                                                      "double_nstep_huber_dqn"))
+    assert pendulum.thresholds == {"ddpg": -200, "naf": -200, "cem_q": -200, "random_q": -300}
+
+
+def test_resolution_order_task_variant_suite_task_entry_command_line(tmp_path):
+    path = write_suite(tmp_path, """
+        seeds = 1
+        variants = ["slow_dqn"]
+        settings = { lr = 5e-4, gamma = 0.95 }
+
+        [custom_variants.slow_dqn]
+        base = "double_dqn"
+        settings = { lr = 1e-4, batch_size = 32, tau = 0.01 }
+
+        [tasks."CartPole-v1"]
+        settings = { gamma = 0.9, eps_end = 0.2 }
+    """)
+    suite = load_suite(path)
+
+    def config(**cli):
+        (job,) = expand(suite, overrides=cli)
+        return job.config
+    cfg = config()
+    assert cfg.target == "double"          # the custom variant starts from its base
+    assert cfg.batch_size == 32            # variant over the task's tuned 64
+    assert cfg.tau == 0.01                 # variant over the engine default
+    assert cfg.lr == 5e-4                  # suite settings over the variant
+    assert cfg.gamma == 0.9                # task entry over the suite
+    assert cfg.eps_end == 0.2              # task entry over the task's tuned 0.04
+    assert cfg.target_period_grad_steps == 32   # the task's tuned settings where nothing overrides them
+    assert config(gamma=0.5).gamma == 0.5  # the command line over everything
+
+
+def test_a_new_task_needs_no_python_and_its_tuned_settings_come_before_the_variant(tmp_path):
+    path = write_suite(tmp_path, """
+        seeds = 2
+        [tasks.bounded]
+        env_id = "tests.bounds_env:BoundsCheckingEnv"
+        variants = ["naf"]
+        tuned_settings = { hidden_sizes = [8], batch_size = 16 }
+        budget = { total_env_steps = 100 }
+
+        [tasks.long_cartpole]
+        env_id = "CartPole-v1"
+        env_kwargs = { max_episode_steps = 50 }
+        variants = ["online_q"]
+        tuned_settings = { batch_size = 16, buffer_size = 1000 }
+    """)
+    suite = load_suite(path)
+    jobs = expand(suite)
+    assert [j.task.name for j in jobs] == ["bounded", "bounded", "long_cartpole", "long_cartpole"]
+    assert jobs[0].config.hidden_sizes == [8] and jobs[0].config.total_env_steps == 100
+    online = jobs[2]
+    assert online.task.env_kwargs == {"max_episode_steps": 50}
+    assert online.config.batch_size == 1 and online.config.buffer_size == 1   # online_q is its settings
+
+
+def test_include_takes_the_included_entries_and_this_files_seeds(tmp_path):
+    write_suite(tmp_path, """
+        seeds = 5
+        variants = ["dqn"]
+        settings = { lr = 1e-4 }
+        [tasks."CartPole-v1"]
+    """, name="part")
+    path = write_suite(tmp_path, """
+        seeds = 2
+        include = ["part"]
+        [tasks."Acrobot-v1"]
+        variants = ["double_dqn"]
+    """)
+    suite = load_suite(path)
+    jobs = expand(suite)
+    assert [(j.task.name, j.variant, j.seed) for j in jobs] == [
+        ("CartPole-v1", "dqn", 0), ("CartPole-v1", "dqn", 1), ("Acrobot-v1", "double_dqn", 0),
+        ("Acrobot-v1", "double_dqn", 1)]
+    # included settings stay with their tasks
+    assert jobs[0].config.lr == 1e-4 and jobs[2].config.lr == 6.3e-4
+
+
+def test_full_holds_every_task_of_classic_continuous_and_mujoco():
+    full = {e.name for e in load_suite(SUITES_DIR / "full.toml").entries}
+    parts = {e.name for name in ("classic", "continuous", "mujoco")
+             for e in load_suite(SUITES_DIR / f"{name}.toml")
+             .entries}
+    assert full == parts and len(full) == 10
+
+
+def test_seeds_and_only_select_jobs():
+    suite = load_suite(SUITES_DIR / "smoke.toml")
+    jobs = expand(suite, seeds=3, only=parse_only(["task=Pendulum-v1", "variant=naf,ddpg", "seed=2"]))
+    assert sorted((j.variant, j.seed) for j in jobs) == [("ddpg", 2), ("naf", 2)]
+    with pytest.raises(ConfigError, match="--only variant=dqm matches no job"):
+        expand(suite, only=parse_only(["variant=dqm"]))
+    with pytest.raises(ConfigError, match="KEY one of variant, task, seed"):
+        parse_only(["colour=red"])
+    with pytest.raises(ConfigError, match="--seeds must be a positive integer"):
+        expand(suite, seeds=0)
+
+
+# --- malformed files: one line naming the file and the key, exit 2, nothing written
+
+MALFORMED = [
+    ("bad TOML", "seeds = \n", "mine.toml: invalid TOML"),
+    ("unknown top key", 'seedz = 2\nseeds = 1\n[tasks."CartPole-v1"]\nvariants = ["dqn"]\n',
+     "mine.toml: unknown key 'seedz'; valid keys: budget, custom_variants"),
+    ("unknown task key", 'seeds = 1\n[tasks."CartPole-v1"]\nvariants = ["dqn"]\nbudjet = {}\n',
+     "mine.toml: unknown key 'tasks.CartPole-v1.budjet'; valid keys:"),
+    ("unknown budget key", 'seeds = 1\nbudget = { steps = 5 }\n[tasks."CartPole-v1"]\nvariants = ["dqn"]\n',
+     ("mine.toml: unknown key 'budget.steps'; valid keys: eval_episodes, eval_interval_env_steps, "
+      "total_env_steps")),
+    ("unknown variant", 'seeds = 1\nvariants = ["dqm"]\n[tasks."CartPole-v1"]\n',
+     "mine.toml: variants: unknown variant 'dqm' (did you mean 'dqn'?)"),
+    ("unknown task variant", 'seeds = 1\n[tasks."CartPole-v1"]\nvariants = ["dqn", "nope"]\n',
+     "mine.toml: tasks.CartPole-v1.variants: unknown variant 'nope'"),
+    ("unknown task", 'seeds = 1\nvariants = ["dqn"]\n[tasks."CartPol-v1"]\n',
+     "mine.toml: tasks.CartPol-v1: unknown task 'CartPol-v1'"),
+    ("negative seeds", 'seeds = -1\nvariants = ["dqn"]\n[tasks."CartPole-v1"]\n',
+     "mine.toml: seeds: must be a positive integer, got -1"),
+    ("missing seeds", 'variants = ["dqn"]\n[tasks."CartPole-v1"]\n', "mine.toml: missing key 'seeds'"),
+    ("zero budget", ('seeds = 1\nvariants = ["dqn"]\n[tasks."CartPole-v1"]\n'
+                     'budget = { total_env_steps = 0 }\n'),
+     "mine.toml: tasks.CartPole-v1.budget.total_env_steps: setting 'total_env_steps' must be >= 1, got 0"),
+    ("bad setting", 'seeds = 1\nvariants = ["dqn"]\nsettings = { lr = -1 }\n[tasks."CartPole-v1"]\n',
+     "mine.toml: settings.lr: setting 'lr' must be > 0.0"),
+    ("budget in settings", ('seeds = 1\nvariants = ["dqn"]\nsettings = { total_env_steps = 5 }\n'
+                            '[tasks."CartPole-v1"]\n'),
+     "mine.toml: settings.total_env_steps: 'total_env_steps' belongs in the budget table"),
+    ("variant misfit", 'seeds = 1\nvariants = ["dqn"]\n[tasks."Pendulum-v1"]\n',
+     "mine.toml: tasks.Pendulum-v1 (variant 'dqn'): variant 'dqn' needs a Discrete action space"),
+    ("inconsistent parts", ('seeds = 1\nvariants = ["double_dqn"]\nsettings = { target_update = "none" }\n'
+                            '[tasks."CartPole-v1"]\n'),
+     "mine.toml: tasks.CartPole-v1 (variant 'double_dqn'): target 'double' needs"),
+    ("threshold of a variant not run", ('seeds = 2\nmin_passing_seeds = 1\n[tasks."CartPole-v1"]\n'
+                                        'variants = ["dqn"]\nthresholds = { ddpg = 1 }\n'),
+     "mine.toml: tasks.CartPole-v1.thresholds.ddpg: variant"),
+    ("too many passing seeds", ('seeds = 2\nmin_passing_seeds = 3\nvariants = ["dqn"]\n'
+                                '[tasks."CartPole-v1"]\n'),
+     "mine.toml: min_passing_seeds: 3 exceeds seeds (2)"),
+    ("custom variant shadows", ('seeds = 1\nvariants = ["dqn"]\n[custom_variants.dqn]\n'
+                                '[tasks."CartPole-v1"]\n'),
+     "mine.toml: custom_variants.dqn: 'dqn' is a built-in variant"),
+    ("missing include", 'seeds = 1\ninclude = ["nothere"]\n', "mine.toml: include: unknown suite 'nothere'"),
+    ("unknown env id", 'seeds = 1\nvariants = ["dqn"]\n[tasks.mine]\nenv_id = "CartPol-v1"\n',
+     ("mine.toml: tasks.mine.env_id: 'CartPol-v1' is not a registered Gymnasium id "
+      "(did you mean 'CartPole-v1'?)")),
+    ("env kwargs refused", ('seeds = 1\nvariants = ["dqn"]\n[tasks.mine]\nenv_id = "CartPole-v1"\n'
+                            'env_kwargs = { colour = "red" }\n'),
+     "mine.toml: tasks.mine (variant 'dqn'): cannot build the environment: TypeError:"),
+    ("bad env class", 'seeds = 1\nvariants = ["dqn"]\n[tasks.mine]\nenv_id = "no_such_module:Env"\n',
+     "mine.toml: tasks.mine (variant 'dqn'): cannot load environment class 'no_such_module:Env'"),
+]
+
+
+@pytest.mark.parametrize("case,text,fragment", MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_malformed_suite_is_one_line_exit_2_and_writes_nothing(case, text, fragment, tmp_path, capsys):
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    results = tmp_path / "results"
+    code = cli.main(["run", str(path), "--results", str(results)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert fragment in lines[0], lines[0]
+    assert str(path) in lines[0] or "mine.toml" in lines[0]
+    assert not results.exists()
+
+
+def test_malformed_suite_end_to_end_in_a_subprocess(tmp_path):
+    path = write_suite(tmp_path, 'seeds = 2\nvariants = ["dqn"]\n[tasks."CartPole-v1"]\nbudjet = 3\n')
+    r = run_qbench("run", path, "--results", tmp_path / "results")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "unknown key 'tasks.CartPole-v1.budjet'" in r.stderr and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["run", "smok"], "unknown suite 'smok' (did you mean 'smoke'?)"),
+    (["run", "smoke", "--workers", "0"], "--workers must be a positive integer"),
+    (["run", "smoke", "--only", "variant=dqm"], "--only variant=dqm matches no job of suite 'smoke'"),
+    (["run", "smoke", "--only", "task=CartPole-v1", "--only", "variant=naf"],
+     "no job of suite 'smoke' matches"),
+    (["run", "smoke", "--set", "lrr=1"], "unknown setting 'lrr'"),
+    (["run", "smoke", "--seeds", "0"], "--seeds must be a positive integer"),
+    (["run", "smoke", "--ray-address", "x:1"], "--ray-address needs --backend ray"),
+])
+def test_run_command_mistakes_are_one_line_exit_2(args, fragment, tmp_path, capsys):
+    results = tmp_path / "results"
+    code = cli.main([*args, "--results", str(results)])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+    assert not results.exists()
+
+
+def test_dry_run_lists_jobs_and_writes_nothing(tmp_path, capsys):
+    results = tmp_path / "results"
+    assert cli.main(["run", "smoke", "--dry-run", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "8 jobs (dry run" in out and out.count(" new") == 8
+    assert not results.exists()
+
+
+def test_list_suites_shows_every_shipped_suite(capsys):
+    assert cli.main(["list", "suites"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in SHIPPED) and "invalid" not in out
