@@ -141,7 +141,8 @@ def load_results(path: str | Path = "results"):
     - ``task``, ``variant``, ``seed``, ``env_id``: the job
     - ``env_steps``: env steps of training at the evaluation
     - ``return_mean``, ``return_std``, ``return_min``, ``return_max``: greedy returns over ``n_episodes`` episodes
-    - ``grad_steps``: gradient steps taken by then; ``wall_s``: seconds since the run (attempt) started
+    - ``grad_steps``: gradient steps taken by then; ``wall_s``: seconds of training so far, summed over the
+      attempts of a resumed run (time between attempts is not counted)
     - ``complete``: the run has its summary.json (finished); ``failed``: it has error.json and no summary
     - ``attempts``: how many times a runner started the job (1 for a run that was never interrupted)
     - ``job_hash``: the hash of the resolved config that names the run directory; ``run_dir``: its path
@@ -164,7 +165,7 @@ def load_results(path: str | Path = "results"):
             rows = pd.read_csv(evaluations)
         except (OSError, ValueError, pd.errors.EmptyDataError):
             continue   # a directory being written by a live run of an older qbench, or foreign files
-        runner = _read_json_or_empty(run_dir / RUNNER)
+        runner = read_json_or_empty(run_dir / RUNNER)
         complete = (run_dir / SUMMARY).exists()
         rows = rows.assign(suite=runner.get("suite", ""), task=job["task"], variant=job["variant"],
                            seed=int(job["seed"]), env_id=job.get("env_id", job["task"]), complete=complete,
@@ -179,7 +180,8 @@ def load_results(path: str | Path = "results"):
     return df[[*RESULT_COLUMNS, *extra]]
 
 
-def _read_json_or_empty(path: Path) -> dict[str, Any]:
+def read_json_or_empty(path: Path) -> dict[str, Any]:
+    """A JSON file's object, or {} when it is missing or unreadable (a run directory written by a killed run)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

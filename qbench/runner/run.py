@@ -17,7 +17,7 @@ from typing import Any
 
 from qbench.jobs import Job
 from qbench.runner.plan import run_path
-from qbench.store import SUMMARY, RunDir
+from qbench.store import SUMMARY, RunDir, read_json_or_empty
 
 BUSY_RETRY_S = 2.0      # how often a job locked by another runner is looked at again
 WAIT_TIMEOUT_S = 0.5    # how often the progress display is refreshed while jobs run
@@ -43,14 +43,6 @@ class Reporter:
     def close(self) -> None: ...
 
 
-def _read_summary(path: Path) -> dict[str, Any]:
-    import json
-    try:
-        return json.loads((path / SUMMARY).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _worker_died(exc: BaseException) -> dict[str, Any]:
     return {"error": "crashed", "type": type(exc).__name__,
             "message": f"the worker process died while running this job: {exc}", "traceback": ""}
@@ -68,7 +60,7 @@ def run_jobs(jobs: list[Job], results_dir: Path, suite_name: str, backend, *,
     for job in jobs:
         path = paths[job.hash]
         if (path / SUMMARY).exists():
-            outcomes[job.hash] = Outcome(job, path, "complete", _read_summary(path))
+            outcomes[job.hash] = Outcome(job, path, "complete", read_json_or_empty(path / SUMMARY))
         else:
             queue.append(job)
     reporter.start(len(jobs), list(queue), backend.slots)

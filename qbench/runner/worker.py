@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qbench.jobs import Job
-from qbench.store import ERROR, LOCK, RUNNER, SUMMARY, RunDir, atomic_write_json
+from qbench.store import ERROR, LOCK, RUNNER, SUMMARY, RunDir, atomic_write_json, read_json_or_empty
 
 
 def one_thread() -> None:
@@ -26,14 +26,6 @@ def one_thread() -> None:
         os.environ[var] = "1"   # read when torch/numpy first load in this process
     import torch
     torch.set_num_threads(1)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def error_record(exc: BaseException, job: Job) -> dict[str, Any]:
@@ -50,7 +42,7 @@ def _clean_temporaries(path: Path) -> None:
 
 
 def _record_attempt(path: Path, suite: str) -> int:
-    previous = _read_json(path / RUNNER).get("attempts", 0)
+    previous = read_json_or_empty(path / RUNNER).get("attempts", 0)
     attempts = int(previous) + 1
     atomic_write_json(path / RUNNER, {
         "suite": suite, "attempts": attempts, "host": socket.gethostname(), "pid": os.getpid(),
@@ -78,9 +70,9 @@ def run_one(job: Job, run_path: str, suite: str, command: list[str] | None = Non
             return {"status": "busy"}
         # Checked again under the lock: another runner may have finished the job since the caller looked.
         if (path / SUMMARY).exists():
-            return {"status": "complete", "summary": _read_json(path / SUMMARY)}
+            return {"status": "complete", "summary": read_json_or_empty(path / SUMMARY)}
         if (path / ERROR).exists() and (path / ERROR).stat().st_mtime >= runner_started_at:
-            return {"status": "failed", "error": _read_json(path / ERROR), "elsewhere": True}
+            return {"status": "failed", "error": read_json_or_empty(path / ERROR), "elsewhere": True}
         _clean_temporaries(path)
         (path / ERROR).unlink(missing_ok=True)   # a retry: the old failure no longer describes this directory
         _record_attempt(path, suite)
