@@ -262,3 +262,13 @@ def test_list_suites_shows_every_shipped_suite(capsys):
     assert cli.main(["list", "suites"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in SHIPPED) and "invalid" not in out
+
+
+def test_the_readme_suite_example_is_a_valid_suite(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("### Suite files", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    suite = load_suite(write_suite(tmp_path, example))
+    jobs = expand(suite)
+    assert {(j.task.name, j.variant) for j in jobs} == {("CartPole-v1", "dqn"), ("short_cartpole", "dqn"),
+                                                        ("short_cartpole", "my_dqn")}
+    assert len(jobs) == 3 * 5
