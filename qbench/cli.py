@@ -185,6 +185,11 @@ def _run_suite(suite, jobs, args: argparse.Namespace, console):
     describe = "Ray" if args.backend == "ray" else "local worker processes"
     title = f"qbench run {suite.name}"
     reporter = (RichReporter(console, title, describe) if console.is_terminal else PlainReporter(title, describe))
+    from qbench.analysis.report import SUITE_RECORD, suite_record
+    from qbench.store import atomic_write_json
+
+    # What a later report needs to normalise and judge these results, kept with them.
+    atomic_write_json(Path(args.results) / suite.name / SUITE_RECORD, suite_record(suite))
     started = time.perf_counter()
     outcomes = run_jobs(jobs, Path(args.results), suite.name, backend, reporter=reporter, command=sys.argv)
     wall_s = time.perf_counter() - started
@@ -241,6 +246,41 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     return 1 if failing or job_failures else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from qbench.analysis.render import parse_formats
+
+    formats = parse_formats(args.formats)
+    results = Path(args.results)
+    if not results.is_dir():
+        raise ConfigError(f"results folder '{results}' does not exist")
+    if args.reps < 1:
+        raise ConfigError(f"--reps must be a positive number of bootstrap resamples, got {args.reps}")
+    if not 0 < args.confidence < 1:
+        raise ConfigError(f"--confidence must lie between 0 and 1, got {args.confidence}")
+    try:
+        import matplotlib  # noqa: F401
+        import seaborn  # noqa: F401
+    except ImportError:
+        raise ConfigError("qbench report draws with seaborn and matplotlib: pip install 'qbench[report]'") from None
+    from qbench.analysis.render import write_report
+    from qbench.analysis.report import NoResultsError, build_report
+
+    try:
+        report = build_report(results, suite=args.suite, seed=args.seed, reps=args.reps,
+                              confidence=args.confidence)
+    except NoResultsError as exc:
+        raise ConfigError(str(exc)) from None
+    out = Path(args.out) if args.out else results / "report"
+    written = write_report(report, out, formats)
+    for note in report.notes:
+        print(f"note: {note}")
+    runs = report.tables["finals"]
+    print(f"report of {len(runs)} runs written to {out}: "
+          + ", ".join(sorted({p.relative_to(out).parts[0] + ("/" if p.parent != out else "") for p in written})),
+          flush=True)
+    return 0
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="jobs at once (default: the CPUs available; one torch thread each)")
@@ -282,6 +322,19 @@ def build_parser() -> argparse.ArgumentParser:
     p_sanity = sub.add_parser("sanity", help="run suites/sanity.toml and judge every variant by its thresholds")
     _add_run_options(p_sanity)
     p_sanity.set_defaults(func=cmd_sanity)
+
+    p_report = sub.add_parser("report", help="tables, figures and statistics of a results folder")
+    p_report.add_argument("results", help="a results folder (e.g. results/sanity); every run below it is read")
+    p_report.add_argument("--out", default=None, help="output folder (default RESULTS/report)")
+    p_report.add_argument("--formats", default="md,html,tex,csv",
+                          help="comma-separated: md, html, tex, csv (default all)")
+    p_report.add_argument("--suite", default=None,
+                          help="take random/reference scores and thresholds from this suite (name or .toml) "
+                               "instead of the suite.json records in the results")
+    p_report.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p_report.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p_report.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
+    p_report.set_defaults(func=cmd_report)
     return parser
 
 

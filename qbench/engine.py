@@ -11,6 +11,7 @@ import dataclasses
 import io
 import json
 import math
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -96,23 +97,42 @@ def derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
-def evaluate(q_fn, maximiser, env, spaces: Spaces, episodes: int, seed: int) -> np.ndarray:
-    """Greedy returns over whole episodes; the env is reset with `seed` once, so each evaluation is reproducible."""
-    returns = np.zeros(episodes)
+@dataclasses.dataclass
+class Evaluation:
+    """Per-episode results of one greedy evaluation."""
+
+    returns: np.ndarray             # undiscounted episode returns: the score
+    discounted_returns: np.ndarray  # sum_t gamma^t r_t from each episode's first state
+    q_start: np.ndarray             # the network's Q(s_0, a_0) for the greedy first action: what it predicted
+
+
+def evaluate(q_fn, maximiser, env, spaces: Spaces, episodes: int, seed: int, gamma: float) -> Evaluation:
+    """Greedy episodes; the env is reset with `seed` once, so each evaluation is reproducible.
+
+    Q(s_0, a_0) against the discounted return actually collected from s_0 is the overestimation diagnostic of
+    van Hasselt et al. (2016); reading it costs one forward pass per episode and draws no random numbers.
+    """
+    returns, discounted, q_start = np.zeros(episodes), np.zeros(episodes), np.zeros(episodes)
     raw, _ = env.reset(seed=seed)
     with maximiser.reseeded(seed):
         for ep in range(episodes):
-            done, total = False, 0.0
+            done, total, total_discounted, discount, t = False, 0.0, 0.0, 1.0, 0
             while not done:
+                obs = torch.as_tensor(spaces.encode(raw))[None]
                 with torch.inference_mode():
-                    action = maximiser.argmax(q_fn, torch.as_tensor(spaces.encode(raw))[None])[0].numpy()
-                raw, reward, terminated, truncated, _ = env.step(spaces.to_env(action))
+                    action = maximiser.argmax(q_fn, obs)
+                    if t == 0:
+                        q_start[ep] = float(q_fn.q(obs, action)[0])
+                raw, reward, terminated, truncated, _ = env.step(spaces.to_env(action[0].numpy()))
                 total += float(reward)
+                total_discounted += discount * float(reward)
+                discount *= gamma
+                t += 1
                 done = terminated or truncated
-            returns[ep] = total
+            returns[ep], discounted[ep] = total, total_discounted
             if ep + 1 < episodes:
                 raw, _ = env.reset()
-    return returns
+    return Evaluation(returns, discounted, q_start)
 
 
 def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str, Any]], None] | None = None,
@@ -277,12 +297,16 @@ def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str
                 progress(env_steps, {"diagnostics": st.diagnostics[-1]})
 
         if env_steps % cfg.eval_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
-            returns = evaluate(online, act_maximiser, eval_env, spaces, cfg.eval_episodes,
-                               derived_seed(job.seed, 2, env_steps))
+            ev = evaluate(online, act_maximiser, eval_env, spaces, cfg.eval_episodes,
+                          derived_seed(job.seed, 2, env_steps), cfg.gamma)
+            returns = ev.returns
             st.evaluations.append({
                 "env_steps": env_steps, "return_mean": float(returns.mean()), "return_std": float(returns.std()),
                 "return_min": float(returns.min()), "return_max": float(returns.max()),
-                "n_episodes": len(returns), "grad_steps": st.grad_steps, "wall_s": time.perf_counter() - started,
+                "n_episodes": len(returns), "grad_steps": st.grad_steps,
+                "q_start_mean": float(ev.q_start.mean()),
+                "discounted_return_mean": float(ev.discounted_returns.mean()),
+                "wall_s": time.perf_counter() - started,
             })
             if run is not None:
                 run.write_evaluations(st.evaluations)
@@ -313,7 +337,17 @@ def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str
         "best_return_mean": max(e["return_mean"] for e in st.evaluations),
         "env_steps": cfg.total_env_steps, "grad_steps": st.grad_steps, "episodes": st.episodes,
         "wall_s": wall_s, "steps_per_s": cfg.total_env_steps / wall_s,
+        "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB, macOS bytes). A pool worker that
+    ran several jobs reports the largest of them, so this is an upper bound per job."""
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 @dataclasses.dataclass

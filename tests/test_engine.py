@@ -1,5 +1,7 @@
 import json
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -65,3 +67,49 @@ def test_one_hot_task_trains_end_to_end():
     job = build_job("dqn", "FrozenLake-v1", 0, SMALL, {"total_env_steps": 600})
     summary = train(job)
     assert 0.0 <= summary["final_return_mean"] <= 1.0
+
+
+class ThreeRewards(gym.Env):
+    """Three steps of reward 1, 2, 4, then terminated: returns and discounted returns by hand."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.full(2, self.t / 10, dtype=np.float32), float(2 ** (self.t - 1)), self.t == 3, False, {}
+
+
+class FixedQ(torch.nn.Module):
+    """Q(s, .) = (2, 5) everywhere, so the greedy action is 1 and Q(s_0, a_0) = 5."""
+
+    def all_actions(self, obs):
+        return torch.tensor([[2.0, 5.0]]).expand(obs.shape[0], 2)
+
+    def q(self, obs, actions):
+        return self.all_actions(obs).gather(1, actions.long().view(-1, 1)).squeeze(1)
+
+
+def test_evaluation_logs_predicted_q_and_the_discounted_return_from_the_first_state():
+    from qbench.engine import evaluate
+    from qbench.envs.tasks import spaces_of
+    from qbench.parts.maximisers import ExactMaximiser
+
+    env = ThreeRewards()
+    ev = evaluate(FixedQ(), ExactMaximiser(), env, spaces_of(env), episodes=2, seed=0, gamma=0.5)
+    assert ev.returns.tolist() == [7.0, 7.0]
+    assert ev.discounted_returns.tolist() == [1 + 0.5 * 2 + 0.25 * 4] * 2
+    assert ev.q_start.tolist() == [5.0, 5.0]
+
+
+def test_evaluation_rows_and_summary_carry_the_overestimation_columns_and_peak_memory(tmp_path):
+    job = build_job("dqn", "CartPole-v1", 0, SMALL)
+    summary = run_job(job, RunDir(tmp_path))
+    header = (tmp_path / "evaluations.csv").read_text().splitlines()[0].split(",")
+    assert {"q_start_mean", "discounted_return_mean"} <= set(header) and header[-1] == "wall_s"
+    assert summary["peak_rss_mb"] > 50     # a process with torch loaded holds well over 50 MiB

@@ -82,6 +82,20 @@ def test_load_results_one_row_per_evaluation_with_the_documented_columns(smoke_r
     assert qbench.load_results(results / "nothing-here").empty
 
 
+def test_report_of_real_runs_uses_the_suite_record_and_logs_overestimation(smoke_reference, tmp_path):
+    results, _ = smoke_reference
+    record = json.loads((results / "smoke" / "suite.json").read_text())
+    assert record["tasks"]["Pendulum-v1"]["random_score"] == -1207.6
+    r = run_qbench("report", results, "--out", tmp_path / "report", "--formats", "md,csv", "--reps", "200")
+    assert r.returncode == 0, r.stderr
+    aggregate = (tmp_path / "report" / "csv" / "aggregate.csv").read_text()
+    for variant in ("dqn", "double_dqn", "ddpg", "naf"):
+        assert f"\n{variant},IQM,1,2," in aggregate     # normalised with the suite's scores: 1 task, 2 runs
+    over = (tmp_path / "report" / "csv" / "overestimation.csv").read_text().splitlines()
+    assert len(over) == 1 + 4 * 2     # 4 (task, variant) pairs x 2 evaluations, all logged
+    assert "## Overestimation" in (tmp_path / "report" / "report.md").read_text()
+
+
 def test_import_qbench_and_load_results_never_import_torch(smoke_reference):
     results, _ = smoke_reference
     code = ("import sys, qbench; assert 'torch' not in sys.modules and 'pandas' not in sys.modules; "

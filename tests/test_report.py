@@ -1,0 +1,232 @@
+"""qbench report: tables by hand on a synthetic results folder, every format written, HTML rendered, CLI errors."""
+
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qbench.analysis import stats
+from qbench.analysis.render import sections, write_report
+from qbench.analysis.report import base_env, build_report, final_scores, load_references, per_task_table
+from qbench.analysis.synthetic import write_run, write_suite_record
+from qbench.store import load_results
+from tests.harness import run_qbench
+
+STEPS = [1000, 2000]
+FINALS = {  # (task, variant) -> final return per seed
+    ("Alpha-v1", "dqn_x"): [10, 20, 30, 40],
+    ("Alpha-v1", "dqn_y"): [20, 30, 50, 60],
+    ("Beta-v0", "dqn_x"): [0, 50, 100],        # seed 3 failed
+    ("Beta-v0", "dqn_y"): [80, 90, 100, 100],
+}
+SCORES = {"Alpha-v1": (0.0, 100.0), "Beta-v0": (0.0, 200.0)}
+
+
+def write_folder(results, extra_variant=False):
+    write_suite_record(results, "toy", SCORES, {"Alpha-v1": {"dqn_x": 25.0}})
+    for (task, variant), finals in FINALS.items():
+        for seed, final in enumerate(finals):
+            overestimate = variant == "dqn_y" and task == "Alpha-v1"
+            write_run(results, "toy", task, variant, seed, STEPS, [final / 2, final],
+                      q_start=[final / 2 + 10, final + 10] if overestimate else None,
+                      discounted=[final / 2, final] if overestimate else None, wall_s=10.0 + seed)
+    write_run(results, "toy", "Beta-v0", "dqn_x", 3, STEPS[:1], [7.0], state="failed")
+    if extra_variant:
+        for seed in range(3):
+            write_run(results, "toy", "Alpha-v1", "dqn_z", seed, STEPS, [1.0, 2.0 + seed])
+
+
+@pytest.fixture
+def folder(tmp_path):
+    write_folder(tmp_path / "results")
+    return tmp_path / "results"
+
+
+@pytest.fixture
+def report(folder):
+    return build_report(folder, reps=400)
+
+
+def row(table, **keys):
+    match = table
+    for k, v in keys.items():
+        match = match[match[k] == v]
+    assert len(match) == 1, keys
+    return match.iloc[0]
+
+
+def test_per_task_table_by_hand(report):
+    t = report.tables["per_task"]
+    x = row(t, task="Alpha-v1", variant="dqn_x")
+    assert (x["seeds"], x["env_steps"], x["mean"]) == (4, 2000, 25.0)
+    assert x["std"] == pytest.approx(math.sqrt(((15**2 + 5**2) * 2) / 3))   # sample std of 10, 20, 30, 40
+    assert x["iqm"] == 25.0                                                  # mean of the middle two
+    assert row(t, task="Alpha-v1", variant="dqn_y")["iqm"] == 40.0
+    beta_x = row(t, task="Beta-v0", variant="dqn_x")
+    assert beta_x["seeds"] == 3 and beta_x["mean"] == 50.0                  # the failed seed is left out
+    assert x["iqm_lower"] <= x["iqm"] <= x["iqm_upper"] and x["iqm_lower"] < x["iqm_upper"]
+    # AUC = mean return over training: trapezoid of (1000, f/2) -> (2000, f) over the span = 3f/4, mean over seeds
+    assert x["auc_mean"] == pytest.approx(0.75 * 25.0)
+
+
+def test_runs_and_notes_say_unequal_seeds_and_failures(report):
+    runs = report.tables["runs"]
+    beta_x = row(runs, task="Beta-v0", variant="dqn_x")
+    assert (beta_x["complete"], beta_x["failed"], beta_x["seeds"]) == (3, 1, "0,1,2")
+    assert any("Beta-v0: unequal numbers of complete seeds: dqn_x 3, dqn_y 4" in n for n in report.notes)
+    assert any("Beta-v0 / dqn_x: 1 failed run" in n for n in report.notes)
+    assert not any("Alpha-v1: unequal" in n for n in report.notes)
+
+
+def test_aggregate_uses_the_suite_scores(report):
+    agg = report.tables["aggregate"]
+    mean_x = row(agg, variant="dqn_x", metric="mean")
+    # Alpha: (10..40)/100 -> mean 0.25; Beta: (0, 50, 100)/200 -> mean 0.25; mean over tasks 0.25
+    assert mean_x["point"] == pytest.approx(0.25) and (mean_x["tasks"], mean_x["runs"]) == (2, 7)
+    gap_y = row(agg, variant="dqn_y", metric="optimality gap")
+    # Alpha y: 1 - (0.2, 0.3, 0.5, 0.6) -> 0.6; Beta y: 1 - (0.4, 0.45, 0.5, 0.5) -> 0.5375
+    assert gap_y["point"] == pytest.approx((0.6 + 0.5375) / 2)
+    expected_iqm = stats.iqm({"Alpha-v1": np.array([0.1, 0.2, 0.3, 0.4]), "Beta-v0": np.array([0.0, 0.25, 0.5])})
+    assert row(agg, variant="dqn_x", metric="IQM")["point"] == pytest.approx(expected_iqm)
+
+
+def test_probability_of_improvement_by_hand(report):
+    poi = report.tables["improvement"]
+    # Alpha: x beats y in 3 of 16 pairs and ties 2 -> 4/16; Beta: wins 2, ties 2 of 12 -> 3/12
+    assert row(poi, x="dqn_x", y="dqn_y")["point"] == pytest.approx((4 / 16 + 3 / 12) / 2)
+    assert row(poi, x="dqn_y", y="dqn_x")["point"] == pytest.approx(1 - (4 / 16 + 3 / 12) / 2)
+
+
+def test_learning_curves_are_iqm_over_seeds(report):
+    curves = report.tables["curves"]
+    first = row(curves, task="Alpha-v1", variant="dqn_x", env_steps=1000)
+    assert first["iqm"] == 12.5 and first["seeds"] == 4        # middle two of 5, 10, 15, 20
+    assert first["lower"] <= 12.5 <= first["upper"]
+
+
+def test_overestimation_only_for_runs_that_logged_it(report):
+    over = report.tables["overestimation"]
+    assert set(zip(over["task"], over["variant"])) == {("Alpha-v1", "dqn_y")}
+    assert (over["overestimation"] == 10.0).all() and (over["seeds"] == 4).all()
+
+
+def test_thresholds_and_cost(report):
+    rows = sections(report)
+    thresholds = next(s.table for s in rows if s.title == "Pass thresholds")
+    assert row(thresholds, variant="dqn_x")["seeds at or above"] == "2/4"
+    cost = row(report.tables["cost"], task="Alpha-v1", variant="dqn_x")
+    assert cost["wall_s_mean"] == pytest.approx(11.5) and cost["wall_s_total"] == pytest.approx(46.0)
+    assert cost["peak_rss_mb_max"] == 300.0
+
+
+def test_published_reference_of_the_same_algorithm_closest_in_budget():
+    refs = load_references()
+    assert base_env("LunarLanderContinuous-v3") == base_env("LunarLanderContinuous-v2")
+    df = pd.DataFrame({"task": "Acrobot-v1", "variant": "dqn", "seed": [0, 1], "env_id": "Acrobot-v1",
+                       "env_steps": 100_000, "return_mean": [-80.0, -90.0], "complete": True, "failed": False,
+                       "run_dir": ["a", "b"]})
+    finals = final_scores(df)
+    near_zoo = per_task_table(finals, df, refs, seed=0, reps=50, confidence=0.95).iloc[0]
+    assert near_zoo["reference_mean"] == -76.64 and "zoo" in near_zoo["reference_source"]
+    far = df.assign(env_steps=500_000)
+    near_cleanrl = per_task_table(final_scores(far), far, refs, seed=0, reps=50, confidence=0.95).iloc[0]
+    assert near_cleanrl["reference_mean"] == -91.54
+    other = df.assign(variant="double_dqn")
+    assert math.isnan(per_task_table(final_scores(other), other, refs, seed=0, reps=50,
+                                     confidence=0.95).iloc[0]["reference_mean"])
+
+
+def test_same_seed_same_report_and_rows_do_not_move_when_variants_are_added(folder, tmp_path):
+    a, b = build_report(folder, reps=300, seed=3), build_report(folder, reps=300, seed=3)
+    for name in ("per_task", "aggregate", "improvement", "profiles", "curves"):
+        pd.testing.assert_frame_equal(a.tables[name], b.tables[name])
+    other_seed = build_report(folder, reps=300, seed=4)
+    assert not a.tables["aggregate"]["lower"].equals(other_seed.tables["aggregate"]["lower"])
+    bigger = tmp_path / "bigger"
+    write_folder(bigger, extra_variant=True)
+    c = build_report(bigger, reps=300, seed=3)
+    keep = c.tables["per_task"][c.tables["per_task"]["variant"] != "dqn_z"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a.tables["per_task"], keep)
+
+
+def test_every_format_is_written_and_holds_every_table_and_figure(report, tmp_path):
+    out = tmp_path / "report"
+    write_report(report, out)
+    md = (out / "report.md").read_text()
+    for title in ("Runs", "Final return per task", "Pass thresholds", "Learning curves",
+                  "Aggregate normalised scores", "Performance profiles", "Probability of improvement",
+                  "Overestimation", "Cost"):
+        assert f"## {title}" in md, title
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert figures == ["aggregate_intervals.png", "learning_curves.png", "overestimation.png",
+                       "performance_profiles.png", "probability_of_improvement.png"]
+    for name in figures:
+        assert (out / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"(figures/{name})" in md
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 5 and "figures/" not in page   # self-contained
+    assert "Beta-v0: unequal numbers of complete seeds" in page
+    tex = (out / "tables.tex").read_text()
+    assert tex.count("\\begin{tabular}") == sum(s.table is not None and not s.table.empty
+                                                for s in sections(report))
+    assert "dqn\\_x" in tex and "$\\pm$" in tex and "dqn_x" not in tex
+    back = pd.read_csv(out / "csv" / "per_task.csv")
+    assert back["iqm"].tolist() == pytest.approx(report.tables["per_task"]["iqm"].tolist())
+    assert sorted(p.stem for p in (out / "csv").iterdir()) == sorted(report.tables)
+
+
+def test_a_report_of_a_folder_without_suite_scores_leaves_out_the_normalised_tables(tmp_path):
+    write_run(tmp_path, "adhoc", "Gamma-v0", "dqn", 0, STEPS, [1.0, 2.0])
+    report = build_report(tmp_path, reps=100)
+    assert report.tables["aggregate"].empty and report.tables["profiles"].empty
+    assert any("no random and reference score for Gamma-v0" in n for n in report.notes)
+    write_report(report, tmp_path / "out", ("md",))
+    assert "## Aggregate normalised scores" not in (tmp_path / "out" / "report.md").read_text()
+
+
+CHROMIUM = next((c for c in ("chromium", "chromium-browser", "google-chrome") if shutil.which(c)), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+def test_the_html_page_renders_in_headless_chromium(report, tmp_path):
+    import matplotlib.image
+
+    write_report(report, tmp_path / "report", ("html",))
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={shot}", "--window-size=1280,2000",
+                    (tmp_path / "report" / "report.html").as_uri()],
+                   capture_output=True, timeout=120, check=False)
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    ink = (pixels.min(axis=2) < 0.9).mean()           # share of pixels that are not near white
+    colours = len(np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0))
+    assert ink > 0.02 and colours > 100, (ink, colours)
+
+
+def test_cli_report_writes_the_files_and_bad_input_is_one_line(folder, tmp_path):
+    r = run_qbench("report", folder, "--out", tmp_path / "rep", "--formats", "md,csv", "--reps", "200")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "rep" / "report.md").exists() and not (tmp_path / "rep" / "report.html").exists()
+    assert "note: Beta-v0: unequal numbers" in r.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for args, message in [
+        ((tmp_path / "missing",), "does not exist"),
+        ((empty,), "no run with evaluations"),
+        ((folder, "--formats", "md,pdf"), "valid formats: md, html, tex, csv"),
+        ((folder, "--suite", "nosuch"), "unknown suite 'nosuch'"),
+        ((folder, "--confidence", "95"), "between 0 and 1"),
+    ]:
+        r = run_qbench("report", *args, "--out", tmp_path / "never")
+        assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "never").exists()
+
+
+def test_load_results_keeps_the_overestimation_columns(folder):
+    df = load_results(folder)
+    logged = df.dropna(subset=["q_start_mean"])
+    assert set(logged["variant"]) == {"dqn_y"} and len(logged) == 8
