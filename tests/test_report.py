@@ -19,7 +19,7 @@ STEPS = [1000, 2000]
 FINALS = {  # (task, variant) -> final return per seed
     ("Alpha-v1", "dqn_x"): [10, 20, 30, 40],
     ("Alpha-v1", "dqn_y"): [20, 30, 50, 60],
-    ("Beta-v0", "dqn_x"): [0, 50, 100],        # seed 3 failed
+    ("Beta-v0", "dqn_x"): [0, 50, 100],        # seed 3 diverged
     ("Beta-v0", "dqn_y"): [80, 90, 100, 100],
 }
 SCORES = {"Alpha-v1": (0.0, 100.0), "Beta-v0": (0.0, 200.0)}
@@ -33,7 +33,7 @@ def write_folder(results, extra_variant=False):
             write_run(results, "toy", task, variant, seed, STEPS, [final / 2, final],
                       q_start=[final / 2 + 10, final + 10] if overestimate else None,
                       discounted=[final / 2, final] if overestimate else None, wall_s=10.0 + seed)
-    write_run(results, "toy", "Beta-v0", "dqn_x", 3, STEPS[:1], [7.0], state="failed")
+    write_run(results, "toy", "Beta-v0", "dqn_x", 3, STEPS[:1], [7.0], state="diverged")
     if extra_variant:
         for seed in range(3):
             write_run(results, "toy", "Alpha-v1", "dqn_z", seed, STEPS, [1.0, 2.0 + seed])
@@ -75,9 +75,9 @@ def test_per_task_table_by_hand(report):
 def test_runs_and_notes_say_unequal_seeds_and_failures(report):
     runs = report.tables["runs"]
     beta_x = row(runs, task="Beta-v0", variant="dqn_x")
-    assert (beta_x["complete"], beta_x["failed"], beta_x["seeds"]) == (3, 1, "0,1,2")
+    assert (beta_x["complete"], beta_x["diverged"], beta_x["crashed"], beta_x["seeds"]) == (3, 1, 0, "0,1,2")
     assert any("Beta-v0: unequal numbers of complete seeds: dqn_x 3, dqn_y 4" in n for n in report.notes)
-    assert any("Beta-v0 / dqn_x: 1 failed run" in n for n in report.notes)
+    assert any("Beta-v0 / dqn_x: 1 run(s) diverged" in n for n in report.notes)
     assert not any("Alpha-v1: unequal" in n for n in report.notes)
 
 

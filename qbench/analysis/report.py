@@ -164,15 +164,25 @@ def final_scores(results: pd.DataFrame) -> pd.DataFrame:
     return finals.sort_values(["task", "variant", "seed"]).reset_index(drop=True)
 
 
+def _failure_kind(run_dir: str) -> str:
+    """diverged (NaN or inf loss: an outcome of the algorithm) or crashed (anything else), from error.json."""
+    try:
+        return "diverged" if json.loads((Path(run_dir) / "error.json").read_text()).get("error") == "diverged" \
+            else "crashed"
+    except (OSError, ValueError):
+        return "crashed"
+
+
 def runs_table(finals: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (task, variant), group in finals.groupby(["task", "variant"], sort=True):
         complete = group[group["complete"]]
+        kinds = [_failure_kind(d) for d in group.loc[group["failed"], "run_dir"]]
         rows.append({"task": task, "variant": variant, "complete": len(complete),
-                     "failed": int(group["failed"].sum()),
+                     "diverged": kinds.count("diverged"), "crashed": kinds.count("crashed"),
                      "unfinished": int((~group["complete"] & ~group["failed"]).sum()),
                      "seeds": ",".join(str(s) for s in sorted(complete["seed"]))})
-    return pd.DataFrame(rows, columns=["task", "variant", "complete", "failed", "unfinished", "seeds"])
+    return pd.DataFrame(rows, columns=["task", "variant", "complete", "diverged", "crashed", "unfinished", "seeds"])
 
 
 def _reference_for(references: pd.DataFrame, env_id: str, variant: str, env_steps: int) -> pd.Series | None:
@@ -371,9 +381,12 @@ def _notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, TaskScor
             notes.append(f"{task}: unequal numbers of complete seeds: "
                          + ", ".join(f"{v} {n}" for v, n in sorted(counts.items()))
                          + " (statistics use the runs there are; each task weighs equally in aggregates)")
-    failed = runs[runs["failed"] > 0]
-    for row in failed.itertuples(index=False):
-        notes.append(f"{row.task} / {row.variant}: {row.failed} failed run(s), left out of every statistic")
+    for row in runs[runs["diverged"] > 0].itertuples(index=False):
+        notes.append(f"{row.task} / {row.variant}: {row.diverged} run(s) diverged (NaN or inf loss) and are left out "
+                     "of every statistic: count them against the variant")
+    for row in runs[runs["crashed"] > 0].itertuples(index=False):
+        notes.append(f"{row.task} / {row.variant}: {row.crashed} run(s) crashed, left out of every statistic "
+                     "(qbench run retries them)")
     unfinished = runs[runs["unfinished"] > 0]
     for row in unfinished.itertuples(index=False):
         notes.append(f"{row.task} / {row.variant}: {row.unfinished} unfinished run(s), left out of every statistic")

@@ -20,7 +20,7 @@ def write_run(results: Path, suite: str, task: str, variant: str, seed: int, env
               returns: Sequence[float], *, env_id: str | None = None, q_start: Sequence[float] | None = None,
               discounted: Sequence[float] | None = None, state: str = "complete", wall_s: float = 10.0,
               peak_rss_mb: float | None = 300.0) -> Path:
-    """One run directory; ``state`` is complete (summary.json), failed (error.json) or unfinished (neither)."""
+    """One run directory; ``state`` is complete (summary.json), diverged or crashed (error.json) or unfinished."""
     job = {"variant": variant, "task": task, "env_id": env_id or task, "env_kwargs": {}, "seed": seed,
            "config": {"synthetic": True}}
     path = Path(results) / suite / task / variant / f"seed{seed}-{config_hash(job)}"
@@ -42,8 +42,8 @@ def write_run(results: Path, suite: str, task: str, variant: str, seed: int, env
         if peak_rss_mb is not None:
             summary["peak_rss_mb"] = peak_rss_mb
         run.write_summary(summary)
-    elif state == "failed":
-        atomic_write_json(path / ERROR, {"error": "diverged", "message": "synthetic"})
+    elif state in ("diverged", "crashed"):
+        atomic_write_json(path / ERROR, {"error": state, "message": "synthetic"})
     return path
 
 
