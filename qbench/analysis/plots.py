@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only: no display needed, and the same pixels ever
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import EngFormatter, MaxNLocator
 
 PANEL_IN = (4.2, 3.0)   # width, height of one panel in inches
 
@@ -34,6 +35,12 @@ def _grid(n_panels: int, cols: int = 3):
     return fig, list(axes.flat[:n_panels])
 
 
+def _steps_axis(ax) -> None:
+    """Env steps as 20k, 1M: full numbers collide at any useful panel width."""
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+
+
 def learning_curves(curves: pd.DataFrame, confidence: float = 0.95):
     """Per task: IQM over seeds of the greedy evaluation return against env steps, with its CI band."""
     if curves.empty:
@@ -47,6 +54,7 @@ def learning_curves(curves: pd.DataFrame, confidence: float = 0.95):
             ax.plot(c["env_steps"], c["iqm"], color=colours[variant], label=f"{variant} (n={c['seeds'].iloc[0]})")
             ax.fill_between(c["env_steps"], c["lower"], c["upper"], color=colours[variant], alpha=0.2, lw=0)
         ax.set(title=task, xlabel="env steps", ylabel="evaluation return (IQM)")
+        _steps_axis(ax)
         ax.legend(fontsize="xx-small", loc="best", framealpha=0.6)
     fig.suptitle(f"Learning curves: IQM over seeds, {confidence:.0%} bootstrap CI")
     fig.tight_layout()
@@ -128,6 +136,7 @@ def overestimation(table: pd.DataFrame):
             ax.plot(t["env_steps"], t["discounted_return_mean"], color=colours[variant], ls="--",
                     label=f"{variant}: measured")
         ax.set(title=task, xlabel="env steps", ylabel="discounted return from $s_0$")
+        _steps_axis(ax)
         ax.legend(fontsize="xx-small")
     fig.suptitle("Overestimation: predicted Q (solid) against the measured discounted return (dashed), "
                  "mean over seeds")
