@@ -230,3 +230,11 @@ def test_load_results_keeps_the_overestimation_columns(folder):
     df = load_results(folder)
     logged = df.dropna(subset=["q_start_mean"])
     assert set(logged["variant"]) == {"dqn_y"} and len(logged) == 8
+
+
+def test_atari_games_are_human_normalised_when_the_suite_gives_no_scores(tmp_path):
+    for seed, final in enumerate([30.5, 1.7]):          # Breakout: random 1.7, human 30.5
+        write_run(tmp_path, "atari", "Breakout", "dqn", seed, STEPS, [0.0, final], env_id="ALE/Breakout-v5")
+    report = build_report(tmp_path, reps=100)
+    assert report.scoring["Breakout"].reference_score == 30.5
+    assert row(report.tables["aggregate"], variant="dqn", metric="mean")["point"] == pytest.approx(0.5)

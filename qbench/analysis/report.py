@@ -16,7 +16,7 @@ each complete run as its final score, and computes every table as a pandas DataF
 
 Normalised score = (score - random) / (reference - random), with the random and reference scores of the suite
 that ran the task (``suite.json`` written by ``qbench run``, else the shipped suite of that name, else a suite
-file given with ``suite=``). Tasks without both scores are left out of the normalised tables, and a note says so.
+file given with ``suite=``); Atari games the suite does not score are human-normalised. Tasks without both scores are left out of the normalised tables, and a note says so.
 
 Every confidence interval is a percentile interval of a stratified bootstrap whose generator is seeded from
 ``seed`` and the row's own key, so a row's interval does not change when other variants or tasks are added.
@@ -129,6 +129,23 @@ def load_scoring(run_dirs: list[str], suites: list[str], suite_file: str | None 
         for task, entry in _scoring_of_record(suite_record(suite), str(suite.path)).items():
             scoring.setdefault(task, entry)
     return scoring
+
+
+def atari_scoring(env_ids: dict[str, str]) -> dict[str, TaskScoring]:
+    """Human-normalisation for the Atari tasks among ``env_ids`` (task -> env id): random and human scores from
+    ``qbench/data/atari_human_random.csv``; games without a human score are not included."""
+    atari = {task: env_id for task, env_id in env_ids.items()
+             if env_id.startswith("ALE/") or re.search(r"(NoFrameskip|Deterministic)-v\d+$", env_id)}
+    if not atari:
+        return {}
+    with resources.as_file(resources.files("qbench.data").joinpath("atari_human_random.csv")) as path:
+        table = stats.load_atari_reference(path)
+    out = {}
+    for task, env_id in atari.items():
+        key = stats.game_key(env_id)
+        if key in table.human:
+            out[task] = TaskScoring(table.random[key], table.human[key], {}, "atari_human_random.csv (human)")
+    return out
 
 
 def load_references(path: str | Path | None = None) -> pd.DataFrame:
@@ -412,6 +429,10 @@ def build_report(results: str | Path | pd.DataFrame, *, suite: str | None = None
         raise NoResultsError(f"no run with evaluations under '{source}' (a run directory holds config.json and "
                              "evaluations.csv)")
     scoring = load_scoring(sorted(set(df["run_dir"])), sorted(set(df["suite"])), suite)
+    env_ids = dict(zip(df["task"], df["env_id"]))
+    for task, entry in atari_scoring(env_ids).items():
+        if task not in scoring or not scoring[task].normalisable:
+            scoring[task] = entry
     references = load_references() if references is None else references
     finals = final_scores(df)
     boot = {"seed": seed, "reps": reps, "confidence": confidence}

@@ -48,6 +48,7 @@ __all__ = [
     "ReferenceUnavailableError",
     "area_under_curve",
     "bootstrap_ci",
+    "game_key",
     "human_normalised_scores",
     "iqm",
     "load_atari_reference",
@@ -493,7 +494,7 @@ class AtariReference:
         return frozenset(self.random) - frozenset(self.human)
 
 
-def _game_key(name: str) -> str:
+def game_key(name: str) -> str:
     """Canonical game name: 'ALE/Breakout-v5', 'BreakoutNoFrameskip-v4' and 'breakout' all give 'breakout'."""
     key = name.strip().lower()
     key = re.sub(r"^ale/", "", key)
@@ -510,7 +511,7 @@ def load_atari_reference(path: str | Path) -> AtariReference:
         if missing:
             raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
         for line, row in enumerate(reader, start=2):
-            game = _game_key(row["game"])
+            game = game_key(row["game"])
             if game in random:
                 raise ValueError(f"{path}:{line}: game {row['game']!r} listed twice")
             try:
@@ -530,11 +531,11 @@ def human_normalised_scores(raw_scores: Mapping, reference: AtariReference, *,
                             skip_unavailable: bool = False) -> dict:
     """Human-normalised scores for a mapping game -> raw score (scalar or array), keyed like the input.
 
-    Game names are matched canonically (see ``_game_key``).  A game missing from the table raises ``ValueError``.
+    Game names are matched canonically (see ``game_key``).  A game missing from the table raises ``ValueError``.
     A game in the table without a human score raises :class:`ReferenceUnavailableError` naming every such game,
     or, with ``skip_unavailable=True``, is left out of the result (``reference.unavailable`` lists them).
     """
-    keys = {name: _game_key(name) for name in raw_scores}
+    keys = {name: game_key(name) for name in raw_scores}
     unknown = sorted(name for name, key in keys.items() if key not in reference.random)
     if unknown:
         raise ValueError(f"unknown Atari game(s): {', '.join(unknown)}")
