@@ -41,24 +41,34 @@ def _steps_axis(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(5))
 
 
+def _per_task_panels(table: pd.DataFrame, draw, ylabel: str, title: str):
+    """One panel per task, env steps on x; ``draw(ax, variant, rows, colour)`` draws one variant's lines."""
+    sns.set_theme(style="whitegrid", context="paper")
+    colours = _palette(table["variant"])
+    tasks = sorted(table["task"].unique())
+    fig, axes = _grid(len(tasks))
+    for ax, task in zip(axes, tasks):
+        for variant, rows in table[table["task"] == task].groupby("variant", sort=True):
+            draw(ax, variant, rows, colours[variant])
+        ax.set(title=task, xlabel="env steps", ylabel=ylabel)
+        _steps_axis(ax)
+        ax.legend(fontsize="xx-small", loc="best", framealpha=0.6)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def learning_curves(curves: pd.DataFrame, confidence: float = 0.95):
     """Per task: IQM over seeds of the greedy evaluation return against env steps, with its CI band."""
     if curves.empty:
         return None
-    sns.set_theme(style="whitegrid", context="paper")
-    colours = _palette(curves["variant"])
-    tasks = sorted(curves["task"].unique())
-    fig, axes = _grid(len(tasks))
-    for ax, task in zip(axes, tasks):
-        for variant, c in curves[curves["task"] == task].groupby("variant", sort=True):
-            ax.plot(c["env_steps"], c["iqm"], color=colours[variant], label=f"{variant} (n={c['seeds'].iloc[0]})")
-            ax.fill_between(c["env_steps"], c["lower"], c["upper"], color=colours[variant], alpha=0.2, lw=0)
-        ax.set(title=task, xlabel="env steps", ylabel="evaluation return (IQM)")
-        _steps_axis(ax)
-        ax.legend(fontsize="xx-small", loc="best", framealpha=0.6)
-    fig.suptitle(f"Learning curves: IQM over seeds, {confidence:.0%} bootstrap CI")
-    fig.tight_layout()
-    return fig
+
+    def draw(ax, variant, c, colour):
+        ax.plot(c["env_steps"], c["iqm"], color=colour, label=f"{variant} (n={c['seeds'].iloc[0]})")
+        ax.fill_between(c["env_steps"], c["lower"], c["upper"], color=colour, alpha=0.2, lw=0)
+
+    return _per_task_panels(curves, draw, "evaluation return (IQM)",
+                            f"Learning curves: IQM over seeds, {confidence:.0%} bootstrap CI")
 
 
 def aggregate_intervals(aggregate: pd.DataFrame, confidence: float = 0.95):
@@ -126,22 +136,14 @@ def overestimation(table: pd.DataFrame):
     """Per task: the predicted Q(s_0, a_0) (solid) against the discounted return measured from s_0 (dashed)."""
     if table.empty:
         return None
-    sns.set_theme(style="whitegrid", context="paper")
-    colours = _palette(table["variant"])
-    tasks = sorted(table["task"].unique())
-    fig, axes = _grid(len(tasks))
-    for ax, task in zip(axes, tasks):
-        for variant, t in table[table["task"] == task].groupby("variant", sort=True):
-            ax.plot(t["env_steps"], t["q_start_mean"], color=colours[variant], label=f"{variant}: predicted Q")
-            ax.plot(t["env_steps"], t["discounted_return_mean"], color=colours[variant], ls="--",
-                    label=f"{variant}: measured")
-        ax.set(title=task, xlabel="env steps", ylabel="discounted return from $s_0$")
-        _steps_axis(ax)
-        ax.legend(fontsize="xx-small")
-    fig.suptitle("Overestimation: predicted Q (solid) against the measured discounted return (dashed), "
-                 "mean over seeds")
-    fig.tight_layout()
-    return fig
+
+    def draw(ax, variant, t, colour):
+        ax.plot(t["env_steps"], t["q_start_mean"], color=colour, label=f"{variant}: predicted Q")
+        ax.plot(t["env_steps"], t["discounted_return_mean"], color=colour, ls="--", label=f"{variant}: measured")
+
+    return _per_task_panels(table, draw, "discounted return from $s_0$",
+                            "Overestimation: predicted Q (solid) against the measured discounted return (dashed), "
+                            "mean over seeds")
 
 
 def all_figures(report) -> dict:
