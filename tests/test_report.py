@@ -238,3 +238,10 @@ def test_atari_games_are_human_normalised_when_the_suite_gives_no_scores(tmp_pat
     report = build_report(tmp_path, reps=100)
     assert report.scoring["Breakout"].reference_score == 30.5
     assert row(report.tables["aggregate"], variant="dqn", metric="mean")["point"] == pytest.approx(0.5)
+
+
+def test_runs_of_one_variant_with_different_budgets_are_flagged(tmp_path):
+    write_run(tmp_path, "a", "Gamma-v0", "dqn", 0, STEPS, [1.0, 2.0])
+    write_run(tmp_path, "b", "Gamma-v0", "dqn", 0, [1000, 5000], [1.0, 3.0])
+    report = build_report(tmp_path, reps=100)
+    assert any("runs with different budgets are pooled (2,000, 5,000 env steps)" in n for n in report.notes)

@@ -407,6 +407,12 @@ def _notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, TaskScor
     unfinished = runs[runs["unfinished"] > 0]
     for row in unfinished.itertuples(index=False):
         notes.append(f"{row.task} / {row.variant}: {row.unfinished} unfinished run(s), left out of every statistic")
+    for (task, variant), group in finals[finals["complete"]].groupby(["task", "variant"], sort=True):
+        budgets = sorted(set(group["env_steps"]))
+        if len(budgets) > 1:
+            notes.append(f"{task} / {variant}: runs with different budgets are pooled ("
+                         + ", ".join(f"{b:,}" for b in budgets) + " env steps): report one suite's folder to keep "
+                         "them apart")
     left_out = sorted(t for t in set(finals["task"]) if t not in scoring or not scoring[t].normalisable)
     if left_out:
         notes.append("no random and reference score for " + ", ".join(left_out)
