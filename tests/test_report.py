@@ -245,3 +245,17 @@ def test_runs_of_one_variant_with_different_budgets_are_flagged(tmp_path):
     write_run(tmp_path, "b", "Gamma-v0", "dqn", 0, [1000, 5000], [1.0, 3.0])
     report = build_report(tmp_path, reps=100)
     assert any("runs with different budgets are pooled (2,000, 5,000 env steps)" in n for n in report.notes)
+
+
+def test_curve_bands_use_scipys_trimmed_mean_on_every_replicate():
+    from scipy.stats import trim_mean
+
+    from qbench.analysis.report import _bootstrap_iqm_over_seeds
+
+    curves = np.random.default_rng(1).normal(size=(7, 4))      # 7 seeds: int(7 / 4) = 1 cut from each end
+    point, lower, upper = _bootstrap_iqm_over_seeds(curves, np.random.default_rng(2), 50, 0.9)
+    np.testing.assert_allclose(point, trim_mean(curves, 0.25, axis=0))
+    draws = np.random.default_rng(2).integers(0, 7, size=(50, 7))
+    replicates = np.array([trim_mean(curves[d], 0.25, axis=0) for d in draws])
+    np.testing.assert_allclose(lower, np.percentile(replicates, 5, axis=0))
+    np.testing.assert_allclose(upper, np.percentile(replicates, 95, axis=0))

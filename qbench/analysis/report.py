@@ -218,6 +218,8 @@ def _complete(finals: pd.DataFrame) -> pd.DataFrame:
 def per_task_table(finals: pd.DataFrame, results: pd.DataFrame, references: pd.DataFrame, *, seed: int,
                    reps: int, confidence: float) -> pd.DataFrame:
     complete = _complete(finals)
+    auc = {run_dir: stats.area_under_curve(run["env_steps"].to_numpy(), run["return_mean"].to_numpy())
+           for run_dir, run in results[results["run_dir"].isin(set(complete["run_dir"]))].groupby("run_dir")}
     rows = []
     for (task, variant), group in complete.groupby(["task", "variant"], sort=True):
         scores = group["final_return"].to_numpy(float)
@@ -225,9 +227,7 @@ def per_task_table(finals: pd.DataFrame, results: pd.DataFrame, references: pd.D
                                 confidence)
         env_id = group["env_id"].iloc[0]
         budget = int(group["env_steps"].max())
-        curves = results[results["run_dir"].isin(group["run_dir"])]
-        aucs = [stats.area_under_curve(run["env_steps"].to_numpy(), run["return_mean"].to_numpy())
-                for _, run in curves.groupby("run_dir")]
+        aucs = [auc[d] for d in group["run_dir"]]
         row = {"task": task, "variant": variant, "seeds": len(scores), "env_steps": budget,
                "mean": scores.mean(), "std": scores.std(ddof=1) if len(scores) > 1 else math.nan,
                "iqm": ci.point, "iqm_lower": ci.lower, "iqm_upper": ci.upper,
@@ -321,8 +321,12 @@ def _bootstrap_iqm_over_seeds(curves: np.ndarray, rng: np.random.Generator, reps
     """IQM over seeds (axis 0) of a (seeds, steps) array at every step, with percentile bootstrap bounds; seeds
     are resampled whole, so one replicate keeps each seed's curve together."""
     point = scipy_stats.trim_mean(curves, 0.25, axis=0)
-    draws = rng.integers(0, curves.shape[0], size=(reps, curves.shape[0]))
-    replicates = scipy_stats.trim_mean(curves[draws], 0.25, axis=1)
+    n = curves.shape[0]
+    draws = rng.integers(0, n, size=(reps, n))
+    # scipy's trim_mean, cutting int(n / 4) from each end, by a sort: on a handful of seeds it is several times
+    # faster than scipy's partition on the (reps, seeds, steps) array.
+    cut = int(0.25 * n)
+    replicates = np.sort(curves[draws], axis=1)[:, cut:n - cut].mean(axis=1)
     tail = (1.0 - confidence) / 2.0 * 100.0
     lower, upper = np.percentile(replicates, [tail, 100.0 - tail], axis=0)
     return point, lower, upper
