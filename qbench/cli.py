@@ -234,11 +234,11 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     for v in verdicts:
         finals = " ".join(f"{f:.0f}" if f is not None else "failed" for _, f in v.finals)
         rule = f">= {v.threshold:g}" if v.threshold is not None else "-"
-        count = f"{v.passing}/{v.needed}" if v.threshold is not None else "-"
+        count = f"{v.passing} of {len(v.finals)} (need {v.needed})" if v.threshold is not None else "-"
         rows.append([v.task, v.variant, rule, count, finals, v.verdict.upper()])
     print_table(console, f"sanity: a (variant, task) passes when {suite.min_passing_seeds} of {suite.seeds} seeds "
                 "reach the threshold (final greedy return)",
-                ["task", "variant", "threshold", "seeds passing / needed", "final return per seed", "verdict"], rows)
+                ["task", "variant", "threshold", "seeds passing", "final return per seed", "verdict"], rows)
     failing = [v for v in verdicts if v.verdict == "fail"]
     job_failures = sum(o.status == "failed" for o in outcomes)
     print(f"sanity: {len(verdicts) - len(failing)}/{len(verdicts)} pass or are reported only"
