@@ -7,6 +7,7 @@ notebook can redraw any figure from ``build_report(...).tables`` or from its own
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib
 
@@ -53,7 +54,8 @@ def _per_task_panels(table: pd.DataFrame, draw, ylabel: str, title: str):
         ax.set(title=task, xlabel="env steps", ylabel=ylabel)
         _steps_axis(ax)
         ax.legend(fontsize="xx-small", loc="best", framealpha=0.6)
-    fig.suptitle(title)
+    # Wrapped to the figure's width: a one-task figure is narrower than the title.
+    fig.suptitle(textwrap.fill(title, width=int(fig.get_figwidth() * 11)))
     fig.tight_layout()
     return fig
 
