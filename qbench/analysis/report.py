@@ -353,7 +353,8 @@ def curves_table(results: pd.DataFrame, finals: pd.DataFrame, *, seed: int, reps
 
 def overestimation_table(results: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds of the predicted Q(s_0, a_0) and of the discounted return measured from s_0, per step, for
-    the runs that logged them (qbench >= 0.1 evaluations); positive ``overestimation`` = optimistic Q."""
+    the runs that logged them (runs written before these columns existed did not); positive ``overestimation``
+    = optimistic Q."""
     columns = ["task", "variant", "env_steps", "q_start_mean", "discounted_return_mean", "overestimation",
                "seeds"]
     if not {"q_start_mean", "discounted_return_mean"} <= set(results.columns):
