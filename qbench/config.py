@@ -41,6 +41,9 @@ class Config:
                               "samples), cem (cross-entropy method), naf (mu(s) in closed form), actor (a learned "
                               "deterministic policy, DDPG)", choices=("exact", "random", "cem", "naf", "actor"))
     hidden_sizes: list = _setting([256, 256], "hidden layer widths of every MLP (ReLU)")
+    observation_scaling: str = _setting("none", "Box observations as the env gives them (none), or mapped "
+                                        "affinely from the space's finite bounds to [-1, 1] (bounds); Discrete "
+                                        "observations are one-hot either way", choices=("none", "bounds"))
     random_samples_act: int = _setting(1000, "random maximiser: uniform actions drawn when acting", minimum=1)
     random_samples_target: int = _setting(100, "random maximiser: uniform actions drawn per target (inner loop)",
                                           minimum=1)
@@ -69,7 +72,9 @@ class Config:
     optimizer: str = _setting("adam", "optimiser of the Q network", choices=("adam", "rmsprop"))
     lr: float = _setting(1e-3, "learning rate at the start", minimum=0.0, exclusive_minimum=True)
     lr_schedule: str = _setting("constant", "learning-rate schedule over the run", choices=("constant", "linear"))
-    lr_end: float = _setting(0.0, "learning rate at the end of the run when lr_schedule is linear", minimum=0.0)
+    lr_end: float = _setting(0.0, "learning rate after the decay when lr_schedule is linear", minimum=0.0)
+    lr_decay_fraction: float = _setting(1.0, "fraction of total_env_steps over which the learning rate decays "
+                                        "linearly to lr_end (then stays there)", minimum=0.0, maximum=1.0)
     # --- target update
     target_update: str = _setting("hard", "how the target net follows the online net: hard copy every "
                                   "target_period_grad_steps, polyak averaging every gradient step, or none "

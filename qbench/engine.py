@@ -144,7 +144,7 @@ def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str
     started = time.perf_counter()
     rng = np.random.default_rng(job.seed)
     env, eval_env = make_env(job.task), make_env(job.task)
-    spaces = spaces_of(env)
+    spaces = spaces_of(env, cfg.observation_scaling)
 
     # Parts. Initialisation draws from a private torch stream so that the process-wide RNG stays untouched.
     with torch.random.fork_rng(devices=[]):
@@ -237,7 +237,7 @@ def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str
         # 2. Regress Q on targets: grad_steps_per_update steps every env_steps_per_update env steps.
         if env_steps >= cfg.warmup_env_steps and env_steps % cfg.env_steps_per_update == 0:
             if cfg.lr_schedule == "linear":
-                st.lr = cfg.lr + progress_frac * (cfg.lr_end - cfg.lr)
+                st.lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.lr_decay_fraction, progress_frac)
                 for group in optimiser.param_groups:
                     group["lr"] = st.lr
             for _ in range(cfg.grad_steps_per_update):

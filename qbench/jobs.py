@@ -42,7 +42,7 @@ def build_job(variant_name: str, task_name: str, seed: int, *overrides: dict[str
     variant = get_variant(variant_name, extra_variants)
     task = get_task(task_name, extra_tasks)
     config = resolve(variant, task.settings, *overrides)
-    spaces = probe_spaces(task)
+    spaces = probe_spaces(task, config.observation_scaling)
     needs = HEAD_ACTION_KIND[config.q_head]
     if needs != spaces.action_kind:
         fitting = variants_for(spaces.action_kind, {**VARIANTS, **(extra_variants or {})})

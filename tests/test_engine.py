@@ -113,3 +113,16 @@ def test_evaluation_rows_and_summary_carry_the_overestimation_columns_and_peak_m
     header = (tmp_path / "evaluations.csv").read_text().splitlines()[0].split(",")
     assert {"q_start_mean", "discounted_return_mean"} <= set(header) and header[-1] == "wall_s"
     assert summary["peak_rss_mb"] > 50     # a process with torch loaded holds well over 50 MiB
+
+
+def test_learning_rate_decays_over_its_fraction_of_the_run_then_stays(tmp_path):
+    settings = {"lr": 1e-3, "lr_schedule": "linear", "lr_end": 1e-4, "lr_decay_fraction": 0.5,
+                "log_interval_env_steps": 500, "env_steps_per_update": 4}
+    job = build_job("dqn", "CartPole-v1", 0, SMALL, settings)
+    run_job(job, RunDir(tmp_path))
+    rows = (tmp_path / "diagnostics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    lrs = [float(r.split(",")[header.index("lr")]) for r in rows[1:]]
+    # The schedule is read at each update with progress (env_steps - 1) / total: at 500, 1000 and 1500.
+    assert lrs[0] == pytest.approx(1e-3 + (499 / 1500 / 0.5) * (1e-4 - 1e-3))
+    assert lrs[1:] == pytest.approx([1e-4, 1e-4])

@@ -29,3 +29,32 @@ def test_module_class_tasks_load_or_fail_clearly():
     assert task.env_id.endswith(":CartPoleEnv")
     with pytest.raises(ConfigError, match="cannot load environment class"):
         get_task("no_such_module_xyz:Env")
+
+
+def test_bounds_scaling_maps_the_box_bounds_to_minus_one_and_one():
+    space = gym.spaces.Box(np.array([-1.2, -0.07], np.float32), np.array([0.6, 0.07], np.float32))
+    dim, encode = observation_encoder(space, "bounds")
+    assert dim == 2
+    assert encode(space.low).tolist() == [-1.0, -1.0]
+    assert encode(space.high).tolist() == [1.0, 1.0]
+    # The middle of each range is 0; a quarter of the way up is -0.5.
+    np.testing.assert_allclose(encode(np.array([-0.3, 0.0])), [0.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(encode(np.array([-0.75, -0.035])), [-0.5, -0.5], atol=1e-6)
+    assert encode(space.low).dtype == np.float32
+
+
+def test_bounds_scaling_is_refused_for_unbounded_observations():
+    with pytest.raises(ConfigError, match="observation_scaling 'bounds' needs finite Box observation bounds"):
+        observation_encoder(gym.spaces.Box(-np.inf, np.inf, shape=(3,)), "bounds")
+    big = np.finfo(np.float32).max
+    with pytest.raises(ConfigError, match="high - low <= 1e6"):
+        observation_encoder(gym.spaces.Box(np.array([-1, -big], np.float32), np.array([1, big], np.float32)), "bounds")
+
+
+def test_bounds_scaling_is_checked_when_the_job_is_built():
+    from qbench.jobs import build_job
+
+    with pytest.raises(ConfigError, match="use observation_scaling 'none'"):
+        build_job("dqn", "CartPole-v1", 0, {"observation_scaling": "bounds"})  # CartPole's velocities are unbounded
+    job = build_job("dqn", "MountainCar-v0", 0, {"observation_scaling": "bounds"})
+    assert job.config.observation_scaling == "bounds"

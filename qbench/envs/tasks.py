@@ -134,11 +134,23 @@ class Spaces:
         return (self.action_low + unit * (self.action_high - self.action_low)).reshape(self.action_low.shape)
 
 
-def observation_encoder(space: gym.Space) -> tuple[int, Callable[[Any], np.ndarray]]:
-    """Box observations are flattened to float32; Discrete ones become one-hot vectors."""
+def observation_encoder(space: gym.Space, scaling: str = "none") -> tuple[int, Callable[[Any], np.ndarray]]:
+    """Box observations are flattened to float32, and with scaling "bounds" mapped from [low, high] to [-1, 1];
+    Discrete ones become one-hot vectors."""
     if isinstance(space, gym.spaces.Box):
         dim = int(np.prod(space.shape))
-        return dim, lambda obs: np.asarray(obs, dtype=np.float32).reshape(dim)
+        if scaling == "none":
+            return dim, lambda obs: np.asarray(obs, dtype=np.float32).reshape(dim)
+        low, high = space.low.astype(np.float64).reshape(dim), space.high.astype(np.float64).reshape(dim)
+        # Some envs write "unbounded" as float32's largest number; scaling by that would erase the signal.
+        span = high - low
+        if not (np.all(np.isfinite(span)) and np.all(span > 0) and np.all(span <= 1e6)):
+            raise ConfigError("observation_scaling 'bounds' needs finite Box observation bounds (high > low, "
+                              "high - low <= 1e6); this task's are not: use observation_scaling 'none'")
+        # Computed in float64 then cast, so that the bounds themselves map to exactly -1 and 1.
+        centre, half_range = (high + low) / 2.0, (high - low) / 2.0
+        return dim, lambda obs: ((np.asarray(obs, dtype=np.float64).reshape(dim) - centre) / half_range
+                                 ).astype(np.float32)
     if isinstance(space, gym.spaces.Discrete):
         n, start = int(space.n), int(space.start)
 
@@ -150,8 +162,8 @@ def observation_encoder(space: gym.Space) -> tuple[int, Callable[[Any], np.ndarr
     raise ConfigError(f"observation space {type(space).__name__} is not supported; supported: Box, Discrete")
 
 
-def spaces_of(env: gym.Env) -> Spaces:
-    obs_dim, encode = observation_encoder(env.observation_space)
+def spaces_of(env: gym.Env, observation_scaling: str = "none") -> Spaces:
+    obs_dim, encode = observation_encoder(env.observation_space, observation_scaling)
     a = env.action_space
     if isinstance(a, gym.spaces.Discrete):
         if a.start != 0:
@@ -165,9 +177,9 @@ def spaces_of(env: gym.Env) -> Spaces:
     raise ConfigError(f"action space {type(a).__name__} is not supported; supported: Discrete, Box")
 
 
-def probe_spaces(task: Task) -> Spaces:
+def probe_spaces(task: Task, observation_scaling: str = "none") -> Spaces:
     env = make_env(task)
     try:
-        return spaces_of(env)
+        return spaces_of(env, observation_scaling)
     finally:
         env.close()
