@@ -35,6 +35,14 @@ class Task:
 # Atari's clipped ~1): huber_dqn reached 475 on 0/5 seeds with SB3's delta 1 and norm 10, 3/5 with delta 10,
 # 4/5 with delta 100; with delta 10 and norm 100, huber_dqn 4/5 and double_nstep_huber_dqn 5/5. The one seed that
 # still fails diverges early (mean Q ~1e8) under every Huber setting tried, while MSE recovers from the same spike.
+# MountainCar departs from the zoo in three settings, chosen on seeds 0-2 among the 18 settings tried and then
+# checked on seeds 3-7 (README, "Tasks"): epsilon decays over 10% of the run instead of 20%, the learning rate decays
+# linearly to 0, and the target is refreshed every 150 gradient steps instead of 300. With 1-step targets the value
+# of reaching the flag travels back about one state per target refresh, and a good episode is ~100 steps long. With
+# the zoo's refresh (every 600 env steps) training episodes first reached the flag at 7k-43k env steps, but the
+# first greedy evaluation >= -120 came only at 70k-110k (6 runs, lr decayed, eps over 10%); refreshing twice as often
+# brought it to 50k-70k (5 of 6 runs), leaving time to settle. The decaying learning rate damps the late swings of
+# the greedy return (30 to 60 between evaluations 10k apart at a constant lr).
 _ACROBOT_LIKE = {"lr": 6.3e-4, "buffer_size": 50_000, "warmup_env_steps": 0, "batch_size": 128,
                  "target_period_grad_steps": 250, "env_steps_per_update": 4, "grad_steps_per_update": 4,
                  "eps_decay_fraction": 0.12, "eps_end": 0.1, "gamma": 0.99, "hidden_sizes": [256, 256],
@@ -57,10 +65,10 @@ TASKS: dict[str, Task] = {t.name: t for t in [
           "total_env_steps": 50_000, "eval_interval_env_steps": 5_000}),
     Task("Acrobot-v1", "Acrobot-v1", "swing a two-link arm above a line; -500 is failure", dict(_ACROBOT_LIKE)),
     Task("MountainCar-v0", "MountainCar-v0", "drive an underpowered car up a hill; -200 is failure",
-         {"lr": 4e-3, "buffer_size": 10_000, "warmup_env_steps": 1000, "batch_size": 128,
-          "target_period_grad_steps": 300, "env_steps_per_update": 16, "grad_steps_per_update": 8,
-          "eps_decay_fraction": 0.2, "eps_end": 0.07, "gamma": 0.98, "hidden_sizes": [256, 256],
-          "total_env_steps": 120_000, "eval_interval_env_steps": 10_000}),
+         {"lr": 4e-3, "lr_schedule": "linear", "lr_end": 0.0, "buffer_size": 10_000, "warmup_env_steps": 1000,
+          "batch_size": 128, "target_period_grad_steps": 150, "env_steps_per_update": 16,
+          "grad_steps_per_update": 8, "eps_decay_fraction": 0.1, "eps_end": 0.07, "gamma": 0.98,
+          "hidden_sizes": [256, 256], "total_env_steps": 120_000, "eval_interval_env_steps": 10_000}),
     Task("LunarLander-v3", "LunarLander-v3", "land a craft between two flags; 200 counts as solved",
          dict(_ACROBOT_LIKE), extra="box2d"),
     Task("Pendulum-v1", "Pendulum-v1", "swing up and hold a pendulum; about -150 is good, 0 the best",
