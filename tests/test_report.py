@@ -249,6 +249,15 @@ def test_runs_of_one_variant_with_different_budgets_are_flagged(tmp_path):
     assert any("runs with different budgets are pooled (2,000, 5,000 env steps)" in n for n in report.notes)
 
 
+def test_a_seed_that_appears_in_two_runs_is_flagged_and_others_are_not(tmp_path, folder):
+    write_run(tmp_path, "a", "Gamma-v0", "dqn", 0, STEPS, [1.0, 2.0])
+    write_run(tmp_path, "b", "Gamma-v0", "dqn", 0, STEPS, [1.0, 3.0])
+    write_run(tmp_path, "b", "Gamma-v0", "dqn", 1, STEPS, [1.0, 3.0])
+    flagged = [n for n in build_report(tmp_path, reps=100).notes if "more than one run" in n]
+    assert len(flagged) == 1 and flagged[0].startswith("Gamma-v0 / dqn: seed(s) 0 appear in more than one run")
+    assert not any("more than one run" in n for n in build_report(folder, reps=100).notes)
+
+
 def test_curve_bands_use_scipys_trimmed_mean_on_every_replicate():
     from scipy.stats import trim_mean
 

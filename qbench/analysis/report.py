@@ -418,6 +418,12 @@ def _notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, TaskScor
             notes.append(f"{task} / {variant}: runs with different budgets are pooled ("
                          + ", ".join(f"{b:,}" for b in budgets) + " env steps): report one suite's folder to keep "
                          "them apart")
+        counts = group["seed"].value_counts()
+        repeated = sorted(int(s) for s in counts[counts > 1].index)
+        if repeated:
+            notes.append(f"{task} / {variant}: seed(s) {', '.join(map(str, repeated))} appear in more than one run "
+                         "(other suites, or other settings such as runs made before and after a task's defaults "
+                         "changed), and each run counts as a seed: report one suite's folder, or move stale runs out")
     left_out = sorted(t for t in set(finals["task"]) if t not in scoring or not scoring[t].normalisable)
     if left_out:
         notes.append("no random and reference score for " + ", ".join(left_out)

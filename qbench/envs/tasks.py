@@ -156,7 +156,7 @@ def observation_encoder(space: gym.Space, scaling: str = "none") -> tuple[int, C
             raise ConfigError("observation_scaling 'bounds' needs finite Box observation bounds (high > low, "
                               "high - low <= 1e6); this task's are not: use observation_scaling 'none'")
         # Computed in float64 then cast, so that the bounds themselves map to exactly -1 and 1.
-        centre, half_range = (high + low) / 2.0, (high - low) / 2.0
+        centre, half_range = (high + low) / 2.0, span / 2.0
         return dim, lambda obs: ((np.asarray(obs, dtype=np.float64).reshape(dim) - centre) / half_range
                                  ).astype(np.float32)
     if isinstance(space, gym.spaces.Discrete):
