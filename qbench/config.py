@@ -85,8 +85,9 @@ class Config:
     # --- exploration
     exploration: str = _setting("epsilon_greedy", "behaviour policy for discrete actions",
                                 choices=("epsilon_greedy", "boltzmann"))
-    eps_start: float = _setting(1.0, "epsilon at the start (eps/(|A|-1) on each non-greedy action)",
-                                minimum=0.0, maximum=1.0)
+    eps_start: float = _setting(1.0, "epsilon at the start: 1 - eps on the greedy action, eps/(|A|-1) on each "
+                                "other; eps is capped at (|A|-1)/|A|, the uniform policy, so eps = 1 means "
+                                "uniform (not anti-greedy)", minimum=0.0, maximum=1.0)
     eps_end: float = _setting(0.05, "epsilon after the decay", minimum=0.0, maximum=1.0)
     eps_decay_fraction: float = _setting(0.1, "fraction of total_env_steps over which epsilon decays linearly",
                                          minimum=0.0, maximum=1.0)
@@ -112,6 +113,9 @@ class Config:
     eval_interval_env_steps: int = _setting(5_000, "env steps between greedy evaluations (one more at the end)",
                                             minimum=1)
     eval_episodes: int = _setting(10, "episodes per evaluation, on a separate, separately seeded env", minimum=1)
+    eval_max_episode_steps: int = _setting(10_000, "cap on the steps of one evaluation episode (a greedy policy "
+                                           "on an env without a time limit may never end); episodes cut by it "
+                                           "are counted in evaluations.csv (capped_episodes)", minimum=1)
     log_interval_env_steps: int = _setting(1_000, "env steps between rows of training diagnostics", minimum=1)
     checkpoint_interval_env_steps: int = _setting(10_000, "env steps between checkpoints for resuming (taken at "
                                                   "the next episode end)", minimum=1)
@@ -258,6 +262,9 @@ def check_consistency(cfg: Config) -> None:
     if cfg.batch_size > cfg.buffer_size:
         raise ConfigError(f"batch_size ({cfg.batch_size}) exceeds buffer_size ({cfg.buffer_size}); "
                           f"lower batch_size or raise buffer_size")
+    if cfg.nstep_correction != "ignore" and cfg.n_step == 1:
+        raise ConfigError(f"nstep_correction '{cfg.nstep_correction}' corrects n-step returns and does nothing "
+                          "with n_step = 1; set n_step > 1 or nstep_correction 'ignore'")
     if cfg.n_step > cfg.buffer_size:
         raise ConfigError(f"n_step ({cfg.n_step}) exceeds buffer_size ({cfg.buffer_size})")
 

@@ -51,6 +51,13 @@ def build_job(variant_name: str, task_name: str, seed: int, *overrides: dict[str
             f"variant '{variant_name}' needs a {kind_name[needs]} action space but task '{task.name}' has "
             f"{kind_name[spaces.action_kind]} actions; variants for {kind_name[spaces.action_kind]} actions: "
             f"{', '.join(fitting) if fitting else 'none yet'}")
+    defaults = Config()
+    if spaces.action_kind == "box" and config.exploration != defaults.exploration:
+        raise ConfigError(f"exploration '{config.exploration}' chooses among discrete actions and task "
+                          f"'{task.name}' has Box actions; Box actions explore by action_noise (gaussian, ou)")
+    if spaces.action_kind == "discrete" and config.action_noise != defaults.action_noise:
+        raise ConfigError(f"action_noise '{config.action_noise}' perturbs Box actions and task '{task.name}' has "
+                          "Discrete actions; Discrete actions explore by exploration (epsilon_greedy, boltzmann)")
     if config.nstep_correction == "cut" and spaces.action_kind != "discrete" and config.n_step > 1:
         raise ConfigError("nstep_correction 'cut' compares actions with the greedy one and needs discrete "
                           "actions; use 'ignore'")

@@ -23,6 +23,7 @@ DIAGNOSTICS = "diagnostics.csv"
 SUMMARY = "summary.json"   # written last: its presence marks a complete run
 ERROR = "error.json"
 CHECKPOINT = "checkpoint.pt"  # engine state at an episode boundary; removed once the run is complete
+CHECKPOINT_REPLAY = "checkpoint-replay"  # the replay buffer as chunks, one per checkpoint (listed in CHECKPOINT)
 RUNNER = "runner.json"     # written by qbench run: suite, attempts, who ran the last attempt
 LOCK = "lock"              # flock()ed by the process running the job; the OS releases it if that process dies
 
@@ -59,6 +60,19 @@ def rows_to_csv(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def append_csv_row(path: Path, row: dict[str, Any]) -> None:
+    """Append one row (the header first if the file is empty or missing). The cost of a row does not grow with the
+    file. A writer killed mid-line leaves a last line without its newline: readers drop such a line, and a resumed
+    run rewrites the file from its checkpoint."""
+    text = rows_to_csv([row])
+    path = Path(path)
+    if path.exists() and path.stat().st_size > 0:
+        text = text.split("\n", 1)[1]
+    with open(path, "a", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
 
 
 def git_commit() -> str:
@@ -113,6 +127,12 @@ class RunDir:
 
     def write_diagnostics(self, rows: list[dict[str, Any]]) -> None:
         atomic_write_text(self.path / DIAGNOSTICS, rows_to_csv(rows))
+
+    def append_evaluation(self, row: dict[str, Any]) -> None:
+        append_csv_row(self.path / EVALUATIONS, row)
+
+    def append_diagnostics(self, row: dict[str, Any]) -> None:
+        append_csv_row(self.path / DIAGNOSTICS, row)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / SUMMARY, summary)

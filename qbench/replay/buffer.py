@@ -40,6 +40,7 @@ class ReplayBuffer:
         self.episode_end = np.zeros(capacity, dtype=bool)
         self.pos = 0
         self.size = 0
+        self.total_added = 0   # transitions ever added: global index g lives in slot g % capacity
 
     def __len__(self) -> int:
         return self.size
@@ -54,17 +55,34 @@ class ReplayBuffer:
         self.episode_end[i] = terminated or truncated
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+        self.total_added += 1
 
     _ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminated", "episode_end")
 
-    def state_dict(self) -> dict:
-        """The stored transitions (only the filled part) and the write position."""
-        return {"pos": self.pos, "size": self.size, **{k: getattr(self, k)[: self.size].copy() for k in self._ARRAYS}}
+    # Checkpoints store the buffer as chunks: each checkpoint writes only the transitions added since the previous
+    # one, so its cost does not grow with the run. A chunk [start, end) of global indices is obsolete once every
+    # one of its slots has been written again, i.e. once total_added >= end + capacity.
 
-    def load_state_dict(self, state: dict) -> None:
-        self.pos, self.size = int(state["pos"]), int(state["size"])
-        for k in self._ARRAYS:
-            getattr(self, k)[: self.size] = state[k]
+    def counters(self) -> dict:
+        return {"pos": self.pos, "size": self.size, "total_added": self.total_added}
+
+    def chunk(self, start: int) -> dict:
+        """The transitions with global index in [start, total_added) that are still stored, as arrays."""
+        first = max(start, self.total_added - self.size)
+        slots = np.arange(first, self.total_added) % self.capacity
+        return {"start": first, "end": self.total_added, **{k: getattr(self, k)[slots] for k in self._ARRAYS}}
+
+    def chunk_is_obsolete(self, end: int) -> bool:
+        return self.total_added >= end + self.capacity
+
+    def load_chunks(self, counters: dict, chunks: list[dict]) -> None:
+        """Rebuild the ring from its counters and its chunks, oldest first (a later chunk overwrites slots)."""
+        for chunk in chunks:
+            slots = np.arange(int(chunk["start"]), int(chunk["end"])) % self.capacity
+            for k in self._ARRAYS:
+                getattr(self, k)[slots] = chunk[k]
+        self.pos, self.size, self.total_added = (int(counters["pos"]), int(counters["size"]),
+                                                 int(counters["total_added"]))
 
     def sample(self, batch_size: int, rng: np.random.Generator,
                greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Batch:

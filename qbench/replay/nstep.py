@@ -44,7 +44,8 @@ def discounted_window(rewards: np.ndarray, terminated: np.ndarray, lengths: np.n
     steps = np.arange(n)
     inside = steps[None, :] < lengths[:, None]
     powers = gamma ** steps
-    reward_n = (rewards * powers[None, :] * inside).sum(axis=1)
+    # where, not a product: a NaN or inf reward after the window's end (the next episode) must not leak in.
+    reward_n = np.where(inside, rewards * powers[None, :], 0.0).sum(axis=1)
     last_terminated = terminated[np.arange(len(lengths)), lengths - 1]
     discount_n = np.where(last_terminated, 0.0, gamma ** lengths.astype(np.float64))
     return reward_n, discount_n
