@@ -15,6 +15,7 @@ import pytest
 import qbench
 from qbench.runner import Outcome
 from qbench.runner.sanity import judge
+from qbench.runner.worker import qbench_version
 from qbench.suites import SUITES_DIR, load_suite
 from tests.harness import (
     REPO,
@@ -51,7 +52,9 @@ def test_smoke_run_writes_the_layout_and_a_summary(smoke_reference):
         assert leaf.startswith(f"seed{config['seed']}-")
         assert {"config.json", "metadata.json", "evaluations.csv", "diagnostics.csv", "summary.json",
                 "runner.json"} <= {f.name for f in d.iterdir()}
-        assert json.loads((d / "runner.json").read_text())["attempts"] == 1
+        runner = json.loads((d / "runner.json").read_text())
+        assert runner["attempts"] == 1 and len(runner["attempt_history"]) == 1
+        assert runner["qbench_version"] == qbench_version() and runner["git_commit"]
         assert not list(d.glob(".*.tmp"))
     assert "8 jobs: 8 ran now, 0 already complete, 0 failed" in r.stdout
     assert re.search(r"CartPole-v1\s+dqn\s+2/2\s+0", r.stdout)   # the end-of-run table
@@ -177,6 +180,27 @@ def test_a_worker_process_that_dies_is_a_failed_job_and_the_pool_goes_on(tmp_pat
         error = json.loads((d / "error.json").read_text())
         assert error["error"] == "crashed" and "worker process died" in error["message"]
         assert json.loads((d / "runner.json").read_text())["attempts"] == 2
+
+
+def test_runner_json_records_the_code_version_of_every_attempt(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    from qbench.runner import worker
+
+    monkeypatch.setattr(worker, "git_commit", lambda: "aaaa111")
+    worker._record_attempt(tmp_path, "smoke")
+    monkeypatch.setattr(worker, "git_commit", lambda: "bbbb222-dirty")
+    assert worker._record_attempt(tmp_path, "smoke") == 2
+    runner = json.loads((tmp_path / "runner.json").read_text())
+    assert runner["suite"] == "smoke" and runner["attempts"] == 2
+    assert runner["qbench_version"] == metadata.version("qbench") and runner["git_commit"] == "bbbb222-dirty"
+    history = runner["attempt_history"]
+    assert [a["git_commit"] for a in history] == ["aaaa111", "bbbb222-dirty"]
+    for a in history:
+        assert set(a) == {"qbench_version", "git_commit", "started_at", "host"}
+        assert a["qbench_version"] == metadata.version("qbench") and a["host"]
+    assert history[0]["started_at"] < history[1]["started_at"]
+    assert runner["attempt_started_at"] == history[1]["started_at"]
 
 
 def test_a_failed_job_is_retried_and_its_old_error_removed(tmp_path):

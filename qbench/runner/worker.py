@@ -13,11 +13,21 @@ import socket
 import time
 import traceback
 from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 from qbench.jobs import Job
-from qbench.store import ERROR, LOCK, RUNNER, SUMMARY, RunDir, atomic_write_json, read_json_or_empty
+from qbench.store import (
+    ERROR,
+    LOCK,
+    RUNNER,
+    SUMMARY,
+    RunDir,
+    atomic_write_json,
+    git_commit,
+    read_json_or_empty,
+)
 
 
 def one_thread() -> None:
@@ -41,12 +51,26 @@ def _clean_temporaries(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def qbench_version() -> str:
+    try:
+        return importlib_metadata.version("qbench")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def _record_attempt(path: Path, suite: str) -> int:
-    previous = read_json_or_empty(path / RUNNER).get("attempts", 0)
-    attempts = int(previous) + 1
+    """runner.json: the suite, the number of attempts, who runs this one and with which code; and every attempt's
+    code version, so that a job resumed after a code change says so."""
+    previous = read_json_or_empty(path / RUNNER)
+    attempts = int(previous.get("attempts", 0)) + 1
+    history = previous.get("attempt_history", [])
+    history = list(history) if isinstance(history, list) else []
+    attempt = {"qbench_version": qbench_version(), "git_commit": git_commit(),
+               "started_at": datetime.now(UTC).isoformat(timespec="microseconds"), "host": socket.gethostname()}
     atomic_write_json(path / RUNNER, {
-        "suite": suite, "attempts": attempts, "host": socket.gethostname(), "pid": os.getpid(),
-        "attempt_started_at": datetime.now(UTC).isoformat(timespec="microseconds")})
+        "suite": suite, "attempts": attempts, "host": attempt["host"], "pid": os.getpid(),
+        "attempt_started_at": attempt["started_at"], "qbench_version": attempt["qbench_version"],
+        "git_commit": attempt["git_commit"], "attempt_history": [*history, attempt]})
     return attempts
 
 
