@@ -280,6 +280,18 @@ def resolve(variant: Variant, task_settings: dict[str, Any], *override_layers: d
     return cfg
 
 
+def resolve_with_sources(variant: Variant, task_settings: dict[str, Any],
+                         *named_layers: tuple[str, dict[str, Any]]) -> tuple[Config, dict[str, str]]:
+    """``resolve`` with each override layer named, and for every setting the layer its value came from:
+    'default', 'task', 'variant' or an override layer's name (the last layer that sets it wins, as in resolve)."""
+    cfg = resolve(variant, task_settings, *(layer for _, layer in named_layers))
+    sources = dict.fromkeys(SETTINGS, "default")
+    for name, layer in (("task", task_settings), ("variant", variant.settings), *named_layers):
+        for key in layer:
+            sources[key] = name
+    return cfg, sources
+
+
 def config_hash(payload: dict[str, Any]) -> str:
     """A short stable hash of a resolved job (variant, task, seed and settings): it names the run directory."""
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
