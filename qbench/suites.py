@@ -1,4 +1,8 @@
-"""Suite files: a TOML file in ``suites/`` read into a validated ``Suite`` before any job starts.
+"""Suite files: a TOML file read into a validated ``Suite`` before any job starts.
+
+A suite is named (``smoke``) or given as a path to a ``.toml`` file. A name is looked up first in ``./suites/`` (the
+user's own suites, in the working directory), then among the suites shipped inside the package
+(``qbench/data/suites/``, installed with qbench as package data, so a wheel has them too).
 
 Everything a suite file may hold is listed in the ``*_KEYS`` tables below; any other key is an error that
 names the file and the key path. Values are read with ``tomllib`` (never evaluated) and every setting is
@@ -25,8 +29,10 @@ import gymnasium as gym
 from qbench.config import VARIANTS, ConfigError, Variant, choices_line, coerce_setting, unknown
 from qbench.envs.tasks import TASKS, Task, get_task
 
-# The folder of shipped suite files, next to the package in a source checkout.
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+# The shipped suite files: package data, present in a source checkout, an editable install and a wheel alike.
+SUITES_DIR = Path(__file__).resolve().parent / "data" / "suites"
+# The user's own suites: a folder in the working directory, looked in before the shipped ones.
+USER_SUITES_DIR = Path("suites")
 
 # The evaluation protocol and run length; kept apart from other settings so a reader finds them in one place.
 BUDGET_KEYS = ("total_env_steps", "eval_interval_env_steps", "eval_episodes")
@@ -35,7 +41,7 @@ TOP_KEYS = {
     "description": "what the suite is for",
     "seeds": "number of seeds per (variant, task): seeds 0 .. seeds-1",
     "min_passing_seeds": "pass rule: a (variant, task) passes when this many seeds reach its threshold",
-    "include": "other suites (file names without .toml, next to this file) whose tasks join this one",
+    "include": "other suites (names without .toml: next to this file, else shipped) whose tasks join this one",
     "variants": "variants run on every task that does not list its own",
     "budget": "suite-wide budget: " + ", ".join(BUDGET_KEYS),
     "settings": "suite-wide setting overrides (qbench list settings)",
@@ -155,22 +161,33 @@ def _budget(source: str, key: str, value: Any) -> dict[str, Any]:
 # --- the file
 
 def find_suite(name_or_path: str) -> Path:
-    """A path to a .toml file, or the name of a suite in ./suites/ or in the shipped suites/ folder."""
+    """A path to a .toml file, or the name of a suite in ./suites/ (the user's, first) or among the shipped ones."""
     candidate = Path(name_or_path)
+    names = list_suites()
+    valid = f"valid suites: {choices_line(names)}; or a path to a suite .toml file"
     if candidate.suffix == ".toml":
+        if candidate.is_dir():
+            raise ConfigError(f"suite file '{name_or_path}' is a folder, not a .toml file")
         if not candidate.is_file():
             raise ConfigError(f"suite file '{name_or_path}' does not exist")
         return candidate
-    for folder in (Path("suites"), SUITES_DIR):
-        if (folder / f"{name_or_path}.toml").is_file():
-            return folder / f"{name_or_path}.toml"
-    raise unknown("suite", name_or_path, list_suites()) if list_suites() else ConfigError(
-        f"unknown suite '{name_or_path}' and no suites/ folder found; give a path to a .toml file")
+    if "/" not in name_or_path and name_or_path not in ("", ".", ".."):
+        for folder in (USER_SUITES_DIR, SUITES_DIR):
+            if (folder / f"{name_or_path}.toml").is_file():
+                return folder / f"{name_or_path}.toml"
+    if candidate.is_dir():
+        raise ConfigError(f"'{name_or_path}' is a folder, not a suite; {valid}")
+    if candidate.exists():
+        raise ConfigError(f"'{name_or_path}' is not a suite file (a suite is a .toml file); {valid}")
+    if candidate.suffix or "/" in name_or_path:
+        raise ConfigError(f"'{name_or_path}' is neither a suite name nor a .toml file; {valid}")
+    raise unknown("suite", name_or_path, names)
 
 
 def list_suites() -> list[str]:
+    """The names of the user's suites (./suites/) and the shipped ones."""
     names: set[str] = set()
-    for folder in (Path("suites"), SUITES_DIR):
+    for folder in (USER_SUITES_DIR, SUITES_DIR):
         if folder.is_dir():
             names.update(p.stem for p in folder.glob("*.toml"))
     return sorted(names)
@@ -225,9 +242,13 @@ def _load(path: Path, chain: tuple[Path, ...]) -> Suite:
     entries: list[TaskEntry] = []
     custom_tasks: dict[str, Task] = {}
     for included in _names(source, "include", doc["include"]) if "include" in doc else ():
+        # Next to this file first, then the shipped suites: a user's suite may build on 'classic'.
         child_path = path.parent / f"{included}.toml"
         if not child_path.is_file():
-            siblings = sorted(p.stem for p in path.parent.glob("*.toml") if p != path)
+            child_path = SUITES_DIR / f"{included}.toml"
+        if not child_path.is_file():
+            siblings = sorted({p.stem for folder in (path.parent, SUITES_DIR) for p in folder.glob("*.toml")}
+                              - {path.stem})
             raise _fail(source, "include", str(unknown("suite", included, siblings)))
         child = _load(child_path, (*chain, path.resolve()))
         entries.extend(child.entries)

@@ -1,6 +1,11 @@
 """Suite files: loading, validation (one-line errors naming file and key), expansion, override order."""
 
+import re
+import shutil
+import subprocess
+import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -8,8 +13,8 @@ import pytest
 from qbench import cli
 from qbench.config import ConfigError
 from qbench.runner import expand, parse_only, run_path
-from qbench.suites import SUITES_DIR, load_suite
-from tests.harness import run_qbench
+from qbench.suites import SUITES_DIR, find_suite, list_suites, load_suite
+from tests.harness import REPO, run_qbench
 
 SHIPPED = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
 
@@ -136,6 +141,57 @@ def test_include_takes_the_included_entries_and_this_files_seeds(tmp_path):
     assert jobs[0].config.lr == 1e-4 and jobs[2].config.lr == 6.3e-4
 
 
+def test_a_users_suite_may_include_a_shipped_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "suites").mkdir()
+    write_suite(tmp_path / "suites", """
+        seeds = 1
+        min_passing_seeds = 1
+        include = ["smoke"]
+        [tasks."Acrobot-v1"]
+        variants = ["dqn"]
+    """)
+    assert find_suite("mine") == Path("suites") / "mine.toml" and "mine" in list_suites()
+    suite = load_suite("mine")
+    assert [e.name for e in suite.entries] == ["CartPole-v1", "Pendulum-v1", "Acrobot-v1"]
+
+
+def test_a_suite_in_the_working_directory_is_found_before_a_shipped_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "suites").mkdir()
+    write_suite(tmp_path / "suites", 'seeds = 1\nvariants = ["dqn"]\n[tasks."CartPole-v1"]\n', name="smoke")
+    assert find_suite("smoke") == Path("suites") / "smoke.toml" and load_suite("smoke").seeds == 1
+
+
+def test_the_shipped_suites_are_package_data_and_a_wheel_has_them(tmp_path):
+    """A wheel install (not editable) finds every shipped suite with no suites/ folder in sight."""
+    assert SUITES_DIR.parent == Path(cli.__file__).resolve().parent / "data"
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(REPO / "qbench", src / "qbench", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(src),
+                    "-w", str(tmp_path / "dist")], check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("qbench-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = {Path(n).stem for n in zf.namelist() if n.startswith("qbench/data/suites/") and n.endswith(".toml")}
+        assert shipped == set(SHIPPED)
+        zf.extractall(tmp_path / "site")
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    code = ("import qbench, qbench.suites as s; print(qbench.__file__); print(s.find_suite('smoke').resolve()); "
+            "print(','.join(s.list_suites()))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=empty, check=False, env={"PATH": "/usr/bin:/bin",
+                       "PYTHONPATH": str(tmp_path / "site")}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    module, smoke, names = r.stdout.splitlines()
+    site = (tmp_path / "site").resolve()
+    assert Path(module).resolve().is_relative_to(site)
+    assert Path(smoke) == site / "qbench" / "data" / "suites" / "smoke.toml"
+    assert names.split(",") == SHIPPED
+
+
 def test_full_holds_every_task_of_classic_continuous_and_mujoco():
     full = {e.name for e in load_suite(SUITES_DIR / "full.toml").entries}
     parts = {e.name for name in ("classic", "continuous", "mujoco")
@@ -241,8 +297,17 @@ def test_malformed_suite_end_to_end_in_a_subprocess(tmp_path):
     (["run", "smoke", "--set", "lrr=1"], "unknown setting 'lrr'"),
     (["run", "smoke", "--seeds", "0"], "--seeds must be a positive integer"),
     (["run", "smoke", "--ray-address", "x:1"], "--ray-address needs --backend ray"),
+    (["run", "smoke", "--ray-address", "x:1", "--dry-run"], "--ray-address needs --backend ray"),
+    (["run", "smoke", "--workers", "0", "--dry-run"], "--workers must be a positive integer"),
+    (["sanity", "--ray-address", "x:1", "--dry-run"], "--ray-address needs --backend ray"),
+    (["run", "notes.txt"], "'notes.txt' is neither a suite name nor a .toml file; valid suites: classic,"),
+    (["run", "README.md"], "'README.md' is not a suite file (a suite is a .toml file); valid suites:"),
+    (["run", "qbench"], "'qbench' is a folder, not a suite; valid suites:"),
+    (["run", "nothere.toml"], "suite file 'nothere.toml' does not exist"),
+    (["run", "qbench/data/suites"], "'qbench/data/suites' is a folder, not a suite"),
 ])
-def test_run_command_mistakes_are_one_line_exit_2(args, fragment, tmp_path, capsys):
+def test_run_command_mistakes_are_one_line_exit_2(args, fragment, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
     results = tmp_path / "results"
     code = cli.main([*args, "--results", str(results)])
     err = capsys.readouterr().err
@@ -254,7 +319,7 @@ def test_dry_run_lists_jobs_and_writes_nothing(tmp_path, capsys):
     results = tmp_path / "results"
     assert cli.main(["run", "smoke", "--dry-run", "--results", str(results)]) == 0
     out = capsys.readouterr().out
-    assert "8 jobs (dry run" in out and out.count(" new") == 8
+    assert "8 jobs (dry run" in out and len(re.findall(r"\snew$", out, re.MULTILINE)) == 8
     assert not results.exists()
 
 
