@@ -99,17 +99,36 @@ def get_task(name: str, extra: dict[str, Task] | None = None) -> Task:
 
 
 def _entry_point(spec: str) -> Callable[..., gym.Env]:
+    """The class (or factory function) named by ``module:Class``; a ConfigError if it cannot make a gymnasium Env."""
     module_name, _, attr = spec.partition(":")
     try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot load environment class '{spec}': {exc}") from None
+        obj = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:  # noqa: BLE001 - ImportError, AttributeError, or the module failing on import
+        raise ConfigError(f"cannot load environment class '{spec}': {type(exc).__name__}: {exc}") from None
+    if isinstance(obj, type) and not issubclass(obj, gym.Env):
+        raise ConfigError(f"'{spec}' is a class but not a gymnasium.Env subclass; a module:Class task must "
+                          "name a gymnasium.Env subclass or a function that returns one")
+    if not callable(obj):
+        raise ConfigError(f"'{spec}' is a {type(obj).__name__}, not a gymnasium Env class; a module:Class task "
+                          "must name a gymnasium.Env subclass or a function that returns one")
+    return obj
 
 
 def make_env(task: Task) -> gym.Env:
     try:
         if ":" in task.env_id and task.env_id not in gym.registry:
-            return _entry_point(task.env_id)(**task.env_kwargs)
+            make = _entry_point(task.env_id)
+            try:
+                env = make(**task.env_kwargs)
+            except Exception as exc:  # noqa: BLE001 - the user's class refusing its arguments: say which and why
+                first_line = (str(exc).strip().splitlines() or [""])[0]
+                raise ConfigError(f"cannot make environment '{task.env_id}': {type(exc).__name__}: "
+                                  f"{first_line}") from None
+            if not isinstance(env, gym.Env):
+                raise ConfigError(f"'{task.env_id}' returned a {type(env).__name__}, not a gymnasium Env")
+            return env
         return gym.make(task.env_id, **task.env_kwargs)
     except gym.error.DependencyNotInstalled as exc:
         hint = f"; install it with: pip install 'qbench[{task.extra}]'" if task.extra else ""
