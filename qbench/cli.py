@@ -1,12 +1,15 @@
 """The qbench command line: parse, validate, hand off. User mistakes end in one line and exit code 2.
 
 Exit codes: 0 success, 1 a job failed (or a sanity check failed), 2 a user mistake (nothing was written), 130
-interrupted.
+interrupted (the message says the command that resumes), 141 the reader of the output went away (a closed pipe).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -14,6 +17,8 @@ from typing import Any, NoReturn
 from qbench.config import COMPONENT_KEYS, SETTINGS, VARIANTS, Config, ConfigError, parse_assignment
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141   # 128 + SIGPIPE, what a shell reports for a program killed by a closed pipe
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -23,51 +28,87 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"qbench: error: {message} (see '{self.prog} --help')\n")
 
 
+def version_line() -> str:
+    """qbench's installed version, and the git commit of this checkout when it is one."""
+    from qbench.runner.worker import qbench_version
+    from qbench.store import git_commit
+
+    commit = git_commit()
+    return f"qbench {qbench_version()}" + (f" (git {commit})" if commit != "unknown" else "")
+
+
+class _VersionAction(argparse.Action):
+    """--version, computed only when asked (it runs git)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_line())
+        parser.exit(0)
+
+
 def _console():
     from rich.console import Console
-    return Console()
+    console = Console()
+    console.soft_wrap = not console.is_terminal   # in a pipe or a log, a long line stays one line
+    return console
+
+
+def _check_output_dir(path: Path, what: str) -> None:
+    """A folder qbench will write into: refused, before anything is written, when it (or a folder above it) is a
+    file, or when it cannot be created or written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} '{path}' is a file, not a folder; give a folder (it is created if missing)")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{what} '{path}' cannot be created: '{existing}' is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} '{path}' cannot be written: no write permission on '{existing}'")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from qbench.envs.tasks import TASKS
     from qbench.jobs import HEAD_ACTION_KIND
+    from qbench.runner.progress import print_table
 
     console = _console()
     if args.what == "suites":
         return _list_suites(console)
     if args.what == "variants":
         defaults = Config()
-        table = Table(title="variants (settings that differ from the engine defaults; see 'qbench list settings')")
-        for col in ("variant", "actions", "components", "description"):
-            table.add_column(col)
+        rows = []
         for name, v in VARIANTS.items():
             settings = {**defaults.to_dict(), **v.settings}
             comps = ", ".join(f"{k}={settings[k]}" for k in COMPONENT_KEYS
                               if k in v.settings or k in ("target", "n_step", "loss", "target_update"))
-            table.add_row(name, HEAD_ACTION_KIND[settings["q_head"]], comps, v.description)
-        console.print(table)
+            rows.append([name, HEAD_ACTION_KIND[settings["q_head"]], comps, v.description])
+        print_table(console, "variants (settings that differ from the engine defaults; see 'qbench list settings')",
+                    ["variant", "actions", "components", "description"], rows)
     elif args.what == "tasks":
-        table = Table(title="known tasks (any registered Gymnasium id or module:Class also works)")
-        for col in ("task", "env id", "default env steps", "extra", "description"):
-            table.add_column(col)
+        rows = []
         for t in TASKS.values():
             steps = t.settings.get("total_env_steps", Config().total_env_steps)
-            table.add_row(t.name, t.env_id, f"{steps:,}", t.extra or "", t.description)
-        console.print(table)
+            # one per line on a terminal; a pipe gets them on one line, comma-separated
+            tuned = ",\n".join(f"{k}={v}" for k, v in t.settings.items() if k != "total_env_steps")
+            rows.append([t.name, t.env_id, f"{steps:,}", t.extra or "", tuned, t.description])
+        print_table(console, "known tasks and their tuned settings (any registered Gymnasium id or module:Class "
+                    "also works, with the engine defaults; 'qbench train VARIANT TASK --dry-run' shows a job's)",
+                    ["task", "env id", "default env steps", "extra", "tuned settings", "description"], rows)
     else:
-        table = Table(title="settings (--set key=value; values are read as TOML)")
-        for col in ("setting", "default", "choices / bounds", "meaning"):
-            table.add_column(col)
+        rows = []
         defaults = Config().to_dict()
         for name, f in SETTINGS.items():
             m = f.metadata
             bounds = ", ".join(m["choices"]) if m["choices"] else " ".join(
                 s for s in (f">{'' if m['exclusive_minimum'] else '='} {m['minimum']}" if m["minimum"] is not None
                             else "", f"<= {m['maximum']}" if m["maximum"] is not None else "") if s)
-            table.add_row(name, str(defaults[name]), bounds, m["doc"])
-        console.print(table)
+            rows.append([name, str(defaults[name]), bounds, m["doc"]])
+        print_table(console, "settings (--set key=value; values are read as TOML)",
+                    ["setting", "default", "choices / bounds", "meaning"], rows)
     return 0
 
 
@@ -85,8 +126,8 @@ def _list_suites(console) -> int:
         n_jobs = sum(len(e.variants) for e in suite.entries) * suite.seeds
         tasks = ", ".join(e.name for e in suite.entries)
         rows.append([name, str(suite.seeds), str(n_jobs), tasks, suite.description])
-    print_table(console, "suites (qbench run SUITE; files in suites/)", ["suite", "seeds", "jobs", "tasks",
-                "description"], rows)
+    print_table(console, "suites (qbench run SUITE; your own in ./suites/, found first; the shipped ones in "
+                "qbench/data/suites/)", ["suite", "seeds", "jobs", "tasks", "description"], rows)
     return 0
 
 
@@ -94,34 +135,102 @@ def _default_run_path(job) -> Path:
     return Path("results") / "runs" / "train" / job.task.name / job.variant / f"seed{job.seed}-{job.hash}"
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from qbench.engine import DivergedError
-    from qbench.jobs import build_job
-    from qbench.store import RunDir
-
+def _train_layers(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    """qbench train's override layers, named as --dry-run shows them: --set, then --steps."""
     overrides: dict[str, Any] = {}
     for text in args.set or []:
         key, value = parse_assignment(text)
         overrides[key] = value
-    cli_layer = {"total_env_steps": args.steps} if args.steps is not None else {}
-    job = build_job(args.variant, args.task, args.seed, overrides, cli_layer)
-    path = Path(args.out) if args.out else _default_run_path(job)
-    if path.exists() and any(path.iterdir()):
-        raise ConfigError(f"run directory '{path}' already holds files; choose another --out or remove it")
-    run = RunDir(path)
-    console = _console()
-    total = job.config.total_env_steps
-    console.print(f"[bold]{job.variant}[/] on [bold]{job.task.name}[/], seed {job.seed}, {total:,} env steps "
-                  f"-> {path}")
+    return [("--set", overrides), ("--steps", {"total_env_steps": args.steps} if args.steps is not None else {})]
+
+
+def _train_dir_state(path: Path, job) -> str:
+    """What ``path`` holds for this job: 'new' (nothing, or only what a run killed before it wrote its config
+    leaves), 'resume' (this very job, not complete), or 'complete'. Another job, or files that are not a qbench
+    run, are refused: nothing already written is touched."""
+    from qbench.config import config_hash
+    from qbench.store import CONFIG, LOCK, SUMMARY
+
+    if not path.exists():
+        return "new"
+    entries = [p for p in path.iterdir() if p.name != LOCK and not (p.name.startswith(".") and
+                                                                    p.name.endswith(".tmp"))]
+    if not entries:
+        return "new"
     try:
-        summary = _train_with_progress(job, run, total, console)
-    except DivergedError as exc:
-        print(f"qbench: run diverged: {exc} (recorded in {path / 'error.json'})", file=sys.stderr)
-        return 1
-    console.print(f"final return {summary['final_return_mean']:.1f} +- {summary['final_return_std']:.1f} "
-                  f"at {summary['env_steps']:,} env steps; {summary['wall_s']:.1f} s, "
-                  f"{summary['steps_per_s']:.0f} steps/s")
+        held = json.loads((path / CONFIG).read_text())
+        held_hash = config_hash(held)
+    except (OSError, ValueError, TypeError):
+        raise ConfigError(f"run directory '{path}' already holds files that are not a qbench run; choose another "
+                          "--out or remove it") from None
+    if held_hash != job.hash:
+        who = (f"{held.get('variant')} on {held.get('task')}, seed {held.get('seed')}"
+               if isinstance(held, dict) else "another job")
+        raise ConfigError(f"run directory '{path}' holds another job ({who}, job {held_hash}; this one is "
+                          f"{job.hash}); choose another --out or remove it")
+    return "complete" if (path / SUMMARY).exists() else "resume"
+
+
+def _print_dry_run_train(job, path: Path, state: str, args: argparse.Namespace, console) -> None:
+    from qbench.config import get_variant, resolve_with_sources
+    from qbench.runner.progress import print_table
+
+    _, sources = resolve_with_sources(get_variant(job.variant), job.task.settings, *_train_layers(args))
+    values = job.config.to_dict()
+    rows = [[name, json.dumps(values[name]) if not isinstance(values[name], str) else values[name],
+             sources[name]] for name in values]
+    what = {"new": "a new run", "resume": "an interrupted run of this job: it would resume",
+            "complete": "this job, complete: nothing to do"}[state]
+    print_table(console, f"{job.variant} on {job.task.name}, seed {job.seed}: job {job.hash} -> {path} ({what}; "
+                "dry run: nothing is written)", ["setting", "value", "from"], rows)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from qbench.engine import DivergedError
+    from qbench.jobs import build_job
+    from qbench.runner.worker import clean_temporaries, job_lock
+    from qbench.store import ERROR, SUMMARY, RunDir, read_json_or_empty
+
+    layers = _train_layers(args)
+    job = build_job(args.variant, args.task, args.seed, *(layer for _, layer in layers))
+    path = Path(args.out) if args.out else _default_run_path(job)
+    _check_output_dir(path, "run directory")
+    state = _train_dir_state(path, job)
+    console = _console()
+    if args.dry_run:
+        _print_dry_run_train(job, path, state, args, console)
+        return 0
+    if state == "complete":
+        summary = read_json_or_empty(path / SUMMARY)
+        console.print(f"{path} already holds this job, complete (remove it to train again): "
+                      + _final_line(summary), highlight=False)
+        return 0
+    total = job.config.total_env_steps
+    with job_lock(path) as held:
+        if not held:
+            raise ConfigError(f"another process is training this job in '{path}' (it holds {path / 'lock'})")
+        clean_temporaries(path)
+        (path / ERROR).unlink(missing_ok=True)   # a retry: the old failure no longer describes this directory
+        how = "resuming the interrupted run in" if state == "resume" else "->"
+        console.print(f"[bold]{job.variant}[/] on [bold]{job.task.name}[/], seed {job.seed}, {total:,} env steps "
+                      f"{how} {path}")
+        try:
+            summary = _train_with_progress(job, RunDir(path), total, console)
+        except DivergedError as exc:
+            print(f"qbench: run diverged: {exc} (recorded in {path / 'error.json'})", file=sys.stderr)
+            return 1
+    console.print(_final_line(summary), highlight=False)
     return 0
+
+
+def _final_line(summary: dict[str, Any]) -> str:
+    if "final_return_mean" not in summary:
+        return "(its summary.json is unreadable)"
+    line = (f"final return {summary['final_return_mean']:.1f} +- {summary.get('final_return_std', 0.0):.1f} "
+            f"at {summary.get('env_steps', 0):,} env steps")
+    if "wall_s" in summary and "steps_per_s" in summary:
+        line += f"; {summary['wall_s']:.1f} s, {summary['steps_per_s']:.0f} steps/s"
+    return line
 
 
 def _train_with_progress(job, run, total: int, console) -> dict[str, Any]:
@@ -153,17 +262,39 @@ def _train_with_progress(job, run, total: int, console) -> dict[str, Any]:
         return run_job(job, run, sys.argv, update)
 
 
+def _check_run_options(args: argparse.Namespace) -> None:
+    """The options of run and sanity that need no suite: checked first, dry run or not."""
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be a positive integer, got {args.workers}")
+    if args.ray_address and args.backend != "ray":
+        raise ConfigError("--ray-address needs --backend ray (the local backend runs on this machine only)")
+    _check_output_dir(Path(args.results), "results folder")
+
+
 def _plan(suite_arg: str, args: argparse.Namespace):
     """Load, validate and expand a suite: every user mistake surfaces here, before anything is written."""
     from qbench.runner import expand, parse_only, parse_overrides
     from qbench.suites import load_suite
 
+    _check_run_options(args)
     suite = load_suite(suite_arg)
+    _check_output_dir(Path(args.results) / suite.name, "results folder")
     overrides = parse_overrides(getattr(args, "set", None))
     jobs = expand(suite, getattr(args, "seeds", None), parse_only(args.only), overrides)
     if not jobs:
         raise ConfigError(f"no job of suite '{suite.name}' matches --only {' '.join(args.only or [])}")
     return suite, jobs
+
+
+def _print_dry_run(suite, jobs, args: argparse.Namespace, console) -> int:
+    from qbench.runner import job_state, run_path
+    from qbench.runner.progress import print_table
+
+    rows = [[j.task.name, j.variant, str(j.seed), j.hash, f"{j.config.total_env_steps:,}",
+             job_state(run_path(Path(args.results), suite.name, j))] for j in jobs]
+    print_table(console, f"{suite.name}: {len(jobs)} jobs (dry run: nothing is written)",
+                ["task", "variant", "seed", "job hash", "env steps", "state"], rows)
+    return 0
 
 
 def _run_suite(suite, jobs, args: argparse.Namespace, console):
@@ -210,14 +341,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite, jobs = _plan(args.suite, args)
     console = _console()
     if args.dry_run:
-        from qbench.runner import job_state, run_path
-        from qbench.runner.progress import print_table
-
-        rows = [[j.task.name, j.variant, str(j.seed), j.hash, f"{j.config.total_env_steps:,}",
-                 job_state(run_path(Path(args.results), suite.name, j))] for j in jobs]
-        print_table(console, f"{suite.name}: {len(jobs)} jobs (dry run: nothing is written)",
-                    ["task", "variant", "seed", "job hash", "env steps", "state"], rows)
-        return 0
+        return _print_dry_run(suite, jobs, args, console)
     outcomes, _ = _run_suite(suite, jobs, args, console)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
@@ -228,6 +352,8 @@ def cmd_sanity(args: argparse.Namespace) -> int:
 
     suite, jobs = _plan("sanity", args)
     console = _console()
+    if args.dry_run:
+        return _print_dry_run(suite, jobs, args, console)
     outcomes, wall_s = _run_suite(suite, jobs, args, console)
     verdicts = judge(suite, outcomes)
     rows = []
@@ -251,8 +377,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     formats = parse_formats(args.formats)
     results = Path(args.results)
+    if results.exists() and not results.is_dir():
+        raise ConfigError(f"'{results}' is a file, not a results folder; give the folder that holds the runs "
+                          "(e.g. results/smoke)")
     if not results.is_dir():
         raise ConfigError(f"results folder '{results}' does not exist")
+    out = Path(args.out) if args.out else results / "report"
+    for folder in (out, out / "figures", out / "csv"):
+        _check_output_dir(folder, "report folder")
     if args.reps < 1:
         raise ConfigError(f"--reps must be a positive number of bootstrap resamples, got {args.reps}")
     if not 0 < args.confidence < 1:
@@ -270,7 +402,6 @@ def cmd_report(args: argparse.Namespace) -> int:
                               confidence=args.confidence)
     except NoResultsError as exc:
         raise ConfigError(str(exc)) from None
-    out = Path(args.out) if args.out else results / "report"
     written = write_report(report, out, formats)
     for note in report.notes:
         print(f"note: {note}")
@@ -294,13 +425,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="qbench", description="Benchmark Q-learning variants on Gymnasium tasks.")
+    parser.add_argument("--version", action=_VersionAction, help="print qbench's version (and git commit) and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     p_list = sub.add_parser("list", help="list variants, tasks or settings")
     p_list.add_argument("what", choices=("variants", "tasks", "settings", "suites"))
     p_list.set_defaults(func=cmd_list)
 
-    p_train = sub.add_parser("train", help="train one (variant, task, seed) job and write its run directory")
+    p_train = sub.add_parser("train", help="train one (variant, task, seed) job and write its run directory; "
+                             "the same command again resumes an interrupted run")
     p_train.add_argument("variant", help="a variant name (qbench list variants)")
     p_train.add_argument("task", help="a task name (qbench list tasks), a Gymnasium id or module:Class")
     p_train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -308,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--out", default=None, help="run directory (default results/runs/train/...)")
     p_train.add_argument("--set", action="append", metavar="KEY=VALUE",
                          help="override a setting (repeatable; qbench list settings)")
+    p_train.add_argument("--dry-run", action="store_true",
+                         help="print every resolved setting and where it came from; write nothing")
     p_train.set_defaults(func=cmd_train)
 
     p_run = sub.add_parser("run", help="run every (variant, task, seed) job of a suite; complete jobs are skipped")
@@ -319,8 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--dry-run", action="store_true", help="list the jobs and their state; write nothing")
     p_run.set_defaults(func=cmd_run)
 
-    p_sanity = sub.add_parser("sanity", help="run suites/sanity.toml and judge every variant by its thresholds")
+    p_sanity = sub.add_parser("sanity", help="run the sanity suite and judge every variant by its thresholds")
     _add_run_options(p_sanity)
+    p_sanity.add_argument("--dry-run", action="store_true", help="list the jobs and their state; write nothing")
     p_sanity.set_defaults(func=cmd_sanity)
 
     p_report = sub.add_parser("report", help="tables, figures and statistics of a results folder")
@@ -338,7 +474,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RESUMABLE = ("run", "sanity", "train")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (qbench list variants | head -3): stop quietly. Python flushes stdout at exit,
+        # which would fail again; point stdout at devnull so that it cannot.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -346,8 +500,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qbench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("qbench: interrupted", file=sys.stderr)
-        return 130
+        again = shlex.join(["qbench", *argv])
+        how = (f"; run the same command again to resume: {again}" if args.command in RESUMABLE else "")
+        print(f"qbench: interrupted{how}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -150,20 +150,25 @@ class RichReporter(Reporter):
 
 
 def print_table(console, title: str, columns: list[str], rows: list[list[str]]) -> None:
-    """A rich table on a terminal; aligned plain text otherwise (no box drawing in logs)."""
+    """Every table qbench prints goes through here. On a terminal, a rich table whose cells wrap but are never cut.
+    Otherwise (a pipe, a file, a log) plain full-width rows for grep, cut and awk: the title as a '# ' line, then
+    a header line of column names, then one line per row, fields separated by tabs."""
     if console.is_terminal:
         from rich.table import Table
+        from rich.text import Text
         table = Table(title=title)
         for col in columns:
-            table.add_column(col)
+            table.add_column(col, overflow="fold")   # a long name is folded onto the next line, never cut
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(str(x)) for x in row))   # Text: a '[' in a value is not rich markup
         console.print(table)
         return
-    widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows, strict=True)]
-    print(title)
-    for row in [columns, *rows]:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
+    lines = [f"# {title}"] + ["\t".join(_plain_field(x) for x in row) for row in [columns, *rows]]
+    print("\n".join(lines), flush=True)
+
+
+def _plain_field(value: Any) -> str:
+    return " ".join(str(value).split()) if any(c in str(value) for c in "\t\n\r") else str(value)
 
 
 def summary_rows(outcomes: list[Outcome]) -> list[list[str]]:

@@ -7,11 +7,13 @@ returns a plain dict. It never raises for a failing job: a crash or a divergence
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
 import time
 import traceback
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -45,10 +47,26 @@ def error_record(exc: BaseException, job: Job) -> dict[str, Any]:
             "failed_at": datetime.now(UTC).isoformat(timespec="seconds"), "host": socket.gethostname()}
 
 
-def _clean_temporaries(path: Path) -> None:
+def clean_temporaries(path: Path) -> None:
     """Half-written temporaries of a killed writer (atomic writes rename them into place only when whole)."""
     for tmp in path.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def job_lock(path: Path) -> Iterator[bool]:
+    """Hold the run directory's lock: yields True while this process holds it, False if another one does.
+
+    The lock lives as long as the open file: leaving the block, or the death of this process, releases it, so a
+    SIGKILLed runner leaves no stale lock behind."""
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / LOCK, "a") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def qbench_version() -> str:
@@ -84,20 +102,15 @@ def run_one(job: Job, run_path: str, suite: str, command: list[str] | None = Non
     not retried twice in one sitting).
     """
     path = Path(run_path)
-    path.mkdir(parents=True, exist_ok=True)
-    # The lock lives as long as this open file: closing it, or the death of this process, releases it, so a
-    # SIGKILLed runner leaves no stale lock behind.
-    with open(path / LOCK, "a") as lock_file:
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with job_lock(path) as held:
+        if not held:
             return {"status": "busy"}
         # Checked again under the lock: another runner may have finished the job since the caller looked.
         if (path / SUMMARY).exists():
             return {"status": "complete", "summary": read_json_or_empty(path / SUMMARY)}
         if (path / ERROR).exists() and (path / ERROR).stat().st_mtime >= runner_started_at:
             return {"status": "failed", "error": read_json_or_empty(path / ERROR), "elsewhere": True}
-        _clean_temporaries(path)
+        clean_temporaries(path)
         (path / ERROR).unlink(missing_ok=True)   # a retry: the old failure no longer describes this directory
         _record_attempt(path, suite)
         one_thread()
