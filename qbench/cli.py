@@ -114,20 +114,22 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _list_suites(console) -> int:
     from qbench.runner.progress import print_table
-    from qbench.suites import find_suite, list_suites, load_suite
+    from qbench.suites import USER_SUITES_DIR, find_suite, list_suites, load_suite
 
     rows = []
     for name in list_suites():
+        path = find_suite(name)
+        where = "./suites" if path.parent == USER_SUITES_DIR else "shipped"
         try:
-            suite = load_suite(find_suite(name))
+            suite = load_suite(path)
         except ConfigError as exc:
-            rows.append([name, "-", "-", "-", f"invalid: {exc}"])
+            rows.append([name, where, "-", "-", "-", f"invalid: {exc}"])
             continue
         n_jobs = sum(len(e.variants) for e in suite.entries) * suite.seeds
         tasks = ", ".join(e.name for e in suite.entries)
-        rows.append([name, str(suite.seeds), str(n_jobs), tasks, suite.description])
+        rows.append([name, where, str(suite.seeds), str(n_jobs), tasks, suite.description])
     print_table(console, "suites (qbench run SUITE; your own in ./suites/, found first; the shipped ones in "
-                "qbench/data/suites/)", ["suite", "seeds", "jobs", "tasks", "description"], rows)
+                "qbench/data/suites/)", ["suite", "from", "seeds", "jobs", "tasks", "description"], rows)
     return 0
 
 

@@ -296,3 +296,27 @@ def test_sanity_dry_run_lists_the_jobs_and_writes_nothing(tmp_path, capsys):
     assert {row[header.index("variant")] for row in rows} >= {"dqn", "double_dqn", "online_q", "fitted_q"}
     assert {row[header.index("state")] for row in rows} == {"new"}
     assert not results.exists()
+
+
+def test_list_suites_says_which_are_yours_and_which_are_shipped(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "mine.toml").write_text('seeds = 1\nvariants = ["dqn"]\n[tasks."CartPole-v1"]\n')
+    assert cli.main(["list", "suites"]) == 0
+    header, rows = _plain_table(capsys.readouterr().out)
+    where = {row[0]: row[header.index("from")] for row in rows}
+    assert where["mine"] == "./suites" and where["smoke"] == "shipped" and where["sanity"] == "shipped"
+
+
+@pytest.mark.parametrize("command", ["run", "sanity"])
+def test_ctrl_c_of_a_suite_run_says_the_command_that_resumes_and_exits_130(command, tmp_path, monkeypatch,
+                                                                          capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run_suite", interrupted)
+    args = [command, *(["smoke"] if command == "run" else []), "--results", str(tmp_path / "my results"),
+            "--only", "seed=0"]
+    assert cli.main(args) == 130
+    err = capsys.readouterr().err
+    assert err == f"qbench: interrupted; run the same command again to resume: {shlex.join(['qbench', *args])}\n"
