@@ -41,7 +41,7 @@ def test_point_metrics_by_hand():
     # sorted: 0 1 2 3 4 6 10 100 -> middle half 2 3 4 6
     scores = np.array([[0, 10], [1, 2], [3, 100], [4, 6]], dtype=float)
     assert iqm(scores) == pytest.approx(3.75)
-    assert median(scores) == pytest.approx(3.5)
+    assert median(scores) == pytest.approx((2.0 + 29.5) / 2)   # task means 2 and 29.5
     assert mean(scores) == pytest.approx(126 / 8)
 
 
@@ -52,10 +52,14 @@ def test_iqm_follows_scipy_trim_count_when_entries_not_divisible_by_four():
     assert iqm(scores) == pytest.approx(trim_mean(scores.ravel(), 0.25))
 
 
-def test_median_is_pooled_not_median_of_task_means():
-    scores = np.array([[0, 10], [1, 10], [2, 10]], dtype=float)
-    # pooled {0, 1, 2, 10, 10, 10} -> (2 + 10) / 2; rliable's median of task means (1, 10) would be 5.5
-    assert median(scores) == pytest.approx(6.0)
+def test_median_is_the_median_of_task_means_not_of_pooled_runs():
+    # Three tasks, three runs each. Task means 1, 4 and 10 -> median 4 (rliable's aggregate median). The pooled
+    # runs {0, 1, 2, 3, 3, 6, 10, 10, 10} have median 3: the two definitions differ here.
+    scores = np.array([[0, 3, 10], [1, 3, 10], [2, 6, 10]], dtype=float)
+    assert median(scores) == pytest.approx(4.0)
+    assert median([[0.0, 1.0, 2.0], [3.0, 3.0, 6.0], [10.0]]) == pytest.approx(4.0)   # ragged: the same task means
+    assert median(scores[:, :2]) == pytest.approx((1 + 4) / 2)                          # even count: average
+    assert bootstrap_ci(scores, median, rng(0), reps=200).point == pytest.approx(4.0)
 
 
 def test_optimality_gap_by_hand():
@@ -74,8 +78,7 @@ RAGGED = [[0.0, 1.0, 2.0, 3.0], [10.0]]  # task A: 4 runs, task B: 1 run
 def test_ragged_metrics_weight_tasks_equally_by_hand():
     assert mean(RAGGED) == pytest.approx((1.5 + 10) / 2)
     assert optimality_gap(RAGGED, gamma=5.0) == pytest.approx((3.5 + 0.0) / 2)
-    # masses: A's runs 1/8 each, B's run 1/2; cumulative mass reaches exactly 1/2 at 3 -> average 3 and 10
-    assert median(RAGGED) == pytest.approx(6.5)
+    assert median(RAGGED) == pytest.approx((1.5 + 10) / 2)   # the median of the two task means
     # central mass band [1/4, 3/4]: all of 2 and 3 (1/8 each) and 1/4 of B's 10
     assert iqm(RAGGED) == pytest.approx((2 * 0.125 + 3 * 0.125 + 10 * 0.25) / 0.5)
     assert performance_profile(RAGGED, [0.5, 2.0, 10.0]) == pytest.approx([(0.75 + 1) / 2, (0.25 + 1) / 2, 0.0])

@@ -16,10 +16,11 @@ silently dropped or propagated.  Every task needs at least one run.
 
 Weighting
 ---------
-Every aggregate weighs tasks equally.  Pooled statistics (IQM, median, performance profile) are taken over the
-mixture in which each task carries the same total mass, split evenly over its runs.  With equal run counts this
-is simply the pool of all runs x tasks entries; with unequal counts a task with more seeds gets no more say, each
-of its runs just carries less mass.  Means (mean, optimality gap) are therefore means of per-task means.
+Every aggregate weighs tasks equally.  Pooled statistics (IQM, performance profile) are taken over the mixture
+in which each task carries the same total mass, split evenly over its runs.  With equal run counts this is simply
+the pool of all runs x tasks entries; with unequal counts a task with more seeds gets no more say, each of its
+runs just carries less mass.  Means (mean, optimality gap) are therefore means of per-task means, and the median
+is rliable's: the median over tasks of the per-task mean scores.
 
 Bootstrap
 ---------
@@ -65,10 +66,6 @@ __all__ = [
 # Replicates are evaluated in chunks of about this many resampled scores: small enough for the working arrays to
 # stay in cache (measured faster than larger chunks) and to bound memory for any number of runs.
 _CHUNK_SCORES = 1 << 18
-
-# Ragged masses are float sums of 1 / (tasks * runs); this absorbs their rounding when the median must decide
-# whether a cumulative mass lies exactly on one half.
-_RAGGED_MASS_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -145,7 +142,6 @@ class _Pool:
     unit_mass: np.ndarray  # mass of one draw of values[i]
     total_mass: float
     trim_mass: float  # mass the IQM cuts from each end
-    tolerance: float
 
     @property
     def sizes(self) -> list[int]:
@@ -159,12 +155,12 @@ def _pool(names, tasks: list[np.ndarray]) -> _Pool:
     if _is_balanced(tasks):
         # Integer masses keep the bootstrap exact, and trimming floor(N/4) runs per end is scipy's trim_mean.
         unit_mass = np.ones(n_total, dtype=np.int64)
-        total_mass, trim_mass, tolerance = n_total, n_total // 4, 0.0
+        total_mass, trim_mass = n_total, n_total // 4
     else:
         counts = np.array([runs.size for runs in tasks])
         unit_mass = np.repeat(1.0 / (len(tasks) * counts), counts)[order]
-        total_mass, trim_mass, tolerance = 1.0, 0.25, _RAGGED_MASS_TOLERANCE
-    return _Pool(names, tuple(tasks), everything[order], order, unit_mass, total_mass, trim_mass, tolerance)
+        total_mass, trim_mass = 1.0, 0.25
+    return _Pool(names, tuple(tasks), everything[order], order, unit_mass, total_mass, trim_mass)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -188,12 +184,13 @@ def _iqm_kernel(pool: _Pool, masses: np.ndarray) -> np.ndarray:
 
 
 def _median_kernel(pool: _Pool, masses: np.ndarray) -> np.ndarray:
-    # Lower and upper medians coincide unless the cumulative mass hits one half exactly (even count): then average.
-    cumulative = np.cumsum(masses, axis=1)
-    half = pool.total_mass / 2
-    lower = np.argmax(cumulative >= half - pool.tolerance, axis=1)
-    upper = np.argmax(cumulative > half + pool.tolerance, axis=1)
-    return (pool.values[lower] + pool.values[upper]) / 2
+    # Per-task means of each replicate: a task's weighted sum over its total mass (the same for every replicate,
+    # since each task is resampled to its own run count), then the median over tasks.
+    task_of = np.repeat(np.arange(len(pool.tasks)), pool.sizes)[pool.order]
+    one_hot = np.zeros((task_of.size, len(pool.tasks)))
+    one_hot[np.arange(task_of.size), task_of] = 1.0
+    task_means = ((masses * pool.values) @ one_hot) / (masses @ one_hot)
+    return np.median(task_means, axis=1)
 
 
 def _profile_kernel(pool: _Pool, masses: np.ndarray, taus: np.ndarray) -> np.ndarray:
@@ -232,17 +229,14 @@ def mean(scores) -> float:
 
 
 def median(scores) -> float:
-    """Median of all runs pooled over tasks (for balanced input, ``np.median`` of all entries).
+    """Median over tasks of the per-task mean run score: rliable's aggregate median (Agarwal et al., 2021).
 
-    Convention: this is the pooled median, consistent with :func:`iqm`, not rliable's aggregate median (the median
-    of the per-task means).  Ragged input: median of the task-equalising mixture (each task has equal total mass);
-    if the cumulative mass lands exactly on one half, the two middle values are averaged, as ``np.median`` does.
+    Every task weighs the same whatever its number of runs; with an even number of tasks the two middle task means
+    are averaged, as ``np.median`` does.  With one task it is that task's mean.  (It is not the median of all runs
+    pooled: on tasks whose runs disagree the two differ, and the pooled one is what :func:`iqm` trims towards.)
     """
-    names, tasks = _task_runs(scores)
-    if _is_balanced(tasks):
-        return float(np.median(np.concatenate(tasks)))
-    pool = _pool(names, tasks)
-    return float(_median_kernel(pool, pool.unit_mass[None])[0])
+    _, tasks = _task_runs(scores)
+    return float(np.median([runs.mean() for runs in tasks]))
 
 
 def optimality_gap(scores, gamma: float = 1.0) -> float:
