@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -171,7 +174,255 @@ class RunDir:
 
 RESULT_COLUMNS = ("suite", "task", "variant", "seed", "env_steps", "return_mean", "return_std", "return_min",
                   "return_max", "n_episodes", "grad_steps", "wall_s", "complete", "failed", "attempts", "env_id",
-                  "job_hash", "run_dir")
+                  "job_hash", "run_dir", "status", "code_version")
+RUN_COLUMNS = ("suite", "task", "variant", "seed", "env_id", "status", "evaluations", "env_steps", "last_return",
+               "attempts", "code_version", "attempt_code_versions", "job_hash", "problems", "run_dir")
+# Any one of these files makes a directory a run directory (a job that died before writing its config still has
+# its lock and runner.json).
+RUN_FILES = (CONFIG, EVALUATIONS, SUMMARY, ERROR, RUNNER, LOCK)
+RUN_STATES = ("complete", "diverged", "crashed", "unfinished", "damaged")
+UNKNOWN = "?"   # task or variant of a run directory whose config.json cannot be read and whose path says nothing
+
+
+@dataclass(frozen=True)
+class CsvRows:
+    """What ``read_csv_rows`` made of a file: its intact rows, a note on a dropped half-written last line, and
+    why the whole file cannot be used (then ``rows`` is empty)."""
+
+    rows: Any            # pandas DataFrame
+    dropped: str | None = None
+    error: str | None = None
+
+
+def read_csv_rows(path: Path, required: tuple[str, ...] = ("env_steps", "return_mean")) -> CsvRows:
+    """The rows of a CSV file appended a line at a time (``append_csv_row``), read defensively.
+
+    A last line without its newline, or with fewer or more fields than the header, is what a writer killed
+    mid-line leaves: it is dropped and said in ``dropped``. Anything else that is wrong (not UTF-8 text, NUL
+    bytes, a header without the ``required`` columns, a short or long line before the last, a required value
+    that is not a number) makes the whole file unusable: ``error`` says why and no row is returned. A missing or
+    empty file has no rows and no problem."""
+    import pandas as pd
+
+    path = Path(path)
+    name = path.name
+    empty = pd.DataFrame()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return CsvRows(empty)
+    except OSError as exc:
+        return CsvRows(empty, error=f"{name} cannot be read ({exc.strerror or exc})")
+    if not data:
+        return CsvRows(empty)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return CsvRows(empty, error=f"{name} is not UTF-8 text (byte {exc.start})")
+    if "\x00" in text:
+        return CsvRows(empty, error=f"{name} holds NUL bytes (a torn write)")
+    lines = text.split("\n")
+    dropped = None
+    if lines[-1] == "":
+        lines.pop()
+    else:
+        lines.pop()
+        dropped = f"the last line of {name} has no newline (a writer stopped mid-line): dropped"
+    if not lines:
+        return CsvRows(empty, dropped)
+    try:
+        parsed = list(csv.reader(lines, strict=True))
+    except csv.Error as exc:
+        return CsvRows(empty, error=f"{name} is not CSV ({exc})")
+    header, body = parsed[0], parsed[1:]
+    missing = [c for c in required if c not in header]
+    if missing:
+        return CsvRows(empty, error=f"{name} has no {' and '.join(missing)} column in its header line")
+    bad = [i for i, fields in enumerate(body) if len(fields) != len(header)]
+    if bad == [len(body) - 1] and dropped is None:
+        dropped = (f"the last line of {name} has {len(body[-1])} of {len(header)} fields (a writer stopped "
+                   "mid-line): dropped")
+        body.pop()
+    elif bad:
+        line = bad[0] + 2
+        return CsvRows(empty, error=f"line {line} of {name} has {len(body[bad[0]])} fields, its header "
+                                    f"{len(header)}")
+    rows = pd.read_csv(io.StringIO("\n".join(lines[:len(body) + 1]) + "\n"))
+    for column in required:
+        values = pd.to_numeric(rows[column], errors="coerce")
+        if values.isna().any():
+            line = int(values.isna().to_numpy().argmax()) + 2
+            return CsvRows(empty, error=f"line {line} of {name}: {column} is not a number")
+        rows[column] = values
+    return CsvRows(rows, dropped)
+
+
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    """(the file's JSON value, None), or (None, why it cannot be read); a missing file is (None, None)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")), None
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split("\n")[0]
+        return None, f"{Path(path).name} cannot be read ({reason})"
+
+
+def code_version(record: dict[str, Any]) -> str:
+    """The code that wrote a record (runner.json, one of its attempts, or metadata.json): its git commit (with
+    '-dirty' when the checkout had uncommitted changes, which this cannot tell apart), else 'qbench <version>',
+    else '' when it says neither."""
+    commit = record.get("git_commit")
+    if isinstance(commit, str) and commit and commit != "unknown":
+        return commit
+    version = record.get("qbench_version") or (record.get("versions") or {}).get("qbench")
+    return f"qbench {version}" if isinstance(version, str) and version and version != "unknown" else ""
+
+
+def _identity_from_path(run_dir: Path) -> dict[str, Any]:
+    """task, variant and seed from results/<suite>/<task>/<variant>/seed<k>-<hash>, for a run without a config."""
+    match = re.match(r"seed(\d+)-", run_dir.name)
+    if match and len(run_dir.parts) >= 3:
+        return {"task": run_dir.parent.parent.name, "variant": run_dir.parent.name, "seed": int(match.group(1))}
+    return {"task": UNKNOWN, "variant": UNKNOWN, "seed": None}
+
+
+def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
+    """One run directory: its row of ``load_runs`` and its intact evaluation rows as read (None without a usable
+    config, whose rows cannot be attributed to a job)."""
+    from qbench.config import config_hash
+
+    damage: list[str] = []      # problems that make the run unusable for statistics
+    notes: list[str] = []       # problems worth saying that leave its state as it is
+    job, error = _read_json(run_dir / CONFIG)
+    if error is None and job is not None and not (isinstance(job, dict) and {"task", "variant", "seed"} <= set(job)):
+        error = f"{CONFIG} has no task, variant and seed"
+    if error:
+        damage.append(error)
+        job = None
+    runner, error = _read_json(run_dir / RUNNER)
+    if error:
+        notes.append(f"{error}: suite, attempts and code version unknown")
+    runner = runner if isinstance(runner, dict) else {}
+    metadata, error = _read_json(run_dir / METADATA)
+    if error:
+        notes.append(error)
+    metadata = metadata if isinstance(metadata, dict) else {}
+    evaluations = read_csv_rows(run_dir / EVALUATIONS)
+    if evaluations.error:
+        damage.append(evaluations.error)
+    rows = evaluations.rows
+    failure = ""
+    complete = (run_dir / SUMMARY).exists()
+    if complete:
+        _, error = _read_json(run_dir / SUMMARY)
+        if error:
+            damage.append(error)
+        if evaluations.dropped:
+            damage.append(f"it has {SUMMARY}, but {evaluations.dropped}; a run whose {EVALUATIONS} lost a line is "
+                          "never counted complete")
+        elif rows.empty and not evaluations.error:
+            damage.append(f"{SUMMARY} says complete, but there is no evaluation")
+    else:
+        if evaluations.dropped:
+            notes.append(evaluations.dropped)
+        if (run_dir / ERROR).exists():
+            record, error = _read_json(run_dir / ERROR)
+            if error:
+                damage.append(f"{error}: diverged or crashed is unknown")
+            else:
+                failure = "diverged" if isinstance(record, dict) and record.get("error") == "diverged" else "crashed"
+    if job is None and not (run_dir / CONFIG).exists() and (complete or not rows.empty):
+        damage.append(f"no {CONFIG} beside its results")
+    status = "damaged" if damage else "complete" if complete else failure or "unfinished"
+
+    identity = ({"task": job["task"], "variant": job["variant"], "seed": int(job["seed"])} if job is not None
+                else _identity_from_path(run_dir))
+    try:
+        attempts = int(runner.get("attempts", 1))
+    except (TypeError, ValueError):
+        attempts = 1
+    history = runner.get("attempt_history") if isinstance(runner.get("attempt_history"), list) else []
+    versions = [code_version(a) for a in history if isinstance(a, dict)]
+    info = {"suite": str(runner.get("suite", "")), **identity,
+            "env_id": (job.get("env_id", job["task"]) if job is not None else ""), "status": status,
+            "evaluations": len(rows), "env_steps": float(rows["env_steps"].iloc[-1]) if len(rows) else math.nan,
+            "last_return": float(rows["return_mean"].iloc[-1]) if len(rows) else math.nan,
+            "attempts": attempts, "code_version": code_version(runner) or code_version(metadata),
+            "attempt_code_versions": ", ".join(dict.fromkeys(v for v in versions if v)),
+            "job_hash": config_hash(job) if job is not None else "", "problems": "; ".join(damage + notes),
+            "run_dir": str(run_dir)}
+    if job is None or rows.empty:
+        return info, None
+    rows = rows.sort_values("env_steps", kind="stable")
+    info["env_steps"] = float(rows["env_steps"].iloc[-1])
+    info["last_return"] = float(rows["return_mean"].iloc[-1])
+    return info, rows
+
+
+def run_directories(path: str | Path) -> list[Path]:
+    """Every run directory under ``path``: each directory holding one of ``RUN_FILES``, sorted."""
+    found = set()
+    for root, _dirs, files in os.walk(path):
+        if any(name in RUN_FILES for name in files):
+            found.add(Path(root))
+    return sorted(found)
+
+
+def load_runs_and_results(path: str | Path = "results"):
+    """``(load_runs(path), load_results(path))`` from one pass over the files."""
+    import pandas as pd
+
+    infos, frames, owners = [], [], []
+    for run_dir in run_directories(path):
+        info, rows = _read_run(run_dir)
+        infos.append(info)
+        if rows is not None:
+            frames.append(rows)
+            owners.append(info)
+    runs = pd.DataFrame(infos, columns=list(RUN_COLUMNS))
+    runs["seed"] = runs["seed"].astype("Int64")
+    runs["evaluations"] = runs["evaluations"].astype(int)
+    runs["attempts"] = runs["attempts"].astype(int)
+    if not frames:
+        return runs, pd.DataFrame({c: pd.Series(dtype=object) for c in RESULT_COLUMNS})
+    df = pd.concat(frames, ignore_index=True)
+    # The columns of the run, repeated over its rows: one array per column (assigning them run by run costs more
+    # than reading the files).
+    counts = [len(f) for f in frames]
+    per_run = {c: [o[c] for o in owners] for c in ("suite", "task", "variant", "seed", "env_id", "attempts",
+                                                   "job_hash", "run_dir", "status", "code_version")}
+    per_run["complete"] = [o["status"] == "complete" for o in owners]
+    per_run["failed"] = [o["status"] in ("diverged", "crashed") for o in owners]
+    for column, values in per_run.items():
+        df[column] = pd.Series(values).repeat(counts).to_numpy()
+    extra = [c for c in df.columns if c not in RESULT_COLUMNS]
+    return runs, df[[*RESULT_COLUMNS, *extra]]
+
+
+def load_runs(path: str | Path = "results"):
+    """Every run directory under ``path`` as one pandas DataFrame, one row per run, whether or not it has any
+    evaluation: a run that died before its first evaluation, or whose files are damaged, is a row here too.
+
+    A run directory is any directory holding one of ``RUN_FILES`` (config.json, evaluations.csv, summary.json,
+    error.json, runner.json, lock). Columns:
+
+    - ``suite``, ``task``, ``variant``, ``seed``, ``env_id``: the job (task, variant and seed from the path
+      results/<suite>/<task>/<variant>/seed<k>-<hash> when config.json cannot be read, else ``?`` and <NA>)
+    - ``status``: ``complete`` (summary.json, and its files whole), ``diverged`` or ``crashed`` (error.json),
+      ``unfinished`` (neither: running, killed, or died before writing anything else) or ``damaged`` (a file
+      it needs cannot be read: config.json, evaluations.csv, summary.json or error.json; or summary.json beside
+      an evaluations.csv that lost its last line, or beside no evaluation). A damaged run is never complete.
+    - ``evaluations``: its intact evaluation rows; ``env_steps``, ``last_return``: the last of them (NaN if none)
+    - ``attempts``: how many times a runner started the job
+    - ``code_version``: the code of its latest attempt: runner.json's ``git_commit`` (else ``qbench_version``,
+      as 'qbench X'), else metadata.json's ``git_commit`` (else its qbench version); '' if none is recorded
+    - ``attempt_code_versions``: the distinct code versions of its attempts in runner.json's
+      ``attempt_history``, comma-separated (more than one: its rows come from different code)
+    - ``job_hash``: the hash of its config ('' when unreadable); ``problems``: what is wrong with its files,
+      '; '-separated ('' for none); ``run_dir``: its path
+    """
+    return load_runs_and_results(path)[0]
 
 
 def load_results(path: str | Path = "results"):
@@ -185,41 +436,20 @@ def load_results(path: str | Path = "results"):
     - ``return_mean``, ``return_std``, ``return_min``, ``return_max``: greedy returns over ``n_episodes`` episodes
     - ``grad_steps``: gradient steps taken by then; ``wall_s``: seconds of training so far, summed over the
       attempts of a resumed run (time between attempts is not counted)
-    - ``complete``: the run has its summary.json (finished); ``failed``: it has error.json and no summary
+    - ``complete``: the run has its summary.json and its files are whole (``status`` complete); ``failed``: it
+      has error.json and no summary (``status`` diverged or crashed)
     - ``attempts``: how many times a runner started the job (1 for a run that was never interrupted)
     - ``job_hash``: the hash of the resolved config that names the run directory; ``run_dir``: its path
+    - ``status``: complete, diverged, crashed, unfinished or damaged (see ``load_runs``)
+    - ``code_version``: the git commit (else qbench version) of the code that ran the run's latest attempt
 
     Rows of incomplete runs are included (filter on ``complete``); normalised scores are computed at analysis
-    time from the suite's random and reference scores, never stored.
+    time from the suite's random and reference scores, never stored. Only intact rows are here: a half-written
+    last line is dropped, a damaged evaluations.csv or config.json gives no rows. Runs without any row (died
+    before their first evaluation, or damaged) are not in this frame: ``load_runs`` has one row per run
+    directory, with what is wrong with each.
     """
-    import pandas as pd
-
-    from qbench.config import config_hash
-
-    frames = []
-    for config_path in sorted(Path(path).rglob(CONFIG)):
-        run_dir = config_path.parent
-        evaluations = run_dir / EVALUATIONS
-        if not evaluations.exists() or evaluations.stat().st_size == 0:
-            continue
-        try:
-            job = json.loads(config_path.read_text())
-            rows = pd.read_csv(evaluations)
-        except (OSError, ValueError, pd.errors.EmptyDataError):
-            continue   # a directory being written by a live run of an older qbench, or foreign files
-        runner = read_json_or_empty(run_dir / RUNNER)
-        complete = (run_dir / SUMMARY).exists()
-        rows = rows.assign(suite=runner.get("suite", ""), task=job["task"], variant=job["variant"],
-                           seed=int(job["seed"]), env_id=job.get("env_id", job["task"]), complete=complete,
-                           failed=not complete and (run_dir / ERROR).exists(),
-                           attempts=int(runner.get("attempts", 1)), job_hash=config_hash(job),
-                           run_dir=str(run_dir))
-        frames.append(rows)
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in RESULT_COLUMNS})
-    df = pd.concat(frames, ignore_index=True)
-    extra = [c for c in df.columns if c not in RESULT_COLUMNS]
-    return df[[*RESULT_COLUMNS, *extra]]
+    return load_runs_and_results(path)[1]
 
 
 def read_json_or_empty(path: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ STEPS = [1000, 2000]
 FINALS = {  # (task, variant) -> final return per seed
     ("Alpha-v1", "dqn_x"): [10, 20, 30, 40],
     ("Alpha-v1", "dqn_y"): [20, 30, 50, 60],
-    ("Beta-v0", "dqn_x"): [0, 50, 100],        # seed 3 diverged
+    ("Beta-v0", "dqn_x"): [0, 50, 100],        # seed 3 diverged after one evaluation (7.0): it counts as 7.0
     ("Beta-v0", "dqn_y"): [80, 90, 100, 100],
 }
 SCORES = {"Alpha-v1": (0.0, 100.0), "Beta-v0": (0.0, 200.0)}
@@ -66,38 +66,53 @@ def test_per_task_table_by_hand(report):
     assert x["iqm"] == 25.0                                                  # mean of the middle two
     assert row(t, task="Alpha-v1", variant="dqn_y")["iqm"] == 40.0
     beta_x = row(t, task="Beta-v0", variant="dqn_x")
-    assert beta_x["seeds"] == 3 and beta_x["mean"] == 50.0                  # the failed seed is left out
+    # the diverged seed counts at its last evaluation before divergence (7.0)
+    assert (beta_x["seeds"], beta_x["diverged"], beta_x["mean"]) == (4, 1, (0 + 50 + 100 + 7) / 4)
+    assert x["diverged"] == 0
     assert x["iqm_lower"] <= x["iqm"] <= x["iqm_upper"] and x["iqm_lower"] < x["iqm_upper"]
     # AUC = mean return over training: trapezoid of (1000, f/2) -> (2000, f) over the span = 3f/4, mean over seeds
     assert x["auc_mean"] == pytest.approx(0.75 * 25.0)
+    # the diverged run is held at 7.0 from its divergence to the budget: its AUC is 7.0
+    assert beta_x["auc_mean"] == pytest.approx((0.75 * (0 + 50 + 100) + 7.0) / 4)
 
 
-def test_runs_and_notes_say_unequal_seeds_and_failures(report):
+def test_runs_and_notes_say_unequal_seeds_and_failures(report, folder):
     runs = report.tables["runs"]
     beta_x = row(runs, task="Beta-v0", variant="dqn_x")
-    assert (beta_x["complete"], beta_x["diverged"], beta_x["crashed"], beta_x["seeds"]) == (3, 1, 0, "0,1,2")
-    assert any("Beta-v0: unequal numbers of complete seeds: dqn_x 3, dqn_y 4" in n for n in report.notes)
-    assert any("Beta-v0 / dqn_x: 1 run(s) diverged" in n for n in report.notes)
-    assert not any("Alpha-v1: unequal" in n for n in report.notes)
+    assert (beta_x["complete"], beta_x["diverged"], beta_x["crashed"], beta_x["in_statistics"],
+            beta_x["seeds"]) == (3, 1, 0, 4, "0,1,2,3")
+    assert any("Beta-v0 / dqn_x: 1 run(s) diverged" in n and "count against the variant in every statistic" in n
+               for n in report.notes)
+    assert not any("unequal" in n for n in report.notes)     # the diverged seed counts: 4 and 4
+    write_run(folder, "toy", "Alpha-v1", "dqn_x", 4, STEPS, [1.0, 2.0], state="crashed")
+    write_run(folder, "toy", "Alpha-v1", "dqn_y", 4, STEPS, [1.0, 2.0])
+    again = build_report(folder, reps=100)
+    assert row(again.tables["runs"], task="Alpha-v1", variant="dqn_x")["crashed"] == 1
+    assert any("Alpha-v1: unequal numbers of runs in the statistics: dqn_x 4, dqn_y 5" in n for n in again.notes)
+    assert any("Alpha-v1 / dqn_x: 1 run(s) crashed, left out of every statistic" in n for n in again.notes)
 
 
 def test_aggregate_uses_the_suite_scores(report):
     agg = report.tables["aggregate"]
     mean_x = row(agg, variant="dqn_x", metric="mean")
-    # Alpha: (10..40)/100 -> mean 0.25; Beta: (0, 50, 100)/200 -> mean 0.25; mean over tasks 0.25
-    assert mean_x["point"] == pytest.approx(0.25) and (mean_x["tasks"], mean_x["runs"]) == (2, 7)
+    # Alpha: (10..40)/100 -> mean 0.25; Beta: (0, 50, 100, diverged 7)/200 -> mean 0.19625; mean over tasks
+    assert mean_x["point"] == pytest.approx((0.25 + 0.19625) / 2)
+    assert (mean_x["tasks"], mean_x["runs"], mean_x["diverged"]) == (2, 8, 1)
     gap_y = row(agg, variant="dqn_y", metric="optimality gap")
     # Alpha y: 1 - (0.2, 0.3, 0.5, 0.6) -> 0.6; Beta y: 1 - (0.4, 0.45, 0.5, 0.5) -> 0.5375
     assert gap_y["point"] == pytest.approx((0.6 + 0.5375) / 2)
-    expected_iqm = stats.iqm({"Alpha-v1": np.array([0.1, 0.2, 0.3, 0.4]), "Beta-v0": np.array([0.0, 0.25, 0.5])})
+    expected_iqm = stats.iqm({"Alpha-v1": np.array([0.1, 0.2, 0.3, 0.4]),
+                              "Beta-v0": np.array([0.0, 0.25, 0.5, 0.035])})
     assert row(agg, variant="dqn_x", metric="IQM")["point"] == pytest.approx(expected_iqm)
 
 
 def test_probability_of_improvement_by_hand(report):
     poi = report.tables["improvement"]
-    # Alpha: x beats y in 3 of 16 pairs and ties 2 -> 4/16; Beta: wins 2, ties 2 of 12 -> 3/12
-    assert row(poi, x="dqn_x", y="dqn_y")["point"] == pytest.approx((4 / 16 + 3 / 12) / 2)
-    assert row(poi, x="dqn_y", y="dqn_x")["point"] == pytest.approx(1 - (4 / 16 + 3 / 12) / 2)
+    # Alpha: x beats y in 3 of 16 pairs and ties 2 -> 4/16; Beta (0, 50, 100, diverged 7) against
+    # (80, 90, 100, 100): 100 wins 2 and ties 2 -> 3/16
+    assert row(poi, x="dqn_x", y="dqn_y")["point"] == pytest.approx((4 / 16 + 3 / 16) / 2)
+    assert row(poi, x="dqn_y", y="dqn_x")["point"] == pytest.approx(1 - (4 / 16 + 3 / 16) / 2)
+    assert row(poi, x="dqn_x", y="dqn_y")[["x_diverged", "y_diverged"]].tolist() == [1, 0]
 
 
 def test_learning_curves_are_iqm_over_seeds(report):
@@ -170,7 +185,7 @@ def test_every_format_is_written_and_holds_every_table_and_figure(report, tmp_pa
         assert f"(figures/{name})" in md
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 5 and "figures/" not in page   # self-contained
-    assert "Beta-v0: unequal numbers of complete seeds" in page
+    assert "Beta-v0 / dqn_x: 1 run(s) diverged" in page
     tex = (out / "tables.tex").read_text()
     assert tex.count("\\begin{tabular}") == sum(s.table is not None and not s.table.empty
                                                 for s in sections(report))
@@ -212,7 +227,7 @@ def test_cli_report_writes_the_files_and_bad_input_is_one_line(folder, tmp_path)
     r = run_qbench("report", folder, "--out", tmp_path / "rep", "--formats", "md,csv", "--reps", "200")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "rep" / "report.md").exists() and not (tmp_path / "rep" / "report.html").exists()
-    assert "note: Beta-v0: unequal numbers" in r.stdout
+    assert "note: Beta-v0 / dqn_x: 1 run(s) diverged" in r.stdout
     empty = tmp_path / "empty"
     empty.mkdir()
     for args, message in [

@@ -66,7 +66,9 @@ def learning_curves(curves: pd.DataFrame, confidence: float = 0.95):
         return None
 
     def draw(ax, variant, c, colour):
-        ax.plot(c["env_steps"], c["iqm"], color=colour, label=f"{variant} (n={c['seeds'].iloc[0]})")
+        diverged = int(c["diverged"].iloc[0]) if "diverged" in c else 0
+        label = f"{variant} (n={c['seeds'].iloc[0]}" + (f", {diverged} diverged)" if diverged else ")")
+        ax.plot(c["env_steps"], c["iqm"], color=colour, label=label)
         ax.fill_between(c["env_steps"], c["lower"], c["upper"], color=colour, alpha=0.2, lw=0)
 
     return _per_task_panels(curves, draw, "evaluation return (IQM)",
@@ -108,7 +110,9 @@ def performance_profiles(profiles: pd.DataFrame, confidence: float = 0.95):
     colours = _palette(profiles["variant"])
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for variant, p in profiles.groupby("variant", sort=True):
-        ax.plot(p["tau"], p["point"], color=colours[variant], label=variant)
+        diverged = int(p["diverged"].iloc[0]) if "diverged" in p else 0
+        ax.plot(p["tau"], p["point"], color=colours[variant],
+                label=f"{variant} ({diverged} diverged)" if diverged else variant)
         ax.fill_between(p["tau"], p["lower"], p["upper"], color=colours[variant], alpha=0.15, lw=0)
     ax.set(xlabel=r"normalised score $\tau$", ylabel=r"fraction of runs with score $> \tau$", ylim=(-0.02, 1.02),
            title=f"Performance profiles, {confidence:.0%} bootstrap CI")

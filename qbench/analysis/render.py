@@ -53,6 +53,11 @@ def _steps(n: float) -> str:
     return "–" if n is None or (isinstance(n, float) and math.isnan(n)) else f"{int(n):,}"
 
 
+def _with_diverged(n: int, diverged: int) -> str:
+    """'4' or '4 (1 diverged)': how many runs, and how many of them diverged."""
+    return f"{int(n)} ({int(diverged)} diverged)" if diverged else f"{int(n)}"
+
+
 def per_task_display(report: Report) -> pd.DataFrame:
     pct = f"{report.confidence:.0%}"
     rows = []
@@ -61,7 +66,8 @@ def per_task_display(report: Report) -> pd.DataFrame:
         if r.reference_source:
             reference = (f"{_pm(r.reference_mean, r.reference_std)} at {_steps(r.reference_env_steps)} steps, "
                          f"{int(r.reference_runs)} run(s): {r.reference_source}")
-        rows.append({"task": r.task, "variant": r.variant, "seeds": r.seeds, "env steps": _steps(r.env_steps),
+        rows.append({"task": r.task, "variant": r.variant, "seeds": _with_diverged(r.seeds, r.diverged),
+                     "env steps": _steps(r.env_steps),
                      "final return mean ± std": _pm(r.mean, r.std),
                      f"IQM [{pct} CI]": _ci(r.iqm, r.iqm_lower, r.iqm_upper),
                      "mean return over training (AUC)": _num(r.auc_mean), "published reference": reference})
@@ -73,12 +79,14 @@ def thresholds_display(report: Report) -> pd.DataFrame:
     finals = report.tables["finals"]
     for task, scoring in sorted(report.scoring.items()):
         for variant, threshold in sorted(scoring.thresholds.items()):
-            runs = finals[(finals["task"] == task) & (finals["variant"] == variant) & finals["complete"]]
+            runs = finals[(finals["task"] == task) & (finals["variant"] == variant) & finals["scored"]]
             if runs.empty:
                 continue
             passing = int((runs["final_return"] >= threshold).sum())
+            diverged = int((runs["status"] == "diverged").sum())
             rows.append({"task": task, "variant": variant, "threshold": f">= {threshold:g}",
-                         "seeds at or above": f"{passing}/{len(runs)}",
+                         "seeds at or above": f"{passing}/{len(runs)}"
+                                              + (f" ({diverged} diverged)" if diverged else ""),
                          "final return per seed": " ".join(_num(v) for v in runs["final_return"])})
     return pd.DataFrame(rows)
 
@@ -87,7 +95,8 @@ def aggregate_display(report: Report) -> pd.DataFrame:
     table = report.tables["aggregate"]
     rows = []
     for variant, group in table.groupby("variant", sort=True):
-        row = {"variant": variant, "tasks": int(group["tasks"].iloc[0]), "runs": int(group["runs"].iloc[0])}
+        row = {"variant": variant, "tasks": int(group["tasks"].iloc[0]),
+               "runs": _with_diverged(group["runs"].iloc[0], group["diverged"].iloc[0])}
         for r in group.itertuples(index=False):
             row[r.metric] = _ci(r.point, r.lower, r.upper, 3)
         rows.append(row)
@@ -100,7 +109,13 @@ def improvement_display(report: Report) -> pd.DataFrame:
         return pd.DataFrame()
     names = sorted(set(table["x"]) | set(table["y"]))
     cells = {(r.x, r.y): f"{_ci(r.point, r.lower, r.upper, 2)} ({r.tasks})" for r in table.itertuples(index=False)}
-    return pd.DataFrame([{"X \\ Y": x, **{y: cells.get((x, y), "–") for y in names}} for x in names])
+    diverged = report.tables["finals"]
+    diverged = diverged[diverged["scored"] & (diverged["status"] == "diverged")]["variant"].value_counts()
+
+    def label(x: str) -> str:
+        return f"{x} ({diverged[x]} diverged)" if diverged.get(x, 0) else x
+
+    return pd.DataFrame([{"X \\ Y": label(x), **{y: cells.get((x, y), "–") for y in names}} for x in names])
 
 
 def overestimation_display(report: Report) -> pd.DataFrame:
@@ -128,13 +143,23 @@ def references_display(report: Report) -> pd.DataFrame:
                          for r in report.tables["references"].itertuples(index=False)])
 
 
+def _diverged_text(aggregate: pd.DataFrame) -> str:
+    """'; diverged runs included: dqn 1 of 8' for the variants that have any, else ''."""
+    per_variant = aggregate.drop_duplicates("variant")
+    parts = [f"{r.variant} {r.diverged} of {r.runs}" for r in per_variant.itertuples(index=False) if r.diverged]
+    return "; diverged runs included: " + ", ".join(parts) if parts else ""
+
+
 def sections(report: Report) -> list[Section]:
     pct = f"{report.confidence:.0%}"
     out = [
-        Section("Runs", "Seeds per (task, variant). Only complete runs enter the statistics.",
-                report.tables["runs"]),
+        Section("Runs", "Run directories per (task, variant) by state. Complete runs enter the statistics at "
+                "their final evaluation and diverged runs at their last evaluation before they diverged (the "
+                "task's random score if that came before any evaluation): in_statistics counts both. Crashed, "
+                "unfinished and damaged runs are left out, and named in the notes.", report.tables["runs"]),
         Section("Final return per task",
-                f"Final greedy evaluation return per run; IQM over seeds with a {pct} percentile bootstrap CI "
+                f"Final greedy evaluation return per run (a diverged run: its last evaluation before it "
+                f"diverged, counted in seeds); IQM over seeds with a {pct} percentile bootstrap CI "
                 f"({report.reps} resamples); AUC = mean evaluation return over training. The published reference "
                 "is the same algorithm on the same environment where one exists.", per_task_display(report)),
     ]
@@ -142,12 +167,15 @@ def sections(report: Report) -> list[Section]:
     if not thresholds.empty:
         out.append(Section("Pass thresholds", "The suite's thresholds on the final evaluation return.", thresholds))
     out += [
-        Section("Learning curves", "", figure="learning_curves"),
+        Section("Learning curves", "IQM over seeds of the evaluation return at each evaluation step; a diverged "
+                "run is held at its last evaluation from the step it diverged.", figure="learning_curves"),
         Section("Aggregate normalised scores",
                 "Normalised score = (score − random) / (reference − random), with the suite's scores; "
-                f"stratified bootstrap {pct} CIs (runs resampled within each task). Optimality gap: mean "
-                "shortfall below 1, lower is better.", aggregate_display(report), "aggregate_intervals"),
-        Section("Performance profiles", "Fraction of runs whose normalised score exceeds τ.",
+                f"stratified bootstrap {pct} CIs (runs resampled within each task). Median: the median over "
+                "tasks of the per-task mean score (rliable). Optimality gap: mean shortfall below 1, lower is "
+                "better. Diverged runs count at their score.", aggregate_display(report), "aggregate_intervals"),
+        Section("Performance profiles", "Fraction of runs whose normalised score exceeds τ"
+                + _diverged_text(report.tables["aggregate"]) + ".",
                 figure="performance_profiles"),
         Section("Probability of improvement",
                 f"P(X > Y): the chance that a run of the row variant beats a run of the column variant on a task "

@@ -1,22 +1,38 @@
 """The tables of a report, computed from a results folder: the notebook API behind ``qbench report``.
 
-``build_report(path)`` loads every run under ``path`` (``qbench.load_results``), takes the last evaluation of
-each complete run as its final score, and computes every table as a pandas DataFrame of plain numbers:
+``build_report(path)`` reads every run directory under ``path`` (``qbench.store.load_runs_and_results``: one row
+per run directory, whatever its state, and one row per evaluation), scores each run (``final_scores``) and
+computes every table as a pandas DataFrame of plain numbers:
 
-- ``runs``: seeds complete, failed and unfinished per (task, variant); unequal seed counts are listed in notes;
-- ``per_task``: final return per (task, variant): mean, std, IQM with its bootstrap CI, seeds, budget, the
-  area under the learning curve, and the published reference of the same algorithm where one exists;
+- ``runs``: run directories per (task, variant) by state (complete, diverged, crashed, unfinished, damaged) and
+  how many enter the statistics; unequal counts are listed in notes;
+- ``per_task``: final return per (task, variant): mean, std, IQM with its bootstrap CI, seeds (and how many of
+  them diverged), budget, the area under the learning curve, and the published reference of the same algorithm;
 - ``references``: every published score for the tasks in the results (``qbench/data/zoo_reference.csv``);
 - ``aggregate``: IQM, median, mean and optimality gap of normalised scores per variant, with CIs;
 - ``improvement``: P(X > Y) for every ordered pair of variants over the tasks both ran, with CIs;
 - ``profiles``: performance profiles (fraction of runs above tau) of normalised scores, with CI bands;
 - ``curves``: IQM of the evaluation return over seeds at each evaluation step, with CI bands;
-- ``overestimation``: mean predicted Q(s_0, a_0) and the discounted return measured from s_0, per step;
-- ``cost``: wall time, env steps per second and peak memory per (task, variant).
+- ``overestimation``: mean predicted Q(s_0, a_0) and the discounted return measured from s_0, per step (complete
+  runs);
+- ``cost``: wall time, env steps per second and peak memory per (task, variant) (complete runs);
+- ``finals``: one row per run directory: state, score, where the score comes from, code version, problems.
+
+Which runs count: a complete run at its final evaluation; a diverged run (an outcome of the algorithm) at its
+last evaluation before it diverged, or at the task's random score if it diverged before any evaluation (left out,
+with a note naming it, when the task has no random score), so that divergence counts against a variant instead of
+vanishing from its statistics; crashed, unfinished and damaged runs are left out and named in the notes. A
+damaged run (a file it needs cannot be read, or a summary.json beside an evaluations.csv that lost its last line)
+is never counted complete. The median is rliable's: the median over tasks of the per-task mean score.
 
 Normalised score = (score - random) / (reference - random), with the random and reference scores of the suite
 that ran the task (``suite.json`` written by ``qbench run``, else the shipped suite of that name, else a suite
-file given with ``suite=``); Atari games the suite does not score are human-normalised. Tasks without both scores are left out of the normalised tables, and a note says so.
+file given with ``suite=``); Atari games the suite does not score are human-normalised. Tasks without both scores
+are left out of the normalised tables, and a note says so. A suite.json that cannot be read is named in a note,
+and is not replaced by the shipped suite of that name.
+
+The notes also say when one (task, variant) pools runs from different code versions (git commit, else qbench
+version, of each run's latest attempt), and when one run's attempts ran different code.
 
 Every confidence interval is a percentile interval of a stratified bootstrap whose generator is seeded from
 ``seed`` and the row's own key, so a row's interval does not change when other variants or tasks are added.
@@ -100,10 +116,32 @@ def _scoring_of_record(record: dict[str, Any], source: str) -> dict[str, TaskSco
             for task, entry in record.get("tasks", {}).items()}
 
 
-def load_scoring(run_dirs: list[str], suites: list[str], suite_file: str | None = None) -> dict[str, TaskScoring]:
+def _read_suite_record(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A suite.json's record, or (None, why it cannot be used)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    if not (isinstance(record, dict) and isinstance(record.get("tasks", {}), dict)
+            and all(isinstance(e, dict) for e in record.get("tasks", {}).values())):
+        return None, "not a suite record (no tasks table)"
+    for task, entry in record["tasks"].items():
+        for key in ("random_score", "reference_score"):
+            value = entry.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                return None, f"{task}: {key} {value!r} is not a number"
+    return record, None
+
+
+def load_scoring(run_dirs: list[str], suites: list[str], suite_file: str | None = None,
+                 notes: list[str] | None = None) -> dict[str, TaskScoring]:
     """Per task, the scoring of the suite that ran it: ``suite_file`` if given, else the ``suite.json`` a runner
     wrote beside the runs (``<results>/<suite>/suite.json``, two levels above each run directory), else the
-    shipped suite files named like the suites in the results."""
+    shipped suite files named like the suites in the results.
+
+    A suite.json that cannot be read is said in ``notes`` (by path, with the reason), and its suite is not
+    replaced by the shipped suite of that name, whose scores may have changed since: its tasks have no scores
+    (they are left out of the normalised tables) unless ``suite_file`` is given."""
     from qbench.config import ConfigError
     from qbench.suites import load_suite
 
@@ -113,10 +151,14 @@ def load_scoring(run_dirs: list[str], suites: list[str], suite_file: str | None 
     scoring: dict[str, TaskScoring] = {}
     recorded = set()
     records = {Path(d).parents[2] / SUITE_RECORD for d in run_dirs if len(Path(d).parents) > 2}
-    for path in sorted(records):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
+    for path in sorted(p for p in records if p.exists()):
+        record, error = _read_suite_record(path)
+        if record is None:
+            recorded.add(path.parent.name)
+            if notes is not None:
+                notes.append(f"{path}: cannot be read ({error}): the random and reference scores of suite "
+                             f"'{path.parent.name}' are unknown, so its tasks are left out of the normalised tables "
+                             "(pass --suite to score them with a suite file)")
             continue
         recorded.add(record.get("suite"))
         for task, entry in _scoring_of_record(record, str(path)).items():
@@ -169,16 +211,9 @@ def _generator(seed: int, *key: Any) -> np.random.Generator:
 
 # --- tables ----------------------------------------------------------------------------------------------------
 
-def final_scores(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: its last evaluation (``final_return``), budget and state. Runs are told apart by
-    ``run_dir``; the score of a run is its final greedy evaluation, as in the sanity suite's pass rule."""
-    if results.empty:
-        return pd.DataFrame(columns=["task", "variant", "seed", "env_id", "env_steps", "final_return", "complete",
-                                     "failed", "run_dir"])
-    last = results.sort_values("env_steps").groupby("run_dir", sort=False).tail(1)
-    finals = last[["task", "variant", "seed", "env_id", "env_steps", "return_mean", "complete", "failed",
-                   "run_dir"]].rename(columns={"return_mean": "final_return"})
-    return finals.sort_values(["task", "variant", "seed"]).reset_index(drop=True)
+STATES = ("complete", "diverged", "crashed", "unfinished", "damaged")
+FINAL_COLUMNS = ["task", "variant", "seed", "env_id", "env_steps", "final_return", "status", "complete", "failed",
+                 "scored", "score_source", "code_version", "attempt_code_versions", "problems", "run_dir"]
 
 
 def _failure_kind(run_dir: str) -> str:
@@ -190,16 +225,94 @@ def _failure_kind(run_dir: str) -> str:
         return "crashed"
 
 
+def runs_of_results(results: pd.DataFrame) -> pd.DataFrame:
+    """The per-run table (``qbench.store.load_runs``'s columns) of a ``load_results`` frame, for a report built
+    from a DataFrame: runs without any evaluation row are not in such a frame, so pass ``runs=load_runs(path)``
+    to ``build_report`` to count them too. Frames without a ``status`` column take it from ``complete``,
+    ``failed`` and the run's error.json."""
+    from qbench.store import RUN_COLUMNS
+
+    if results.empty:
+        return pd.DataFrame(columns=list(RUN_COLUMNS))
+    ordered = results.sort_values("env_steps", kind="stable")
+    last = ordered.groupby("run_dir", sort=False).tail(1).set_index("run_dir")
+    counts = ordered.groupby("run_dir", sort=False).size()
+    rows = []
+    for run_dir, row in last.iterrows():
+        if "status" in row.index and isinstance(row["status"], str) and row["status"]:
+            status = row["status"]
+        elif bool(row.get("complete", False)):
+            status = "complete"
+        else:
+            status = _failure_kind(run_dir) if bool(row.get("failed", False)) else "unfinished"
+        rows.append({"suite": row.get("suite", ""), "task": row["task"], "variant": row["variant"],
+                     "seed": row["seed"], "env_id": row.get("env_id", row["task"]), "status": status,
+                     "evaluations": int(counts[run_dir]), "env_steps": float(row["env_steps"]),
+                     "last_return": float(row["return_mean"]), "attempts": int(row.get("attempts", 1)),
+                     "code_version": row.get("code_version", ""), "attempt_code_versions": "",
+                     "job_hash": row.get("job_hash", ""), "problems": "", "run_dir": run_dir})
+    return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+
+
+def final_scores(results: pd.DataFrame, runs: pd.DataFrame | None = None,
+                 scoring: dict[str, TaskScoring] | None = None) -> pd.DataFrame:
+    """One row per run directory: its state and, for the runs that enter the statistics (``scored``), its score
+    ``final_return`` and where that score comes from (``score_source``):
+
+    - a complete run: its final greedy evaluation (as in the sanity suite's pass rule);
+    - a diverged run: its last evaluation before it diverged, or the task's random score (from ``scoring``) if it
+      diverged before its first evaluation; with no random score known it is left out (``scored`` false);
+    - crashed, unfinished and damaged runs are left out.
+
+    ``runs`` is ``qbench.store.load_runs``'s table (default: the runs seen in ``results``). The scores come from
+    ``results``, so a filtered frame gives the scores of its rows; a run of ``runs`` with evaluations none of
+    which are in ``results`` is left out (filtered away), unless it is damaged (its rows are not to be trusted, and
+    it is named whatever the frame holds)."""
+    seen = runs_of_results(results)
+    if runs is None:
+        runs = seen
+    else:
+        seen = seen.set_index("run_dir")
+        runs = runs[runs["run_dir"].isin(seen.index) | (runs["evaluations"] == 0)
+                    | (runs["status"] == "damaged")].copy()
+        inside = runs["run_dir"].isin(seen.index)
+        for column in ("evaluations", "env_steps", "last_return"):
+            runs[column] = runs[column].astype(float)
+            runs.loc[inside, column] = runs.loc[inside, "run_dir"].map(seen[column]).astype(float)
+    scoring = scoring or {}
+    rows = []
+    for r in runs.itertuples(index=False):
+        score, source = math.nan, ""
+        if r.status == "complete" and r.evaluations > 0:
+            score, source = r.last_return, "final evaluation"
+        elif r.status == "diverged" and r.evaluations > 0:
+            score, source = r.last_return, "last evaluation before divergence"
+        elif r.status == "diverged" and scoring.get(r.task, TaskScoring()).random_score is not None:
+            score, source = float(scoring[r.task].random_score), "random score (diverged before any evaluation)"
+        rows.append({"task": r.task, "variant": r.variant, "seed": r.seed, "env_id": r.env_id,
+                     "env_steps": r.env_steps, "final_return": score, "status": r.status,
+                     "complete": r.status == "complete", "failed": r.status in ("diverged", "crashed"),
+                     "scored": bool(source), "score_source": source,
+                     "code_version": getattr(r, "code_version", ""),
+                     "attempt_code_versions": getattr(r, "attempt_code_versions", ""),
+                     "problems": getattr(r, "problems", ""), "run_dir": r.run_dir})
+    finals = pd.DataFrame(rows, columns=FINAL_COLUMNS)
+    text = ["code_version", "attempt_code_versions", "problems"]
+    finals[text] = finals[text].fillna("").astype(str)
+    return finals.sort_values(["task", "variant", "seed", "run_dir"], na_position="last").reset_index(drop=True)
+
+
 def runs_table(finals: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, variant): how many run directories are in each state, how many enter the statistics
+    (``in_statistics``: complete plus scored diverged runs) and their seeds."""
     rows = []
     for (task, variant), group in finals.groupby(["task", "variant"], sort=True):
-        complete = group[group["complete"]]
-        kinds = [_failure_kind(d) for d in group.loc[group["failed"], "run_dir"]]
-        rows.append({"task": task, "variant": variant, "complete": len(complete),
-                     "diverged": kinds.count("diverged"), "crashed": kinds.count("crashed"),
-                     "unfinished": int((~group["complete"] & ~group["failed"]).sum()),
-                     "seeds": ",".join(str(s) for s in sorted(complete["seed"]))})
-    return pd.DataFrame(rows, columns=["task", "variant", "complete", "diverged", "crashed", "unfinished", "seeds"])
+        scored = group[group["scored"]]
+        counts = group["status"].value_counts()
+        rows.append({"task": task, "variant": variant, **{s: int(counts.get(s, 0)) for s in STATES},
+                     "in_statistics": len(scored),
+                     "seeds": ",".join(str(int(s)) for s in sorted(scored["seed"].dropna()))})
+    return pd.DataFrame(rows, columns=["task", "variant", *STATES, "in_statistics", "seeds"])
 
 
 def _reference_for(references: pd.DataFrame, env_id: str, variant: str, env_steps: int) -> pd.Series | None:
@@ -215,38 +328,87 @@ def _complete(finals: pd.DataFrame) -> pd.DataFrame:
     return finals[finals["complete"]]
 
 
+def _scored(finals: pd.DataFrame) -> pd.DataFrame:
+    """The runs in the statistics: complete runs and diverged runs with a score (see ``final_scores``)."""
+    return finals[finals["scored"]]
+
+
+def _diverged(group: pd.DataFrame) -> int:
+    return int((group["status"] == "diverged").sum())
+
+
+def scored_curves(results: pd.DataFrame, finals: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per scored run, its evaluation returns indexed by env steps. A diverged run's curve is held at its score
+    from its last evaluation to the last evaluation step of the complete runs of its (task, variant), and a run
+    that diverged before its first evaluation is its score (the task's random score) at every one of those steps:
+    so its area under the curve and its learning curve count it as it is scored."""
+    scored = _scored(finals)
+    rows = results[results["run_dir"].isin(set(scored["run_dir"]))]
+    by_run = {d: pd.Series(g["return_mean"].to_numpy(float), index=g["env_steps"].to_numpy(float))
+              for d, g in rows.sort_values("env_steps", kind="stable").groupby("run_dir", sort=False)}
+    out: dict[str, pd.Series] = {}
+    for _, group in scored.groupby(["task", "variant"], sort=True):
+        complete = [by_run[d] for d in group.loc[group["complete"], "run_dir"] if d in by_run]
+        grid = sorted(set().union(*(set(c.index) for c in complete))
+                      or set().union(*(set(by_run[d].index) for d in group["run_dir"] if d in by_run)))
+        for r in group.itertuples(index=False):
+            curve = by_run.get(r.run_dir)
+            if curve is None:
+                curve = pd.Series(r.final_return, index=np.asarray(grid or [0.0], dtype=float))
+            elif r.status == "diverged":
+                later = [step for step in grid if step > curve.index.max()]
+                if later:
+                    curve = pd.concat([curve, pd.Series(r.final_return, index=np.asarray(later, dtype=float))])
+            out[r.run_dir] = curve
+    return out
+
+
+def _budget(group: pd.DataFrame) -> float:
+    """The budget of a (task, variant): the last evaluation step of its complete runs, else of any scored run."""
+    steps = group.loc[group["complete"], "env_steps"].dropna()
+    if steps.empty:
+        steps = group["env_steps"].dropna()
+    return float(steps.max()) if not steps.empty else math.nan
+
+
 def per_task_table(finals: pd.DataFrame, results: pd.DataFrame, references: pd.DataFrame, *, seed: int,
                    reps: int, confidence: float) -> pd.DataFrame:
-    complete = _complete(finals)
-    auc = {run_dir: stats.area_under_curve(run["env_steps"].to_numpy(), run["return_mean"].to_numpy())
-           for run_dir, run in results[results["run_dir"].isin(set(complete["run_dir"]))].groupby("run_dir")}
+    """Final return per (task, variant) over the runs in the statistics (``seeds``, of which ``diverged``
+    diverged): mean, std, IQM with its CI, the budget, the area under the learning curve (``scored_curves``) and
+    the published reference."""
+    scored = _scored(finals)
+    curves = scored_curves(results, finals)
     rows = []
-    for (task, variant), group in complete.groupby(["task", "variant"], sort=True):
+    for (task, variant), group in scored.groupby(["task", "variant"], sort=True):
         scores = group["final_return"].to_numpy(float)
         ci = stats.bootstrap_ci(scores[:, None], stats.iqm, _generator(seed, "per_task", task, variant), reps,
                                 confidence)
         env_id = group["env_id"].iloc[0]
-        budget = int(group["env_steps"].max())
-        aucs = [auc[d] for d in group["run_dir"]]
-        row = {"task": task, "variant": variant, "seeds": len(scores), "env_steps": budget,
-               "mean": scores.mean(), "std": scores.std(ddof=1) if len(scores) > 1 else math.nan,
+        budget = _budget(group)
+        aucs = [stats.area_under_curve(curves[d].index.to_numpy(), curves[d].to_numpy()) for d in group["run_dir"]]
+        row = {"task": task, "variant": variant, "seeds": len(scores), "diverged": _diverged(group),
+               "env_steps": budget, "mean": scores.mean(), "std": scores.std(ddof=1) if len(scores) > 1 else math.nan,
                "iqm": ci.point, "iqm_lower": ci.lower, "iqm_upper": ci.upper,
                "auc_mean": float(np.mean(aucs)),
                "reference_mean": math.nan, "reference_std": math.nan, "reference_env_steps": math.nan,
                "reference_runs": math.nan, "reference_source": ""}
-        ref = _reference_for(references, env_id, variant, budget)
+        ref = None if math.isnan(budget) else _reference_for(references, env_id, variant, budget)
         if ref is not None:
             row.update(reference_mean=float(ref["mean_return"]), reference_std=float(ref["std_return"]),
                        reference_env_steps=int(ref["train_steps"]), reference_runs=int(ref["n_runs"]),
                        reference_source=f"{ref['source']} ({ref['env_id']})")
         rows.append(row)
-    return pd.DataFrame(rows, columns=["task", "variant", "seeds", "env_steps", "mean", "std", "iqm", "iqm_lower",
-                                       "iqm_upper", "auc_mean", "reference_mean", "reference_std",
-                                       "reference_env_steps", "reference_runs", "reference_source"])
+    table = pd.DataFrame(rows, columns=["task", "variant", "seeds", "diverged", "env_steps", "mean", "std", "iqm",
+                                        "iqm_lower", "iqm_upper", "auc_mean", "reference_mean", "reference_std",
+                                        "reference_env_steps", "reference_runs", "reference_source"])
+    if not table.empty and table["env_steps"].notna().all():
+        table["env_steps"] = table["env_steps"].astype(int)
+    return table
 
 
 def references_table(finals: pd.DataFrame, references: pd.DataFrame) -> pd.DataFrame:
-    tasks = finals.drop_duplicates("task")[["task", "env_id"]]
+    known = finals[finals["env_id"].astype(bool) & finals["status"].ne("damaged")]
+    tasks = known.drop_duplicates("task")[["task", "env_id"]]
     rows = []
     for task, env_id in tasks.itertuples(index=False):
         for ref in references[references["env_id"].map(base_env) == base_env(env_id)].itertuples(index=False):
@@ -258,9 +420,10 @@ def references_table(finals: pd.DataFrame, references: pd.DataFrame) -> pd.DataF
 
 
 def normalised_scores(finals: pd.DataFrame, scoring: dict[str, TaskScoring]) -> dict[str, dict[str, np.ndarray]]:
-    """Per variant, per normalisable task, the normalised final scores of its complete runs."""
+    """Per variant, per normalisable task, the normalised scores of its runs in the statistics (complete and
+    diverged, see ``final_scores``)."""
     out: dict[str, dict[str, np.ndarray]] = {}
-    for (variant, task), group in _complete(finals).groupby(["variant", "task"], sort=True):
+    for (variant, task), group in _scored(finals).groupby(["variant", "task"], sort=True):
         entry = scoring.get(task)
         if entry is None or not entry.normalisable:
             continue
@@ -270,24 +433,39 @@ def normalised_scores(finals: pd.DataFrame, scoring: dict[str, TaskScoring]) -> 
     return out
 
 
-def aggregate_table(normalised: dict[str, dict[str, np.ndarray]], *, seed: int, reps: int,
-                    confidence: float) -> pd.DataFrame:
+def diverged_counts(finals: pd.DataFrame, scoring: dict[str, TaskScoring] | None = None) -> dict[str, int]:
+    """Per variant, how many of its runs in the statistics diverged; with ``scoring``, only on normalisable tasks
+    (the runs of the normalised tables)."""
+    scored = _scored(finals)
+    if scoring is not None:
+        scored = scored[scored["task"].isin([t for t, entry in scoring.items() if entry.normalisable])]
+    return {variant: _diverged(group) for variant, group in scored.groupby("variant", sort=True)}
+
+
+def aggregate_table(normalised: dict[str, dict[str, np.ndarray]], *, seed: int, reps: int, confidence: float,
+                    diverged: dict[str, int] | None = None) -> pd.DataFrame:
+    """IQM, median, mean and optimality gap of the normalised scores per variant; ``runs`` counts the runs in
+    them, ``diverged`` how many of those diverged (``diverged_counts``)."""
+    diverged = diverged or {}
     rows = []
     for variant, by_task in normalised.items():
         for metric, fn in METRICS.items():
             ci = stats.bootstrap_ci(by_task, fn, _generator(seed, "aggregate", variant, metric), reps, confidence)
             rows.append({"variant": variant, "metric": metric, "tasks": len(by_task),
-                         "runs": sum(len(v) for v in by_task.values()), "point": ci.point, "lower": ci.lower,
-                         "upper": ci.upper})
-    return pd.DataFrame(rows, columns=["variant", "metric", "tasks", "runs", "point", "lower", "upper"])
+                         "runs": sum(len(v) for v in by_task.values()), "diverged": diverged.get(variant, 0),
+                         "point": ci.point, "lower": ci.lower, "upper": ci.upper})
+    return pd.DataFrame(rows, columns=["variant", "metric", "tasks", "runs", "diverged", "point", "lower", "upper"])
 
 
 def improvement_table(finals: pd.DataFrame, *, seed: int, reps: int, confidence: float) -> pd.DataFrame:
-    """P(X > Y) on raw final returns over the tasks both variants ran (the probability is unchanged by any
-    per-task increasing normalisation, so it needs no random or reference score)."""
+    """P(X > Y) on raw final scores over the tasks both variants ran (the probability is unchanged by any
+    per-task increasing normalisation, so it needs no random or reference score); diverged runs count at their
+    score. ``x_diverged`` and ``y_diverged``: the diverged runs of each on those tasks."""
     by_variant: dict[str, dict[str, np.ndarray]] = {}
-    for (variant, task), group in _complete(finals).groupby(["variant", "task"], sort=True):
+    diverged: dict[tuple[str, str], int] = {}
+    for (variant, task), group in _scored(finals).groupby(["variant", "task"], sort=True):
         by_variant.setdefault(variant, {})[task] = group["final_return"].to_numpy(float)
+        diverged[variant, task] = _diverged(group)
     rows = []
     for x, x_tasks in by_variant.items():
         for y, y_tasks in by_variant.items():
@@ -298,22 +476,26 @@ def improvement_table(finals: pd.DataFrame, *, seed: int, reps: int, confidence:
             ci = stats.probability_of_improvement_ci(xs, ys, _generator(seed, "improvement", x, y), reps,
                                                      confidence)
             rows.append({"x": x, "y": y, "tasks": len(shared), "point": ci.point, "lower": ci.lower,
-                         "upper": ci.upper})
-    return pd.DataFrame(rows, columns=["x", "y", "tasks", "point", "lower", "upper"])
+                         "upper": ci.upper, "x_diverged": sum(diverged[x, t] for t in shared),
+                         "y_diverged": sum(diverged[y, t] for t in shared)})
+    return pd.DataFrame(rows, columns=["x", "y", "tasks", "point", "lower", "upper", "x_diverged", "y_diverged"])
 
 
 def profiles_table(normalised: dict[str, dict[str, np.ndarray]], *, seed: int, reps: int, confidence: float,
-                   points: int = 101) -> pd.DataFrame:
+                   points: int = 101, diverged: dict[str, int] | None = None) -> pd.DataFrame:
+    diverged = diverged or {}
+    columns = ["variant", "tau", "point", "lower", "upper", "runs", "diverged"]
     all_scores = [s for by_task in normalised.values() for v in by_task.values() for s in v]
     if not all_scores:
-        return pd.DataFrame(columns=["variant", "tau", "point", "lower", "upper"])
+        return pd.DataFrame(columns=columns)
     taus = np.linspace(min(0.0, min(all_scores)), max(1.0, max(all_scores)), points)
     frames = []
     for variant, by_task in normalised.items():
         band = stats.performance_profile_ci(by_task, taus, _generator(seed, "profile", variant), reps, confidence)
         frames.append(pd.DataFrame({"variant": variant, "tau": taus, "point": band.point, "lower": band.lower,
-                                    "upper": band.upper}))
-    return pd.concat(frames, ignore_index=True)
+                                    "upper": band.upper, "runs": sum(len(v) for v in by_task.values()),
+                                    "diverged": diverged.get(variant, 0)}))
+    return pd.concat(frames, ignore_index=True)[columns]
 
 
 def _bootstrap_iqm_over_seeds(curves: np.ndarray, rng: np.random.Generator, reps: int,
@@ -334,20 +516,23 @@ def _bootstrap_iqm_over_seeds(curves: np.ndarray, rng: np.random.Generator, reps
 
 def curves_table(results: pd.DataFrame, finals: pd.DataFrame, *, seed: int, reps: int,
                  confidence: float) -> pd.DataFrame:
-    """Learning curves of complete runs: at the evaluation steps all seeds share, IQM over seeds with a CI."""
-    complete_dirs = set(_complete(finals)["run_dir"])
+    """Learning curves of the runs in the statistics (diverged runs held at their score after they diverged, see
+    ``scored_curves``): at the evaluation steps all of them share, IQM over seeds with a CI."""
+    curves = scored_curves(results, finals)
     frames = []
-    for (task, variant), group in results[results["run_dir"].isin(complete_dirs)].groupby(["task", "variant"],
-                                                                                        sort=True):
-        wide = group.pivot_table(index="run_dir", columns="env_steps", values="return_mean").dropna(axis=1)
+    for (task, variant), group in _scored(finals).groupby(["task", "variant"], sort=True):
+        long = pd.concat([pd.DataFrame({"run_dir": d, "env_steps": curves[d].index, "return_mean": curves[d].values})
+                          for d in group["run_dir"]], ignore_index=True)
+        wide = long.pivot_table(index="run_dir", columns="env_steps", values="return_mean").dropna(axis=1)
         if wide.empty:
             continue
         point, lower, upper = _bootstrap_iqm_over_seeds(wide.to_numpy(float), _generator(seed, "curve", task,
                                                         variant), reps, confidence)
         frames.append(pd.DataFrame({"task": task, "variant": variant, "env_steps": wide.columns.astype(int),
-                                    "iqm": point, "lower": lower, "upper": upper, "seeds": len(wide)}))
+                                    "iqm": point, "lower": lower, "upper": upper, "seeds": len(wide),
+                                    "diverged": _diverged(group[group["run_dir"].isin(set(wide.index))])}))
     if not frames:
-        return pd.DataFrame(columns=["task", "variant", "env_steps", "iqm", "lower", "upper", "seeds"])
+        return pd.DataFrame(columns=["task", "variant", "env_steps", "iqm", "lower", "upper", "seeds", "diverged"])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -394,37 +579,69 @@ def cost_table(finals: pd.DataFrame) -> pd.DataFrame:
 
 # --- the report --------------------------------------------------------------------------------------------------
 
+def _short(version: str) -> str:
+    """A git commit as its first 12 characters (keeping '-dirty'); a 'qbench X' version as it is."""
+    if re.fullmatch(r"[0-9a-f]{40}(-dirty)?", version):
+        return version[:12] + ("-dirty" if version.endswith("-dirty") else "")
+    return version
+
+
 def _notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, TaskScoring],
            overestimation: pd.DataFrame, cost: pd.DataFrame) -> list[str]:
     notes = []
+    for r in finals[finals["status"] == "damaged"].itertuples(index=False):
+        notes.append(f"{r.run_dir}: damaged, left out of every statistic: "
+                     + (r.problems or "its files cannot all be read (qbench.store.load_runs says which)"))
+    for r in finals[(finals["status"] != "damaged") & finals["problems"].astype(bool)].itertuples(index=False):
+        notes.append(f"{r.run_dir} ({r.status}): {r.problems}")
     for task, group in runs.groupby("task", sort=True):
-        counts = dict(zip(group["variant"], group["complete"]))
+        counts = dict(zip(group["variant"], group["in_statistics"]))
         if len(set(counts.values())) > 1:
-            notes.append(f"{task}: unequal numbers of complete seeds: "
+            notes.append(f"{task}: unequal numbers of runs in the statistics: "
                          + ", ".join(f"{v} {n}" for v, n in sorted(counts.items()))
                          + " (statistics use the runs there are; each task weighs equally in aggregates)")
-    for row in runs[runs["diverged"] > 0].itertuples(index=False):
-        notes.append(f"{row.task} / {row.variant}: {row.diverged} run(s) diverged (NaN or inf loss) and are left out "
-                     "of every statistic: count them against the variant")
+    for (task, variant), group in finals[finals["status"] == "diverged"].groupby(["task", "variant"], sort=True):
+        described = []
+        for r in group.itertuples(index=False):
+            if r.score_source.startswith("last"):
+                what = f"scored {r.final_return:g}, its evaluation at {int(r.env_steps):,} env steps"
+            elif r.scored:
+                what = f"before any evaluation: scored at the task's random score {r.final_return:g}"
+            else:
+                what = f"before any evaluation, and {task} has no random score: left out of every statistic"
+            described.append(f"{r.run_dir} ({what})")
+        notes.append(f"{task} / {variant}: {len(group)} run(s) diverged (NaN or inf loss); they count against the "
+                     "variant in every statistic, each at its last evaluation before it diverged, or at the task's "
+                     "random score if it diverged before any: " + "; ".join(described))
     for row in runs[runs["crashed"] > 0].itertuples(index=False):
         notes.append(f"{row.task} / {row.variant}: {row.crashed} run(s) crashed, left out of every statistic "
-                     "(qbench run retries them)")
-    unfinished = runs[runs["unfinished"] > 0]
-    for row in unfinished.itertuples(index=False):
+                     "(a crash is not an outcome of the algorithm; qbench run retries them)")
+    for row in runs[runs["unfinished"] > 0].itertuples(index=False):
         notes.append(f"{row.task} / {row.variant}: {row.unfinished} unfinished run(s), left out of every statistic")
-    for (task, variant), group in finals[finals["complete"]].groupby(["task", "variant"], sort=True):
-        budgets = sorted(set(group["env_steps"]))
+    for (task, variant), group in _complete(finals).groupby(["task", "variant"], sort=True):
+        budgets = sorted({int(b) for b in group["env_steps"]})
         if len(budgets) > 1:
             notes.append(f"{task} / {variant}: runs with different budgets are pooled ("
                          + ", ".join(f"{b:,}" for b in budgets) + " env steps): report one suite's folder to keep "
                          "them apart")
+    for (task, variant), group in _scored(finals).groupby(["task", "variant"], sort=True):
         counts = group["seed"].value_counts()
         repeated = sorted(int(s) for s in counts[counts > 1].index)
         if repeated:
             notes.append(f"{task} / {variant}: seed(s) {', '.join(map(str, repeated))} appear in more than one run "
                          "(other suites, or other settings such as runs made before and after a task's defaults "
                          "changed), and each run counts as a seed: report one suite's folder, or move stale runs out")
-    left_out = sorted(t for t in set(finals["task"]) if t not in scoring or not scoring[t].normalisable)
+        versions = group.loc[group["code_version"].astype(bool), "code_version"].value_counts()
+        if len(versions) > 1:
+            notes.append(f"{task} / {variant}: its runs come from different code versions ("
+                         + ", ".join(f"{_short(v)}: {n} run(s)" for v, n in sorted(versions.items()))
+                         + "), pooled here: rerun them with one version, or report them apart")
+    for r in finals[finals["attempt_code_versions"].str.contains(",", regex=False)].itertuples(index=False):
+        notes.append(f"{r.run_dir}: its attempts ran different code ("
+                     + ", ".join(_short(v) for v in r.attempt_code_versions.split(", "))
+                     + "): a resumed run mixes them")
+    known = finals[finals["status"] != "damaged"]
+    left_out = sorted(t for t in set(known["task"]) if t not in scoring or not scoring[t].normalisable)
     if left_out:
         notes.append("no random and reference score for " + ", ".join(left_out)
                      + ": left out of the normalised aggregate and the performance profiles")
@@ -436,35 +653,43 @@ def _notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, TaskScor
 
 
 def build_report(results: str | Path | pd.DataFrame, *, suite: str | None = None, seed: int = 0,
-                 reps: int = 2000, confidence: float = 0.95, references: pd.DataFrame | None = None) -> Report:
-    """Every table of the report for a results folder (or a ``load_results`` frame, for notebooks)."""
-    from qbench.store import load_results
+                 reps: int = 2000, confidence: float = 0.95, references: pd.DataFrame | None = None,
+                 runs: pd.DataFrame | None = None) -> Report:
+    """Every table of the report for a results folder (or a ``load_results`` frame, for notebooks; pass
+    ``runs=load_runs(path)`` too to count the runs that have no evaluation row)."""
+    from qbench.store import load_runs_and_results
 
-    source = "DataFrame" if isinstance(results, pd.DataFrame) else str(results)
-    df = results if isinstance(results, pd.DataFrame) else load_results(results)
-    if df.empty:
+    if isinstance(results, pd.DataFrame):
+        source, df = "DataFrame", results
+        runs = runs_of_results(df) if runs is None else runs
+    else:
+        source = str(results)
+        runs, df = load_runs_and_results(results)
+    if runs.empty:
         raise NoResultsError(f"no run with evaluations under '{source}' (a run directory holds config.json and "
                              "evaluations.csv)")
-    scoring = load_scoring(sorted(set(df["run_dir"])), sorted(set(df["suite"])), suite)
-    env_ids = dict(zip(df["task"], df["env_id"]))
-    for task, entry in atari_scoring(env_ids).items():
+    notes: list[str] = []
+    scoring = load_scoring(sorted(set(runs["run_dir"])), sorted(set(runs["suite"])), suite, notes)
+    known = runs[runs["env_id"].astype(bool)]
+    for task, entry in atari_scoring(dict(zip(known["task"], known["env_id"]))).items():
         if task not in scoring or not scoring[task].normalisable:
             scoring[task] = entry
     references = load_references() if references is None else references
-    finals = final_scores(df)
+    finals = final_scores(df, runs, scoring)
     boot = {"seed": seed, "reps": reps, "confidence": confidence}
     normalised = normalised_scores(finals, scoring)
+    diverged = diverged_counts(finals, scoring)
     tables = {
         "runs": runs_table(finals),
         "per_task": per_task_table(finals, df, references, **boot),
         "references": references_table(finals, references),
-        "aggregate": aggregate_table(normalised, **boot),
+        "aggregate": aggregate_table(normalised, **boot, diverged=diverged),
         "improvement": improvement_table(finals, **boot),
-        "profiles": profiles_table(normalised, **boot),
+        "profiles": profiles_table(normalised, **boot, diverged=diverged),
         "curves": curves_table(df, finals, **boot),
         "overestimation": overestimation_table(df, finals),
         "cost": cost_table(finals),
         "finals": finals,
     }
-    notes = _notes(tables["runs"], finals, scoring, tables["overestimation"], tables["cost"])
+    notes += _notes(tables["runs"], finals, scoring, tables["overestimation"], tables["cost"])
     return Report(source, tables, notes, scoring, seed, reps, confidence)

@@ -13,20 +13,24 @@ import numpy as np
 
 from qbench.analysis.report import SUITE_RECORD
 from qbench.config import config_hash
-from qbench.store import ERROR, RUNNER, RunDir, atomic_write_json
+from qbench.store import ERROR, METADATA, RUNNER, RunDir, atomic_write_json
 
 
 def write_run(results: Path, suite: str, task: str, variant: str, seed: int, env_steps: Sequence[int],
               returns: Sequence[float], *, env_id: str | None = None, q_start: Sequence[float] | None = None,
               discounted: Sequence[float] | None = None, state: str = "complete", wall_s: float = 10.0,
-              peak_rss_mb: float | None = 300.0) -> Path:
-    """One run directory; ``state`` is complete (summary.json), diverged or crashed (error.json) or unfinished."""
+              peak_rss_mb: float | None = 300.0, runner: dict | None = None, metadata: dict | None = None) -> Path:
+    """One run directory; ``state`` is complete (summary.json), diverged or crashed (error.json) or unfinished.
+    No ``env_steps`` (a run that stopped before its first evaluation): no evaluations.csv. ``runner`` adds keys to
+    runner.json (e.g. git_commit, attempt_history); ``metadata`` writes a metadata.json."""
     job = {"variant": variant, "task": task, "env_id": env_id or task, "env_kwargs": {}, "seed": seed,
            "config": {"synthetic": True}}
     path = Path(results) / suite / task / variant / f"seed{seed}-{config_hash(job)}"
     run = RunDir(path)
     run.write_config(job)
-    atomic_write_json(path / RUNNER, {"suite": suite, "attempts": 1})
+    atomic_write_json(path / RUNNER, {"suite": suite, "attempts": 1, **(runner or {})})
+    if metadata is not None:
+        atomic_write_json(path / METADATA, metadata)
     rows = []
     for i, (steps, ret) in enumerate(zip(env_steps, returns)):
         row = {"env_steps": int(steps), "return_mean": float(ret), "return_std": 0.0, "return_min": float(ret),
@@ -35,7 +39,8 @@ def write_run(results: Path, suite: str, task: str, variant: str, seed: int, env
             row.update(q_start_mean=float(q_start[i]), discounted_return_mean=float(discounted[i]))
         row["wall_s"] = wall_s * (i + 1) / len(env_steps)
         rows.append(row)
-    run.write_evaluations(rows)
+    if rows:
+        run.write_evaluations(rows)
     if state == "complete":
         summary = {"variant": variant, "task": task, "seed": seed, "final_return_mean": float(returns[-1]),
                    "env_steps": int(env_steps[-1]), "wall_s": wall_s, "steps_per_s": env_steps[-1] / wall_s}
