@@ -205,7 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if state == "complete":
         summary = read_json_or_empty(path / SUMMARY)
         console.print(f"{path} already holds this job, complete (remove it to train again): "
-                      + _final_line(summary), highlight=False)
+                      + _final_line(summary, job.task), highlight=False)
         return 0
     total = job.config.total_env_steps
     with job_lock(path) as held:
@@ -221,17 +221,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         except DivergedError as exc:
             print(f"qbench: run diverged: {exc} (recorded in {path / 'error.json'})", file=sys.stderr)
             return 1
-    console.print(_final_line(summary), highlight=False)
+    console.print(_final_line(summary, job.task), highlight=False)
     return 0
 
 
-def _final_line(summary: dict[str, Any]) -> str:
+def _final_line(summary: dict[str, Any], task=None) -> str:
     if "final_return_mean" not in summary:
         return "(its summary.json is unreadable)"
     line = (f"final return {summary['final_return_mean']:.1f} +- {summary.get('final_return_std', 0.0):.1f} "
             f"at {summary.get('env_steps', 0):,} env steps")
     if "wall_s" in summary and "steps_per_s" in summary:
         line += f"; {summary['wall_s']:.1f} s, {summary['steps_per_s']:.0f} steps/s"
+    if task is not None and task.description:   # what the number means, so that a newcomer can judge it
+        line += f" ({task.name}: {task.description})"
     return line
 
 
