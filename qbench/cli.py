@@ -394,10 +394,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not 0 < args.confidence < 1:
         raise ConfigError(f"--confidence must lie between 0 and 1, got {args.confidence}")
     try:
+        import jinja2  # noqa: F401   (pandas' Styler: HTML and LaTeX tables)
         import matplotlib  # noqa: F401
         import seaborn  # noqa: F401
+        import tabulate  # noqa: F401  (DataFrame.to_markdown)
     except ImportError:
-        raise ConfigError("qbench report draws with seaborn and matplotlib: pip install 'qbench[report]'") from None
+        raise ConfigError("qbench report draws with seaborn and matplotlib and renders tables with tabulate and "
+                          "jinja2: pip install 'qbench[report]'") from None
     from qbench.analysis.render import write_report
     from qbench.analysis.report import NoResultsError, build_report
 

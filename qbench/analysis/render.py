@@ -196,13 +196,10 @@ def sections(report: Report) -> list[Section]:
 # --- writers -----------------------------------------------------------------------------------------------------
 
 def _markdown_table(table: pd.DataFrame) -> str:
-    def cell(v) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    head = "| " + " | ".join(cell(c) for c in table.columns) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
+    """A pipe table; ``|`` and line breaks inside cells would end a cell or a row, so they are escaped."""
+    escape = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
+    cells = table.rename(columns=escape).map(escape)
+    return cells.to_markdown(index=False, tablefmt="pipe", disable_numparse=True)    # keep our number formats
 
 
 def _header_lines(report: Report) -> list[str]:
@@ -234,6 +231,9 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+td { white-space: nowrap; }                    /* an interval or a task id on one line, */
+td:last-child { white-space: normal; min-width: 12em; }   /* long text last (references) */
+.wide { overflow-x: auto; }                    /* a table wider than the page scrolls */
 th { background: #f0f3f7; }
 tr:nth-child(even) td { background: #fafafa; }
 img { max-width: 100%; }
@@ -242,10 +242,8 @@ img { max-width: 100%; }
 
 
 def _html_table(table: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-                   for row in table.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (table.map(str).style.hide(axis="index").format(escape="html")
+            .format_index(escape="html", axis=1).to_html(exclude_styles=True))
 
 
 def to_html(report: Report, figures: dict[str, bytes]) -> str:
@@ -264,7 +262,7 @@ def to_html(report: Report, figures: dict[str, bytes]) -> str:
         if s.text:
             parts.append(f"<p>{html.escape(s.text)}</p>")
         if has_table:
-            parts.append(_html_table(s.table))
+            parts.append(f"<div class='wide'>{_html_table(s.table)}</div>")
         if s.figure in figures:
             data = base64.b64encode(figures[s.figure]).decode()
             parts.append(f"<img alt='{html.escape(s.title)}' src='data:image/png;base64,{data}'>")
@@ -272,27 +270,30 @@ def to_html(report: Report, figures: dict[str, bytes]) -> str:
     return "\n".join(parts)
 
 
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "±": r"$\pm$", "–": "--", "−": "-", "τ": r"$\tau$"}
+# After pandas' escape="latex" (& % $ # _ { } ~ ^ \\): characters that pdflatex cannot set from UTF-8 input, or
+# that its default OT1 font encoding sets as other glyphs (< > | print as ¡ ¿ —).
+_LATEX_TEXT = str.maketrans({"±": r"$\pm$", "–": "--", "−": "-", "τ": r"$\tau$", "<": r"\textless{}",
+                             ">": r"\textgreater{}", "|": r"\textbar{}"})
 
 
-def _latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+def _latex_text(escaped: str) -> str:
+    return escaped.replace(">=", r"$\geq$").translate(_LATEX_TEXT)
+
+
+def _latex_table(title: str, table: pd.DataFrame) -> str:
+    """A booktabs table (\\toprule, \\midrule, \\bottomrule), left-aligned columns, in a small font."""
+    styler = (table.map(str).style.hide(axis="index").format(_latex_text, escape="latex")
+              .format_index(_latex_text, escape="latex", axis=1))
+    latex = styler.to_latex(hrules=True, position="ht", position_float="centering",   # text columns: "l"
+                            caption=_latex_text(title))     # titles are our own plain words: nothing to escape
+    return latex.replace("\\centering\n", "\\centering\n\\small\n", 1).rstrip("\n")
 
 
 def to_latex(report: Report) -> str:
     """One booktabs table per section (needs \\usepackage{booktabs})."""
     out = ["% qbench report tables; needs \\usepackage{booktabs}", *(f"% {line}" for line in _header_lines(report))]
-    for s in sections(report):
-        if s.table is None or s.table.empty:
-            continue
-        cols = "l" * len(s.table.columns)
-        out += ["", "\\begin{table}[ht]", "\\centering", "\\small",
-                f"\\caption{{{_latex_escape(s.title)}}}", f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
-                " & ".join(_latex_escape(c) for c in s.table.columns) + " \\\\", "\\midrule"]
-        out += [" & ".join(_latex_escape(v) for v in row) + " \\\\" for row in s.table.itertuples(index=False)]
-        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    out += ["\n" + _latex_table(s.title, s.table) for s in sections(report)
+            if s.table is not None and not s.table.empty]
     return "\n".join(out) + "\n"
 
 
