@@ -126,7 +126,9 @@ def overestimation_display(report: Report) -> pd.DataFrame:
     return pd.DataFrame([{"task": r.task, "variant": r.variant, "env steps": _steps(r.env_steps),
                           "predicted Q(s0, a0)": _num(r.q_start_mean),
                           "measured discounted return": _num(r.discounted_return_mean),
-                          "overestimation": _num(r.overestimation), "seeds": r.seeds}
+                          "overestimation (CI)": _ci(r.overestimation, r.overestimation_lower,
+                                                     r.overestimation_upper),
+                          "seeds": r.seeds}
                          for r in last.sort_values(["task", "variant"]).itertuples(index=False)])
 
 
@@ -183,7 +185,9 @@ def sections(report: Report) -> list[Section]:
                 improvement_display(report), "probability_of_improvement"),
         Section("Overestimation",
                 "Q(s0, a0) predicted by the network at the first state of each evaluation episode against the "
-                "discounted return then collected, mean over seeds, at the last evaluation.",
+                "discounted return then collected, at the last evaluation: each an IQM over seeds (robust to "
+                "one seed whose Q runs away), the overestimation being the IQM of each seed's own difference, with "
+                f"a {pct} bootstrap CI over seeds.",
                 overestimation_display(report), "overestimation"),
         Section("Cost", "Wall time and throughput of the complete runs; peak memory is the largest resident set "
                 "of the worker process (an upper bound when a worker ran several jobs).", cost_display(report)),
