@@ -438,7 +438,7 @@ def load_checkpoint(run: RunDir, job: Job) -> dict[str, Any] | None:
     try:
         state = torch.load(path, weights_only=False)
         if not isinstance(state, dict):
-            raise ValueError("not a qbench checkpoint")
+            raise TypeError("not a qbench checkpoint")
     except Exception as exc:   # noqa: BLE001 - torch raises many kinds for a torn or foreign file
         raise DamagedCheckpointError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from None
     if state.get("job_hash") != job.hash:

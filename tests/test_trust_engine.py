@@ -1,5 +1,6 @@
 """Correctness fixes of the engine (issue 10): each test fails on the code before the fix."""
 
+import itertools
 import json
 
 import gymnasium as gym
@@ -178,7 +179,7 @@ def test_checkpoints_write_only_new_transitions_and_a_damaged_one_is_set_aside(t
     with pytest.raises(Stop):
         run_job(job, RunDir(tmp_path / "cut"), progress=stop_at_third)
     # each checkpoint adds one chunk from where the previous ended; chunks the ring has overwritten are deleted
-    for before, after in zip(seen, seen[1:], strict=False):
+    for before, after in itertools.pairwise(seen):
         assert after[-1][0] == before[-1][1]
     end = seen[-1][-1][1]
     assert all(e + 400 > end for _, e in seen[-1])

@@ -1,5 +1,7 @@
 """Small environments for the correctness tests of the engine (module:Class tasks)."""
 
+from typing import ClassVar
+
 import gymnasium as gym
 import numpy as np
 
@@ -30,8 +32,8 @@ class ConstantEnv(gym.Env):
 
     observation_space = gym.spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
     action_space = gym.spaces.Discrete(2)
-    reset_seeds: list = []
-    actions: list = []
+    reset_seeds: ClassVar[list] = []
+    actions: ClassVar[list] = []
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
