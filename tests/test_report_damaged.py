@@ -9,17 +9,10 @@ from qbench.analysis.report import build_report
 from qbench.analysis.synthetic import write_run, write_suite_record
 from qbench.store import load_results, load_runs, read_csv_rows
 from tests.harness import run_qbench
+from tests.test_report import row
 
 STEPS = [1000, 2000]
 COMMIT_A, COMMIT_B = "a" * 40, "b" * 40
-
-
-def row(table, **keys):
-    match = table
-    for k, v in keys.items():
-        match = match[match[k] == v]
-    assert len(match) == 1, keys
-    return match.iloc[0]
 
 
 def notes_about(report, path):
