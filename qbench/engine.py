@@ -508,3 +508,20 @@ def run_job(job: Job, run: RunDir, command: list[str] | None = None,
     (run.path / CHECKPOINT).unlink(missing_ok=True)
     shutil.rmtree(run.path / CHECKPOINT_REPLAY, ignore_errors=True)
     return summary
+
+
+def run_batch(jobs: list[Job], runs: list[RunDir], command: list[str] | None = None,
+              progress: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any] | BaseException]:
+    """Train the seeds of one (variant, task, config) together; one result per job, in order: its summary, or
+    the DivergedError of a seed that diverged (its error.json is written). Any other exception fails the batch.
+    progress(env_steps, info): info carries "seed" for per-seed events (evaluation, diagnostics) and "seeds" for
+    batch events (checkpoint).
+
+    (Interim: trains the seeds one after another; the seed-axis engine replaces the body.)"""
+    results: list[dict[str, Any] | BaseException] = []
+    for job, run in zip(jobs, runs, strict=True):
+        try:
+            results.append(run_job(job, run, command, progress))
+        except DivergedError as exc:
+            results.append(exc)
+    return results
