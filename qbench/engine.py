@@ -1,7 +1,13 @@
-"""The one training loop. Every variant is this loop with different parts in its slots.
+"""The one training loop. Every variant is this loop with different parts in its slots, and every run is a batch of K
+seeds trained side by side (a single run is K = 1 of the same code).
 
 collect -> store -> (every env_steps_per_update) sample -> target -> loss -> step -> maybe update target,
-with a greedy evaluation on a separate env every eval_interval_env_steps.
+with a greedy evaluation on separate envs every eval_interval_env_steps.
+
+The seed axis: every parameter, optimiser state and batch tensor has the seeds first (see parts/networks.py); each
+seed has its own env, replay ring, random streams and run directory. A seed's numbers do not depend on its batch:
+its losses are summed with the others', so its parameters get the gradient of its own loss only; Adam, clipping and
+target updates are elementwise or per seed; its random numbers come from its own streams.
 """
 
 from __future__ import annotations
@@ -32,9 +38,8 @@ from qbench.parts.exploration import (
     capped_epsilon,
     epsilon_greedy_probs,
     linear_schedule,
-    sample_from_probs,
 )
-from qbench.parts.losses import global_grad_norm, td_loss
+from qbench.parts.losses import seed_grad_norms, td_loss
 from qbench.parts.maximisers import (
     ActorMaximiser,
     CEMMaximiser,
@@ -43,56 +48,18 @@ from qbench.parts.maximisers import (
     NAFMaximiser,
     RandomSamplingMaximiser,
 )
-from qbench.parts.networks import NAFQ, Actor, DiscreteQ, StateActionQ
+from qbench.parts.networks import NAFQ, Actor, DiscreteQ, StateActionQ, flatten_parameters
 from qbench.parts.target_update import hard_update, polyak_update
 from qbench.parts.targets import bootstrap_value, td_targets
 from qbench.replay.buffer import ReplayBuffer
+from qbench.seed_axis import SeedEnvs, slice_seed, stack_seeds
 from qbench.store import CHECKPOINT, CHECKPOINT_REPLAY, METADATA, RunDir, atomic_write_bytes, run_metadata
+
+CHECKPOINT_FORMAT = 2   # 2: one seed's slice of a seed-axis batch, env restored by replaying its episode's actions
 
 
 class DivergedError(RuntimeError):
-    """The TD loss became NaN or infinite."""
-
-
-def build_q(cfg: Config, spaces: Spaces) -> torch.nn.Module:
-    if cfg.q_head == "discrete":
-        return DiscreteQ(spaces.obs_dim, spaces.n_actions, cfg.hidden_sizes)
-    if cfg.q_head == "state_action":
-        return StateActionQ(spaces.obs_dim, spaces.action_dim, cfg.hidden_sizes)
-    if cfg.q_head == "naf":
-        return NAFQ(spaces.obs_dim, spaces.action_dim, cfg.hidden_sizes)
-    raise ValueError(f"unknown q head {cfg.q_head!r}")
-
-
-def build_maximisers(cfg: Config, spaces: Spaces, seed: int) -> tuple[Maximiser, Maximiser]:
-    """(for acting, for targets): they differ only where the sample count differs (random sampling), since
-    targets sit in the inner loop of every gradient step."""
-    generator = torch.Generator().manual_seed(seed)
-    d = spaces.action_dim
-    if cfg.maximiser == "exact":
-        m = ExactMaximiser()
-    elif cfg.maximiser == "random":
-        return (RandomSamplingMaximiser(cfg.random_samples_act, d, generator),
-                RandomSamplingMaximiser(cfg.random_samples_target, d, generator))
-    elif cfg.maximiser == "cem":
-        m = CEMMaximiser(cfg.cem_iterations, cfg.cem_population, cfg.cem_elites, d, generator)
-    elif cfg.maximiser == "naf":
-        m = NAFMaximiser()
-    elif cfg.maximiser == "actor":
-        actor = Actor(spaces.obs_dim, d, cfg.hidden_sizes)
-        target_actor = copy.deepcopy(actor).requires_grad_(False)
-        m = ActorMaximiser(actor, target_actor, build_optimiser(cfg, actor.parameters(), cfg.actor_lr))
-    else:
-        raise ValueError(f"unknown maximiser {cfg.maximiser!r}")
-    return m, m
-
-
-def build_optimiser(cfg: Config, params, lr: float) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+    """The TD loss (or its gradient) became NaN or infinite."""
 
 
 # Every random stream of a run is a named child of SeedSequence(seed) (its spawn key), so no two streams share a
@@ -110,9 +77,60 @@ def stream_seed(seed: int, name: str, *key: int) -> int:
     return int(stream_sequence(seed, name, *key).generate_state(1, np.uint64)[0] >> 1)
 
 
+def torch_generators(seeds: list[int], name: str) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(stream_seed(seed, name)) for seed in seeds]
+
+
+def build_q(cfg: Config, spaces: Spaces, generators: list[torch.Generator]) -> torch.nn.Module:
+    if cfg.q_head == "discrete":
+        return flatten_parameters(DiscreteQ(generators, spaces.obs_dim, spaces.n_actions, cfg.hidden_sizes))
+    if cfg.q_head == "state_action":
+        return flatten_parameters(StateActionQ(generators, spaces.obs_dim, spaces.action_dim, cfg.hidden_sizes))
+    if cfg.q_head == "naf":
+        return flatten_parameters(NAFQ(generators, spaces.obs_dim, spaces.action_dim, cfg.hidden_sizes))
+    raise ValueError(f"unknown q head {cfg.q_head!r}")
+
+
+def build_maximisers(cfg: Config, spaces: Spaces, init: list[torch.Generator],
+                     sampling: list[torch.Generator]) -> tuple[Maximiser, Maximiser]:
+    """(for acting, for targets): they differ only where the sample count differs (random sampling), since
+    targets sit in the inner loop of every gradient step. `init` draws a learned maximiser's parameters, `sampling`
+    a sampling maximiser's candidates (one generator per seed each)."""
+    d = spaces.action_dim
+    if cfg.maximiser == "exact":
+        m: Maximiser = ExactMaximiser()
+    elif cfg.maximiser == "random":
+        return (RandomSamplingMaximiser(cfg.random_samples_act, d, sampling),
+                RandomSamplingMaximiser(cfg.random_samples_target, d, sampling))
+    elif cfg.maximiser == "cem":
+        m = CEMMaximiser(cfg.cem_iterations, cfg.cem_population, cfg.cem_elites, d, sampling)
+    elif cfg.maximiser == "naf":
+        m = NAFMaximiser()
+    elif cfg.maximiser == "actor":
+        actor = flatten_parameters(Actor(init, spaces.obs_dim, d, cfg.hidden_sizes))
+        m = ActorMaximiser(actor, _frozen_copy(actor), build_optimiser(cfg, actor.parameters(), cfg.actor_lr))
+    else:
+        raise ValueError(f"unknown maximiser {cfg.maximiser!r}")
+    return m, m
+
+
+def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
+    return copy.deepcopy(module).requires_grad_(False)
+
+
+def build_optimiser(cfg: Config, params, lr: float) -> torch.optim.Optimizer:
+    """Fused kernels: one pass over every seed's stacked parameters (Adam and RMSprop are elementwise, so each
+    seed's optimiser state stays its own)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, foreach=True)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
 @dataclasses.dataclass
 class Evaluation:
-    """Per-episode results of one greedy evaluation."""
+    """Per-episode results of one greedy evaluation of one seed."""
 
     returns: np.ndarray             # undiscounted episode returns: the score
     discounted_returns: np.ndarray  # sum_t gamma^t r_t from each episode's first state
@@ -120,88 +138,91 @@ class Evaluation:
     capped: int = 0                 # episodes cut at max_episode_steps (the env never ended them)
 
 
-def evaluate(q_fn, maximiser, env, spaces: Spaces, episodes: int, seed: int, gamma: float,
-             max_episode_steps: int = 10_000, maximiser_seed: int | None = None) -> Evaluation:
-    """Greedy episodes; the env is reset with `seed` once, so each evaluation is reproducible. An episode that
-    reaches max_episode_steps is cut there and counted in `capped`: a greedy policy that loops on an env without a
-    time limit would otherwise never end.
+def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: list[int], gamma: float,
+             max_episode_steps: int = 10_000, maximiser_seeds: list[int] | None = None,
+             active: list[bool] | np.ndarray | None = None) -> list[Evaluation | None]:
+    """Greedy episodes of every active seed of the batch, in lockstep (one forward pass per step for all seeds);
+    envs[k] is reset with seeds[k] once, so each evaluation is reproducible. An episode that reaches
+    max_episode_steps is cut there and counted in `capped`: a greedy policy that loops on an env without a time
+    limit would otherwise never end. Inactive seeds get None.
 
     Q(s_0, a_0) against the discounted return actually collected from s_0 is the overestimation diagnostic of
-    van Hasselt et al. (2016); reading it costs one forward pass per episode and draws no random numbers.
+    van Hasselt et al. (2016); reading it costs one forward pass per step that starts an episode and draws no
+    random numbers.
     """
-    returns, discounted, q_start = np.zeros(episodes), np.zeros(episodes), np.zeros(episodes)
-    capped = 0
-    raw, _ = env.reset(seed=seed)
-    with maximiser.reseeded(seed if maximiser_seed is None else maximiser_seed):
-        for ep in range(episodes):
-            done, total, total_discounted, discount, t = False, 0.0, 0.0, 1.0, 0
-            while not done:
-                obs = torch.as_tensor(spaces.encode(raw))[None]
-                with torch.inference_mode():
-                    action = maximiser.argmax(q_fn, obs)
-                    if t == 0:
-                        q_start[ep] = float(q_fn.q(obs, action)[0])
-                raw, reward, terminated, truncated, _ = env.step(spaces.to_env(action[0].numpy()))
-                total += float(reward)
-                total_discounted += discount * float(reward)
-                discount *= gamma
-                t += 1
+    k_seeds = len(envs)
+    running = np.ones(k_seeds, dtype=bool) if active is None else np.array(active, dtype=bool)
+    evaluations = [Evaluation(np.zeros(episodes), np.zeros(episodes), np.zeros(episodes)) if run else None
+                   for run in running]
+    obs = np.zeros((k_seeds, spaces.obs_dim), dtype=np.float32)
+    episode, t = np.zeros(k_seeds, dtype=int), np.zeros(k_seeds, dtype=int)
+    total, total_discounted, discount = np.zeros(k_seeds), np.zeros(k_seeds), np.ones(k_seeds)
+    for k in np.flatnonzero(running):
+        obs[k] = spaces.encode(envs[k].reset(seed=seeds[k])[0])
+    with maximiser.reseeded(seeds if maximiser_seeds is None else maximiser_seeds):
+        while running.any():
+            obs_t = torch.as_tensor(obs)[:, None]
+            with torch.inference_mode():
+                action = maximiser.argmax(q_fn, obs_t)
+                q_first = q_fn.q(obs_t, action)[:, 0].numpy() if (t[running] == 0).any() else None
+            action_np = action[:, 0].numpy()
+            for k in np.flatnonzero(running):
+                ev = evaluations[k]
+                if t[k] == 0:
+                    ev.q_start[episode[k]] = float(q_first[k])
+                raw, reward, terminated, truncated, _ = envs[k].step(spaces.to_env(action_np[k]))
+                total[k] += float(reward)
+                total_discounted[k] += discount[k] * float(reward)
+                discount[k] *= gamma
+                t[k] += 1
                 done = terminated or truncated
-                if not done and t >= max_episode_steps:
-                    capped += 1
+                if not done and t[k] >= max_episode_steps:
+                    ev.capped += 1
                     done = True
-            returns[ep], discounted[ep] = total, total_discounted
-            if ep + 1 < episodes:
-                raw, _ = env.reset()
-    return Evaluation(returns, discounted, q_start, capped)
+                if not done:
+                    obs[k] = spaces.encode(raw)
+                    continue
+                ev.returns[episode[k]], ev.discounted_returns[episode[k]] = total[k], total_discounted[k]
+                episode[k] += 1
+                total[k], total_discounted[k], discount[k], t[k] = 0.0, 0.0, 1.0, 0
+                if episode[k] < episodes:
+                    obs[k] = spaces.encode(envs[k].reset()[0])
+                else:
+                    running[k] = False
+    return evaluations
 
 
-def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str, Any]], None] | None = None,
-          checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train one job, from `checkpoint` if given; write rows and checkpoints to `run` as they come; return the
-    summary. Raises DivergedError."""
-    cfg = job.config
-    torch.set_num_threads(cfg.torch_threads)
-    started = time.perf_counter()
-    rng = np.random.default_rng(stream_sequence(job.seed, "agent"))
-    env, eval_env = make_env(job.task), make_env(job.task)
-    spaces = spaces_of(env, cfg.observation_scaling)
+class Behaviour:
+    """The behaviour policy of every seed: one forward pass for the batch, then each seed's own random draw."""
 
-    # Parts. Initialisation draws from a private torch stream so that the process-wide RNG stays untouched.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(stream_seed(job.seed, "init"))
-        online = build_q(cfg, spaces)
-        act_maximiser, target_maximiser = build_maximisers(cfg, spaces, stream_seed(job.seed, "maximiser"))
-    target = online if cfg.target_update == "none" else copy.deepcopy(online).requires_grad_(False)
-    followers = [] if cfg.target_update == "none" else [(target, online), *act_maximiser.target_pairs()]
-    optimiser = build_optimiser(cfg, online.parameters(), cfg.lr)
-    discrete = spaces.action_kind == "discrete"
-    action_shape = () if discrete else (spaces.action_dim,)
-    buffer = ReplayBuffer(cfg.buffer_size, (spaces.obs_dim,), action_shape, np.int64 if discrete else np.float32,
-                          cfg.n_step, cfg.gamma)
-    if cfg.action_noise == "ou":
-        noise = OrnsteinUhlenbeckNoise(spaces.action_dim, cfg.noise_std, cfg.ou_theta, cfg.ou_dt, rng)
-    else:
-        noise = GaussianNoise(spaces.action_dim, cfg.noise_std, rng)
+    def __init__(self, cfg: Config, spaces: Spaces, online, maximiser: Maximiser, rngs: list[np.random.Generator]):
+        self.cfg, self.spaces, self.online, self.maximiser, self.rngs = cfg, spaces, online, maximiser, rngs
+        self.discrete = spaces.action_kind == "discrete"
+        if cfg.action_noise == "ou":
+            self.noises = [OrnsteinUhlenbeckNoise(spaces.action_dim, cfg.noise_std, cfg.ou_theta, cfg.ou_dt, rng)
+                           for rng in rngs]
+        else:
+            self.noises = [GaussianNoise(spaces.action_dim, cfg.noise_std, rng) for rng in rngs]
 
-    def greedy_np(obs: np.ndarray) -> np.ndarray:
+    def act(self, obs: np.ndarray, progress_frac: float, warming_up: bool) -> tuple[np.ndarray, float]:
+        """(actions (K,) or (K, d) in the engine's units, exploration level: epsilon, temperature or noise std).
+
+        During warm-up every action is uniform (an untrained net's greedy choice is arbitrary but not random;
+        an untrained actor plus small noise covers little of the box)."""
+        cfg, spaces = self.cfg, self.spaces
+        if warming_up:
+            if self.discrete:
+                return np.array([rng.integers(spaces.n_actions) for rng in self.rngs]), float("nan")
+            return np.stack([rng.uniform(-1.0, 1.0, spaces.action_dim).astype(np.float32)
+                             for rng in self.rngs]), float("nan")
+        obs_t = torch.as_tensor(obs)[:, None]
+        if not self.discrete:
+            with torch.inference_mode():
+                greedy = self.maximiser.argmax(self.online, obs_t)[:, 0].numpy()
+            noise = np.stack([n.sample() for n in self.noises])
+            return np.clip(greedy + noise, -1.0, 1.0).astype(np.float32), cfg.noise_std
         with torch.inference_mode():
-            return act_maximiser.argmax(online, torch.as_tensor(obs)).numpy()
-    cut_trace = greedy_np if cfg.nstep_correction == "cut" and cfg.n_step > 1 else None
-
-    def behaviour_action(obs: np.ndarray, progress_frac: float, warming_up: bool) -> tuple[Any, float]:
-        """(action in the engine's units, exploration level: epsilon, temperature or noise std).
-
-        During warm-up every action is uniform (an untrained net's greedy choice is arbitrary but not random)."""
-        if discrete and warming_up:
-            return int(rng.integers(spaces.n_actions)), float("nan")
-        if not discrete:
-            if warming_up:  # an untrained actor plus small noise covers little of the box: act uniformly
-                return rng.uniform(-1.0, 1.0, spaces.action_dim).astype(np.float32), float("nan")
-            greedy = greedy_np(obs[None])[0]
-            return np.clip(greedy + noise.sample(), -1.0, 1.0).astype(np.float32), cfg.noise_std
-        with torch.inference_mode():
-            q = online.all_actions(torch.as_tensor(obs)[None])[0].numpy()
+            q = self.online.all_actions(obs_t)[:, 0].numpy()
         if cfg.exploration == "epsilon_greedy":
             level = capped_epsilon(linear_schedule(cfg.eps_start, cfg.eps_end, cfg.eps_decay_fraction,
                                                    progress_frac), spaces.n_actions)
@@ -210,183 +231,298 @@ def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str
             level = linear_schedule(cfg.temperature_start, cfg.temperature_end, cfg.temperature_decay_fraction,
                                     progress_frac)
             probs = boltzmann_probs(q, level)
-        return sample_from_probs(probs, rng), level
+        # Inverse CDF with one uniform per seed, from the seed's own stream.
+        cdf = np.cumsum(probs, axis=1)
+        u = np.array([rng.random() for rng in self.rngs]) * cdf[:, -1]
+        return np.minimum((cdf <= u[:, None]).sum(axis=1), spaces.n_actions - 1), level
+
+
+class Learner:
+    """The parts that learn, with the seed axis: online and target Q, optimiser, maximisers, target followers."""
+
+    def __init__(self, cfg: Config, spaces: Spaces, seeds: list[int]):
+        # Seed k's initial parameters come from its own "init" stream, in construction order.
+        init = torch_generators(seeds, "init")
+        self.online = build_q(cfg, spaces, init)
+        self.act_maximiser, self.target_maximiser = build_maximisers(cfg, spaces, init,
+                                                                     torch_generators(seeds, "maximiser"))
+        self.target = self.online if cfg.target_update == "none" else _frozen_copy(self.online)
+        self.optimiser = build_optimiser(cfg, self.online.parameters(), cfg.lr)
+        self.params = list(self.online.parameters())
+        pairs = [] if cfg.target_update == "none" else [(self.target, self.online),
+                                                         *self.act_maximiser.target_pairs()]
+        self.follower_params = [p for follower, _ in pairs for p in follower.parameters()]
+        self.leader_params = [p for _, leader in pairs for p in leader.parameters()]
+
+    def set_lr(self, cfg: Config, lr: float) -> None:
+        for group in self.optimiser.param_groups:
+            group["lr"] = lr
+        for own in self.act_maximiser.optimisers():   # DDPG's actor: the same schedule, from actor_lr
+            for group in own.param_groups:
+                group["lr"] = cfg.actor_lr * lr / cfg.lr
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"online": self.online.state_dict(), "target": self.target.state_dict(),
+                "optimiser": self.optimiser.state_dict(), "act_maximiser": self.act_maximiser.state_dict(),
+                "target_maximiser": self.target_maximiser.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.online.load_state_dict(state["online"])
+        if self.target is not self.online:
+            self.target.load_state_dict(state["target"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.act_maximiser.load_state_dict(state["act_maximiser"])
+        self.target_maximiser.load_state_dict(state["target_maximiser"])
+
+
+class UpdateStats:
+    """Per-seed sums of the update diagnostics since the last log row, kept as tensors: reading them back is one
+    host sync per round of gradient steps, not one per step."""
+
+    KEYS = ("td_loss", "q_mean", "grad_norm", "actor_loss")
+
+    def __init__(self, k_seeds: int):
+        self.sums = {key: torch.zeros(k_seeds, dtype=torch.float64) for key in self.KEYS}
+        self.n = 0
+        self.has_actor = False
+
+    def add(self, loss, q_pred, grad_norm, actor_loss) -> None:
+        self.sums["td_loss"] += loss.detach()
+        self.sums["q_mean"] += q_pred.detach().mean(dim=-1)
+        self.sums["grad_norm"] += grad_norm
+        if actor_loss is not None:
+            self.sums["actor_loss"] += actor_loss
+            self.has_actor = True
+        self.n += 1
+
+    def non_finite(self) -> np.ndarray:
+        """(K,) True where a seed's loss or gradient norm went NaN or infinite since the last log row."""
+        return ~torch.isfinite(self.sums["td_loss"] + self.sums["grad_norm"]).numpy()
+
+    def means(self, k: int) -> dict[str, float]:
+        means = {key: float(self.sums[key][k]) / self.n if self.n else float("nan") for key in self.KEYS}
+        if not self.has_actor:
+            means["actor_loss"] = float("nan")
+        return means
+
+    def seed_state(self, k: int) -> dict[str, float]:
+        return {**{key: float(self.sums[key][k]) for key in self.KEYS}, "n": self.n, "actor": self.has_actor}
+
+    def load(self, states: list[dict[str, float]]) -> None:
+        for key in self.KEYS:
+            self.sums[key] = torch.tensor([s.get(key, 0.0) for s in states], dtype=torch.float64)
+        self.n = int(states[0].get("n", 0))
+        self.has_actor = bool(states[0].get("actor", False))
+
+
+def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
+                progress: Callable[[int, dict[str, Any]], None] | None = None,
+                checkpoints: list[dict[str, Any] | None] | None = None) -> list[dict[str, Any] | DivergedError]:
+    """Train the seeds of one (variant, task, config) side by side, from their checkpoints if given (all taken at
+    the same env step); write each seed's rows and checkpoints to its run as they come. Returns one result per
+    job: its summary, or the DivergedError of a seed that diverged (masked out of the batch when it did, its
+    error.json written; the other seeds go on)."""
+    cfg = jobs[0].config
+    if any(job.config != cfg or job.task != jobs[0].task or job.variant != jobs[0].variant for job in jobs):
+        raise ValueError("the jobs of a batch must share variant, task and config (they differ only in seed)")
+    k_seeds = len(jobs)
+    runs = runs if runs is not None else [None] * k_seeds
+    checkpoints = checkpoints if checkpoints is not None else [None] * k_seeds
+    torch.set_num_threads(cfg.torch_threads)
+    started = time.perf_counter()
+    seeds = [job.seed for job in jobs]
+    rngs = [np.random.default_rng(stream_sequence(seed, "agent")) for seed in seeds]
+    probe = make_env(jobs[0].task)
+    spaces = spaces_of(probe, cfg.observation_scaling)
+    probe.close()
+    envs = SeedEnvs(jobs[0].task, spaces, [stream_seed(seed, "env") for seed in seeds])
+    eval_envs = [make_env(jobs[0].task) for _ in seeds]
+
+    # Parts. Initialisation draws from private torch streams, so the process-wide RNG stays untouched.
+    learner = Learner(cfg, spaces, seeds)
+    online, target, optimiser = learner.online, learner.target, learner.optimiser
+    act_maximiser, target_maximiser = learner.act_maximiser, learner.target_maximiser
+    behaviour = Behaviour(cfg, spaces, online, act_maximiser, rngs)
+    discrete = spaces.action_kind == "discrete"
+    buffer = ReplayBuffer(k_seeds, cfg.buffer_size, (spaces.obs_dim,), () if discrete else (spaces.action_dim,),
+                          np.int64 if discrete else np.float32, cfg.n_step, cfg.gamma)
+
+    def greedy_np(states: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return act_maximiser.argmax(online, torch.as_tensor(states)).numpy()
+    cut_trace = greedy_np if cfg.nstep_correction == "cut" and cfg.n_step > 1 else None
 
     # Loop state: everything that changes as the loop runs, so that a checkpoint is this plus the parts' state.
-    st = LoopState(lr=cfg.lr, next_checkpoint_env_steps=cfg.checkpoint_interval_env_steps)
-    env_seed = stream_seed(job.seed, "env")
-    if checkpoint is None:
-        obs = spaces.encode(env.reset(seed=env_seed)[0])
-        needs_reset = False
-        if run is not None:   # rows are appended from here on: drop those of an attempt that left no checkpoint
-            run.write_evaluations([])
-            run.write_diagnostics([])
+    states = [LoopState(lr=cfg.lr, next_checkpoint_env_steps=cfg.checkpoint_interval_env_steps) for _ in jobs]
+    stats = UpdateStats(k_seeds)
+    alive = np.ones(k_seeds, dtype=bool)
+    results: list[dict[str, Any] | DivergedError | None] = [None] * k_seeds
+    if all(c is None for c in checkpoints):
+        envs.start()
+        for run in runs:
+            if run is not None:   # rows are appended from here on: drop those of an attempt that left no checkpoint
+                run.write_evaluations([])
+                run.write_diagnostics([])
     else:
-        st = LoopState(**checkpoint["loop"])
-        online.load_state_dict(checkpoint["online"])
-        if target is not online:
-            target.load_state_dict(checkpoint["target"])
-        optimiser.load_state_dict(checkpoint["optimiser"])
-        act_maximiser.load_state_dict(checkpoint["act_maximiser"])
-        target_maximiser.load_state_dict(checkpoint["target_maximiser"])
-        buffer.load_chunks(checkpoint["buffer"], checkpoint["buffer_chunks"])
-        rng.bit_generator.state = checkpoint["rng"]
-        # The checkpoint was taken at an episode end, before the reset: restoring the env's own random stream
-        # makes the coming reset draw exactly what the uninterrupted run drew.
-        env.reset(seed=env_seed)
-        env.unwrapped.np_random.bit_generator.state = checkpoint["env_rng"]
-        obs, needs_reset = None, True
-        started -= st.elapsed_s
-        if run is not None:
-            run.write_evaluations(st.evaluations)
-            run.write_diagnostics(st.diagnostics)
-    last_log = (time.perf_counter(), st.env_steps)
+        states = [LoopState(**c["loop"]) for c in checkpoints]
+        learner.load_state_dict(stack_seeds([{key: c[key] for key in learner.state_dict()} for c in checkpoints]))
+        buffer.load_chunks(checkpoints[0]["buffer"], [c["buffer_chunks"] for c in checkpoints])
+        stats.load([c["loop"]["sums"] for c in checkpoints])
+        for k, c in enumerate(checkpoints):
+            rngs[k].bit_generator.state = c["rng"]
+            envs.restore(k, c["env"])
+            if c["noise"] is not None and hasattr(behaviour.noises[k], "state"):
+                behaviour.noises[k].state = np.array(c["noise"])
+            if runs[k] is not None:
+                runs[k].write_evaluations(states[k].evaluations)
+                runs[k].write_diagnostics(states[k].diagnostics)
+        started -= states[0].elapsed_s
+    st0 = states[0]   # the counters every seed shares
+    env_steps, grad_steps, lr = st0.env_steps, st0.grad_steps, st0.lr
+    next_checkpoint = st0.next_checkpoint_env_steps
+    last_log = [time.perf_counter(), env_steps]
+    clip_at = cfg.max_grad_norm if cfg.grad_clip == "norm" else 0.0
 
-    for env_steps in range(st.env_steps + 1, cfg.total_env_steps + 1):
-        st.env_steps = env_steps
+    def diverged(k: int, message: str) -> None:
+        alive[k] = False
+        results[k] = DivergedError(message)
+        if runs[k] is not None:
+            runs[k].write_error({"error": "diverged", "message": message})
+        if progress is not None:
+            progress(env_steps, {"seed": seeds[k], "diverged": message})
+
+    for env_steps in range(env_steps + 1, cfg.total_env_steps + 1):
         progress_frac = (env_steps - 1) / cfg.total_env_steps
-        if needs_reset:
-            obs = spaces.encode(env.reset()[0])
-            noise.reset()
-            needs_reset = False
+        for k in np.flatnonzero(envs.needs_reset & alive):
+            envs.reset(k)
+            behaviour.noises[k].reset()
 
-        # 1. Collect one transition with the behaviour policy and store it.
-        action, st.explore_level = behaviour_action(obs, progress_frac, env_steps <= cfg.warmup_env_steps)
-        raw_next, reward, terminated, truncated, _ = env.step(spaces.to_env(action))
-        next_obs = spaces.encode(raw_next)
-        buffer.add(obs, action, float(reward), next_obs, terminated, truncated)
-        st.episode_return += float(reward)
-        if terminated or truncated:
-            st.episodes += 1
-            st.recent_returns.append(st.episode_return)
-            st.episode_return = 0.0
-            needs_reset = True
-        else:
-            obs = next_obs
+        # 1. Collect one transition per seed with the behaviour policy and store it.
+        actions, explore_level = behaviour.act(envs.obs, progress_frac, env_steps <= cfg.warmup_env_steps)
+        next_obs = envs.obs.copy()
+        rewards, terminated, truncated = np.zeros(k_seeds), np.zeros(k_seeds, bool), np.zeros(k_seeds, bool)
+        for k in np.flatnonzero(alive):
+            next_obs[k], rewards[k], terminated[k], truncated[k] = envs.step(k, actions[k])
+        buffer.add(envs.obs, actions, rewards, next_obs, terminated, truncated)
+        ended = terminated | truncated
+        envs.obs[~ended] = next_obs[~ended]
+        envs.needs_reset |= ended & alive
+        for k in np.flatnonzero(alive):
+            states[k].record_step(rewards[k], ended[k], explore_level)
 
         # 2. Regress Q on targets: grad_steps_per_update steps every env_steps_per_update env steps.
         if env_steps >= cfg.warmup_env_steps and env_steps % cfg.env_steps_per_update == 0:
             if cfg.lr_schedule == "linear":
-                st.lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.lr_decay_fraction, progress_frac)
-                for group in optimiser.param_groups:
-                    group["lr"] = st.lr
-                for own in act_maximiser.optimisers():   # DDPG's actor: the same schedule, from actor_lr
-                    for group in own.param_groups:
-                        group["lr"] = cfg.actor_lr * st.lr / cfg.lr
+                lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.lr_decay_fraction, progress_frac)
+                learner.set_lr(cfg, lr)
+            weights = None if alive.all() else torch.as_tensor(alive)
             for _ in range(cfg.grad_steps_per_update):
-                batch = buffer.sample(cfg.batch_size, rng, cut_trace)
-                obs_b = torch.as_tensor(batch.obs)
-                actions_b = torch.as_tensor(batch.actions)
+                batch = buffer.sample(cfg.batch_size, rngs, cut_trace)
+                obs_b, actions_b = torch.as_tensor(batch.obs), torch.as_tensor(batch.actions)
                 with torch.no_grad():
                     bootstrap = bootstrap_value(cfg.target, target_maximiser, online, target,
                                                 torch.as_tensor(batch.bootstrap_obs))
                     y = td_targets(torch.as_tensor(batch.reward_n, dtype=torch.float32),
                                    torch.as_tensor(batch.discount_n, dtype=torch.float32), bootstrap)
                 q_pred = online.q(obs_b, actions_b)
-                loss = td_loss(q_pred, y, cfg.loss, cfg.huber_delta)
+                loss = td_loss(q_pred, y, cfg.loss, cfg.huber_delta)          # (K,): one loss per seed
                 optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                clip_at = cfg.max_grad_norm if cfg.grad_clip == "norm" else 0.0
-                grad_norm = global_grad_norm(online.parameters(), clip_at)
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value) or not math.isfinite(grad_norm):
-                    raise DivergedError(f"TD loss became {loss_value} at env step {env_steps} "
-                                        f"(gradient step {st.grad_steps})")
+                (loss.sum() if weights is None else torch.where(weights, loss, 0.0).sum()).backward()
+                grad_norm = seed_grad_norms(learner.params, clip_at)           # clips each seed on its own
                 optimiser.step()
-                st.grad_steps += 1
+                grad_steps += 1
                 # A learned maximiser (DDPG's actor) climbs the critic it was just given.
                 actor_loss = act_maximiser.learn(online, obs_b)
 
                 # 3. Let the targets follow.
-                for follower, leader in followers:
-                    if cfg.target_update == "hard" and st.grad_steps % cfg.target_period_grad_steps == 0:
-                        hard_update(follower, leader)
-                    elif cfg.target_update == "polyak":
-                        polyak_update(follower, leader, cfg.tau)
-                st.sums["actor_loss"] += actor_loss if actor_loss is not None else float("nan")
-                st.sums["td_loss"] += loss_value
-                st.sums["q_mean"] += float(q_pred.detach().mean())
-                st.sums["grad_norm"] += grad_norm
-                st.sums["n"] += 1
+                if cfg.target_update == "hard" and grad_steps % cfg.target_period_grad_steps == 0:
+                    hard_update(learner.follower_params, learner.leader_params)
+                elif cfg.target_update == "polyak":
+                    polyak_update(learner.follower_params, learner.leader_params, cfg.tau)
+                stats.add(loss, q_pred, grad_norm, actor_loss)
+            for k in np.flatnonzero(stats.non_finite() & alive):
+                diverged(k, f"TD loss or its gradient became non-finite in the gradient steps at env step "
+                            f"{env_steps} (gradient steps {grad_steps - cfg.grad_steps_per_update + 1}-{grad_steps})")
+            if not alive.any():
+                break
 
-        # 4. Diagnostics, evaluation and checkpoints.
+        # 4. Diagnostics, evaluation and checkpoints, for every seed still alive.
         if env_steps % cfg.log_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
             now = time.perf_counter()
-            n = st.sums["n"]
-            st.diagnostics.append({
-                "env_steps": env_steps, "grad_steps": st.grad_steps, "episodes": st.episodes,
-                **{k: st.sums[k] / n if n else float("nan") for k in ("td_loss", "q_mean", "grad_norm", "actor_loss")},
-                "lr": st.lr, "explore_level": st.explore_level,
-                "train_return_mean": float(np.mean(st.recent_returns)) if st.recent_returns else float("nan"),
-                "steps_per_s": (env_steps - last_log[1]) / max(now - last_log[0], 1e-9),
-                "wall_s": now - started,
-            })
-            st.sums = LoopState().sums
-            st.recent_returns = []
-            last_log = (now, env_steps)
-            if run is not None:
-                run.append_diagnostics(st.diagnostics[-1])
-            if progress is not None:
-                progress(env_steps, {"diagnostics": st.diagnostics[-1]})
+            for k in np.flatnonzero(alive):
+                states[k].log_row(env_steps, grad_steps, lr, stats.means(k),
+                                  (env_steps - last_log[1]) / max(now - last_log[0], 1e-9), now - started)
+                _emit(runs[k], progress, env_steps, seeds[k], "diagnostics", states[k].diagnostics[-1])
+            stats = UpdateStats(k_seeds)
+            last_log = [now, env_steps]
 
         if env_steps % cfg.eval_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
-            ev = evaluate(online, act_maximiser, eval_env, spaces, cfg.eval_episodes,
-                          stream_seed(job.seed, "eval_env", env_steps), cfg.gamma, cfg.eval_max_episode_steps,
-                          stream_seed(job.seed, "eval_maximiser", env_steps))
-            returns = ev.returns
-            st.evaluations.append({
-                "env_steps": env_steps, "return_mean": float(returns.mean()), "return_std": float(returns.std()),
-                "return_min": float(returns.min()), "return_max": float(returns.max()),
-                "n_episodes": len(returns), "grad_steps": st.grad_steps,
-                "q_start_mean": float(ev.q_start.mean()),
-                "discounted_return_mean": float(ev.discounted_returns.mean()),
-                "capped_episodes": ev.capped,
-                "wall_s": time.perf_counter() - started,
-            })
-            if run is not None:
-                run.append_evaluation(st.evaluations[-1])
-            if progress is not None:
-                progress(env_steps, {"evaluation": st.evaluations[-1]})
+            evaluations = evaluate(online, act_maximiser, eval_envs, spaces, cfg.eval_episodes,
+                                   [stream_seed(seed, "eval_env", env_steps) for seed in seeds], cfg.gamma,
+                                   cfg.eval_max_episode_steps,
+                                   [stream_seed(seed, "eval_maximiser", env_steps) for seed in seeds], alive)
+            for k in np.flatnonzero(alive):
+                states[k].evaluation_row(env_steps, grad_steps, evaluations[k], time.perf_counter() - started)
+                _emit(runs[k], progress, env_steps, seeds[k], "evaluation", states[k].evaluations[-1])
 
-        if (run is not None and needs_reset and env_steps >= st.next_checkpoint_env_steps
-                and env_steps < cfg.total_env_steps):
-            st.elapsed_s = time.perf_counter() - started
-            st.next_checkpoint_env_steps = env_steps + cfg.checkpoint_interval_env_steps
-            save_checkpoint(run, job, buffer, st, {
-                "online": online.state_dict(),
-                "target": target.state_dict(), "optimiser": optimiser.state_dict(),
-                "act_maximiser": act_maximiser.state_dict(), "target_maximiser": target_maximiser.state_dict(),
-                "rng": rng.bit_generator.state, "env_rng": env.unwrapped.np_random.bit_generator.state,
-            })
-            if progress is not None:
-                progress(env_steps, {"checkpoint": env_steps})
+        if env_steps >= next_checkpoint and env_steps < cfg.total_env_steps:
+            elapsed = time.perf_counter() - started
+            next_checkpoint = env_steps + cfg.checkpoint_interval_env_steps
+            for k in np.flatnonzero(alive):
+                states[k].at_checkpoint(env_steps, grad_steps, lr, elapsed, next_checkpoint, stats.seed_state(k))
+            if any(runs[k] is not None for k in np.flatnonzero(alive)):
+                learner_state = learner.state_dict()
+                for k in np.flatnonzero(alive):
+                    if runs[k] is not None:
+                        save_checkpoint(runs[k], jobs[k], buffer, k, states[k], {
+                            **slice_seed(learner_state, k), "rng": rngs[k].bit_generator.state,
+                            "env": envs.state(k), "noise": getattr(behaviour.noises[k], "state", None)})
+                if progress is not None:
+                    progress(env_steps, {"checkpoint": env_steps, "seeds": [seeds[k] for k in np.flatnonzero(alive)]})
 
-    env.close()
-    eval_env.close()
+    envs.close()
+    for env in eval_envs:
+        env.close()
     wall_s = time.perf_counter() - started
-    final = st.evaluations[-1]
-    return {
-        "variant": job.variant, "task": job.task.name, "seed": job.seed,
-        "final_return_mean": final["return_mean"], "final_return_std": final["return_std"],
-        "best_return_mean": max(e["return_mean"] for e in st.evaluations),
-        "env_steps": cfg.total_env_steps, "grad_steps": st.grad_steps, "episodes": st.episodes,
-        "wall_s": wall_s, "steps_per_s": cfg.total_env_steps / wall_s,
-        "peak_rss_mb": peak_rss_mb(),
-    }
+    for k in np.flatnonzero(alive):
+        evaluations = states[k].evaluations
+        results[k] = {
+            "variant": jobs[k].variant, "task": jobs[k].task.name, "seed": seeds[k],
+            "final_return_mean": evaluations[-1]["return_mean"], "final_return_std": evaluations[-1]["return_std"],
+            "best_return_mean": max(e["return_mean"] for e in evaluations),
+            "env_steps": cfg.total_env_steps, "grad_steps": grad_steps, "episodes": states[k].episodes,
+            "wall_s": wall_s, "steps_per_s": cfg.total_env_steps / wall_s, "seeds_in_batch": k_seeds,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+    return results
+
+
+def _emit(run: RunDir | None, progress, env_steps: int, seed: int, kind: str, row: dict[str, Any]) -> None:
+    if run is not None:
+        (run.append_diagnostics if kind == "diagnostics" else run.append_evaluation)(row)
+    if progress is not None:
+        progress(env_steps, {"seed": seed, kind: row})
+
+
+def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str, Any]], None] | None = None,
+          checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train one job (a batch of one seed); return its summary. Raises DivergedError."""
+    result = train_batch([job], [run], progress, [checkpoint])[0]
+    if isinstance(result, DivergedError):
+        raise result
+    return result
 
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB (Linux reports KiB, macOS bytes). A pool worker that
     ran several jobs reports the largest of them, so this is an upper bound per job."""
-    import sys
-
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 @dataclasses.dataclass
 class LoopState:
-    """The training loop's counters and logs: with the parts' state dicts, all a checkpoint needs."""
+    """One seed's counters and logs: with the parts' state, all its checkpoint needs."""
 
     lr: float = 0.0
     env_steps: int = 0
@@ -398,18 +534,50 @@ class LoopState:
     next_checkpoint_env_steps: int = 0
     replay_chunks: list = dataclasses.field(default_factory=list)   # {"file", "start", "end"} of the checkpoint
     recent_returns: list = dataclasses.field(default_factory=list)
-    sums: dict = dataclasses.field(
-        default_factory=lambda: {"td_loss": 0.0, "q_mean": 0.0, "grad_norm": 0.0, "actor_loss": 0.0, "n": 0})
+    sums: dict = dataclasses.field(default_factory=dict)             # UpdateStats.seed_state at the checkpoint
     evaluations: list = dataclasses.field(default_factory=list)
     diagnostics: list = dataclasses.field(default_factory=list)
 
+    def record_step(self, reward: float, episode_ended: bool, explore_level: float) -> None:
+        self.explore_level = explore_level
+        self.episode_return += float(reward)
+        if episode_ended:
+            self.episodes += 1
+            self.recent_returns.append(self.episode_return)
+            self.episode_return = 0.0
 
-def save_checkpoint(run: RunDir, job: Job, buffer: ReplayBuffer, st: LoopState, parts: dict[str, Any]) -> None:
-    """Write the transitions added since the last checkpoint as one more replay chunk, then the checkpoint that
-    lists the chunks still needed (atomically: it is the commit point), then delete chunks no longer listed. The
-    cost of a checkpoint is bounded by what was added since the last one, not by the buffer's size."""
+    def log_row(self, env_steps: int, grad_steps: int, lr: float, update_means: dict[str, float],
+                steps_per_s: float, wall_s: float) -> None:
+        self.diagnostics.append({
+            "env_steps": env_steps, "grad_steps": grad_steps, "episodes": self.episodes, **update_means,
+            "lr": lr, "explore_level": self.explore_level,
+            "train_return_mean": float(np.mean(self.recent_returns)) if self.recent_returns else float("nan"),
+            "steps_per_s": steps_per_s, "wall_s": wall_s})
+        self.recent_returns = []
+
+    def evaluation_row(self, env_steps: int, grad_steps: int, ev: Evaluation, wall_s: float) -> None:
+        returns = ev.returns
+        self.evaluations.append({
+            "env_steps": env_steps, "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+            "return_min": float(returns.min()), "return_max": float(returns.max()),
+            "n_episodes": len(returns), "grad_steps": grad_steps,
+            "q_start_mean": float(ev.q_start.mean()),
+            "discounted_return_mean": float(ev.discounted_returns.mean()),
+            "capped_episodes": ev.capped, "wall_s": wall_s})
+
+    def at_checkpoint(self, env_steps: int, grad_steps: int, lr: float, elapsed_s: float, next_checkpoint: int,
+                      sums: dict[str, float]) -> None:
+        self.env_steps, self.grad_steps, self.lr, self.elapsed_s = env_steps, grad_steps, lr, elapsed_s
+        self.next_checkpoint_env_steps, self.sums = next_checkpoint, sums
+
+
+def save_checkpoint(run: RunDir, job: Job, buffer: ReplayBuffer, seed_index: int, st: LoopState,
+                    parts: dict[str, Any]) -> None:
+    """Write the seed's transitions added since its last checkpoint as one more replay chunk, then the checkpoint
+    that lists the chunks still needed (atomically: it is the commit point), then delete chunks no longer listed.
+    The cost of a checkpoint is bounded by what was added since the last one, not by the buffer's size."""
     folder = run.path / CHECKPOINT_REPLAY
-    chunk = buffer.chunk(st.replay_chunks[-1]["end"] if st.replay_chunks else 0)
+    chunk = buffer.chunk(st.replay_chunks[-1]["end"] if st.replay_chunks else 0, seed_index)
     name = f"{chunk['start']:012d}-{chunk['end']:012d}.npz"
     data = io.BytesIO()
     np.savez(data, **chunk)
@@ -417,7 +585,8 @@ def save_checkpoint(run: RunDir, job: Job, buffer: ReplayBuffer, st: LoopState, 
     st.replay_chunks = [*(c for c in st.replay_chunks if not buffer.chunk_is_obsolete(c["end"])),
                         {"file": name, "start": chunk["start"], "end": chunk["end"]}]
     buf = io.BytesIO()
-    torch.save({"job_hash": job.hash, "loop": dataclasses.asdict(st), "buffer": buffer.counters(), **parts}, buf)
+    torch.save({"format": CHECKPOINT_FORMAT, "job_hash": job.hash, "loop": dataclasses.asdict(st),
+                "buffer": buffer.counters(), **parts}, buf)
     atomic_write_bytes(run.path / CHECKPOINT, buf.getvalue())
     listed = {c["file"] for c in st.replay_chunks}
     for path in folder.glob("*.npz"):
@@ -430,8 +599,8 @@ class DamagedCheckpointError(RuntimeError):
 
 
 def load_checkpoint(run: RunDir, job: Job) -> dict[str, Any] | None:
-    """The run's checkpoint if it belongs to this very job (same hash), else None. A damaged checkpoint raises
-    DamagedCheckpointError naming the cause."""
+    """The run's checkpoint if it belongs to this very job (same hash), else None. A damaged checkpoint, or one in
+    a format this code cannot resume, raises DamagedCheckpointError naming the cause."""
     path = run.path / CHECKPOINT
     if not path.exists():
         return None
@@ -443,6 +612,10 @@ def load_checkpoint(run: RunDir, job: Job) -> dict[str, Any] | None:
         raise DamagedCheckpointError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from None
     if state.get("job_hash") != job.hash:
         return None
+    if state.get("format", 1) != CHECKPOINT_FORMAT:
+        raise DamagedCheckpointError(f"{path} was written by an older qbench (checkpoint format "
+                                     f"{state.get('format', 1)}, this one reads {CHECKPOINT_FORMAT}) and cannot "
+                                     "be resumed")
     chunks = []
     for c in state["loop"].get("replay_chunks", []):
         chunk_path = run.path / CHECKPOINT_REPLAY / c["file"]
@@ -471,11 +644,10 @@ def set_aside_damaged_checkpoint(run: RunDir) -> Path:
     return aside
 
 
-def run_job(job: Job, run: RunDir, command: list[str] | None = None,
-            progress: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train one job into its run directory: config and metadata first, rows as they come, summary last (the
-    marker that the run is complete). A diverged run leaves error.json instead of a summary, and re-raises. A
-    damaged checkpoint is moved aside (kept), said on stderr and in metadata.json, and the job starts afresh."""
+def _open_run(job: Job, run: RunDir, command: list[str] | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(the checkpoint to resume from or None, the metadata to keep) for one seed's run directory: config and
+    metadata are written first. A damaged checkpoint is moved aside (kept), said on stderr and in metadata.json,
+    and the seed starts afresh."""
     damaged = None
     try:
         checkpoint = load_checkpoint(run, job)
@@ -496,32 +668,49 @@ def run_job(job: Job, run: RunDir, command: list[str] | None = None,
         run.write_config(job.to_dict())
     if damaged is not None:
         meta.setdefault("damaged_checkpoints", []).append(damaged)
-    run.write_metadata(meta)
-    try:
-        summary = train(job, run, progress, checkpoint)
-    except DivergedError as exc:
-        run.write_error({"error": "diverged", "message": str(exc)})
-        raise
-    meta["wall_s"] = summary["wall_s"]
-    run.write_metadata(meta)
-    run.write_summary({**summary, "job_hash": job.hash})
-    (run.path / CHECKPOINT).unlink(missing_ok=True)
-    shutil.rmtree(run.path / CHECKPOINT_REPLAY, ignore_errors=True)
-    return summary
+    return checkpoint, meta
 
 
 def run_batch(jobs: list[Job], runs: list[RunDir], command: list[str] | None = None,
               progress: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any] | BaseException]:
-    """Train the seeds of one (variant, task, config) together; one result per job, in order: its summary, or
-    the DivergedError of a seed that diverged (its error.json is written). Any other exception fails the batch.
-    progress(env_steps, info): info carries "seed" for per-seed events (evaluation, diagnostics) and "seeds" for
-    batch events (checkpoint).
+    """Train the seeds of one (variant, task, config) together, each into its run directory: config and metadata
+    first, rows as they come, summary last (the marker that the run is complete). One result per job, in order:
+    its summary, or the DivergedError of a seed that diverged (its error.json written instead of a summary). Any
+    other exception fails the batch.
 
-    (Interim: trains the seeds one after another; the seed-axis engine replaces the body.)"""
-    results: list[dict[str, Any] | BaseException] = []
-    for job, run in zip(jobs, runs, strict=True):
-        try:
-            results.append(run_job(job, run, command, progress))
-        except DivergedError as exc:
-            results.append(exc)
+    Seeds resume from their checkpoints; seeds whose checkpoints stand at different env steps (a batch that was
+    split differently before, a damaged checkpoint set aside) train as separate batches, one after another.
+    progress(env_steps, info): info carries "seed" for per-seed events (evaluation, diagnostics, diverged) and
+    "seeds" for batch events (checkpoint)."""
+    opened = [_open_run(job, run, command) for job, run in zip(jobs, runs, strict=True)]
+    for run, (_, meta) in zip(runs, opened, strict=True):
+        meta["seeds_in_batch"] = len(jobs)
+        run.write_metadata(meta)
+    groups: dict[int, list[int]] = {}
+    for i, (checkpoint, _) in enumerate(opened):
+        groups.setdefault(checkpoint["loop"]["env_steps"] if checkpoint else 0, []).append(i)
+    results: list[dict[str, Any] | BaseException | None] = [None] * len(jobs)
+    for members in groups.values():
+        outcome = train_batch([jobs[i] for i in members], [runs[i] for i in members], progress,
+                              [opened[i][0] for i in members])
+        for i, result in zip(members, outcome, strict=True):
+            results[i] = result
+            if isinstance(result, DivergedError):
+                continue
+            meta = opened[i][1]
+            meta["wall_s"] = result["wall_s"]
+            runs[i].write_metadata(meta)
+            runs[i].write_summary({**result, "job_hash": jobs[i].hash})
+            (runs[i].path / CHECKPOINT).unlink(missing_ok=True)
+            shutil.rmtree(runs[i].path / CHECKPOINT_REPLAY, ignore_errors=True)
     return results
+
+
+def run_job(job: Job, run: RunDir, command: list[str] | None = None,
+            progress: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train one job into its run directory (a batch of one). A diverged run leaves error.json instead of a
+    summary, and re-raises."""
+    result = run_batch([job], [run], command, progress)[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result

@@ -1,6 +1,8 @@
 """Maximisers answer argmax_a Q(s, a) and max_a Q(s, a), for acting and for targets.
 
-Continuous actions are normalised to [-1, 1]^d everywhere inside the engine; the env wrapper scales them.
+Continuous actions are normalised to [-1, 1]^d everywhere inside the engine; the env wrapper scales them. States
+carry the seed axis first, (K, B, obs_dim); a sampling maximiser draws seed k's candidates from seed k's own
+generator, so no seed's draws depend on its batch.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ class Maximiser:
     def max(self, q_fn, obs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def learn(self, q_fn, obs: torch.Tensor) -> float | None:
-        """One optimisation step of the maximiser itself; None when it has nothing to learn."""
+    def learn(self, q_fn, obs: torch.Tensor) -> torch.Tensor | None:
+        """One optimisation step of the maximiser itself, returning its loss per seed (K,); None when it has
+        nothing to learn."""
         return None
 
     def target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
@@ -41,9 +44,9 @@ class Maximiser:
         pass
 
     @contextlib.contextmanager
-    def reseeded(self, seed: int) -> Iterator[None]:
-        """Draw from a stream seeded with `seed` inside the block, then continue the previous stream, so that
-        evaluation never shifts the random numbers training sees."""
+    def reseeded(self, seeds: list[int]) -> Iterator[None]:
+        """Draw from streams seeded with `seeds` (one per seed of the batch) inside the block, then continue the
+        previous streams, so that evaluation never shifts the random numbers training sees."""
         yield
 
 
@@ -51,36 +54,44 @@ class ExactMaximiser(Maximiser):
     """Exact maximisation over a finite action set (ties go to the lowest action index)."""
 
     def argmax(self, q_fn, obs: torch.Tensor) -> torch.Tensor:
-        return q_fn.all_actions(obs).argmax(dim=1)
+        return q_fn.all_actions(obs).argmax(dim=-1)
 
     def max(self, q_fn, obs: torch.Tensor) -> torch.Tensor:
-        return q_fn.all_actions(obs).max(dim=1).values
+        return q_fn.all_actions(obs).amax(dim=-1)
 
 
 def q_of_candidates(q_fn, obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """Q(s_b, a_bk) for candidates of shape (batch, k, d): one batched call, shape (batch, k)."""
-    b, k, d = candidates.shape
-    obs_rep = obs.unsqueeze(1).expand(b, k, obs.shape[-1]).reshape(b * k, -1)
-    return q_fn.q(obs_rep, candidates.reshape(b * k, d)).view(b, k)
+    """Q(s_b, a_bn) for candidates of shape (K, B, n, d): one batched call, shape (K, B, n)."""
+    k, b, n, d = candidates.shape
+    obs_rep = obs.unsqueeze(2).expand(k, b, n, obs.shape[-1]).reshape(k, b * n, -1)
+    return q_fn.q(obs_rep, candidates.reshape(k, b * n, d)).view(k, b, n)
 
 
 class _SamplingMaximiser(Maximiser):
-    generator: torch.Generator
+    generators: list[torch.Generator]   # one per seed of the batch
+
+    def draw(self, fn, *shape: int) -> torch.Tensor:
+        """(K, *shape): seed k's slice drawn from seed k's generator."""
+        return torch.stack([fn(*shape, generator=g) for g in self.generators])
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
+        """The generators' states stacked along the seed axis."""
+        return {"generators": torch.stack([g.get_state() for g in self.generators])}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+        for g, saved in zip(self.generators, state["generators"], strict=True):
+            g.set_state(saved)
 
     @contextlib.contextmanager
-    def reseeded(self, seed: int) -> Iterator[None]:
-        saved = self.generator.get_state()
-        self.generator.manual_seed(seed)
+    def reseeded(self, seeds: list[int]) -> Iterator[None]:
+        saved = [g.get_state() for g in self.generators]
+        for g, seed in zip(self.generators, seeds, strict=True):
+            g.manual_seed(seed)
         try:
             yield
         finally:
-            self.generator.set_state(saved)
+            for g, state in zip(self.generators, saved, strict=True):
+                g.set_state(state)
 
     def best(self, q_fn, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -95,14 +106,15 @@ class _SamplingMaximiser(Maximiser):
 class RandomSamplingMaximiser(_SamplingMaximiser):
     """The best of n_samples uniform actions in the box, per state."""
 
-    def __init__(self, n_samples: int, action_dim: int, generator: torch.Generator):
-        self.n_samples, self.action_dim, self.generator = n_samples, action_dim, generator
+    def __init__(self, n_samples: int, action_dim: int, generators: list[torch.Generator]):
+        self.n_samples, self.action_dim, self.generators = n_samples, action_dim, generators
 
     def best(self, q_fn, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b = obs.shape[0]
-        candidates = torch.rand(b, self.n_samples, self.action_dim, generator=self.generator) * 2.0 - 1.0
-        values, index = q_of_candidates(q_fn, obs, candidates).max(dim=1)
-        return candidates[torch.arange(b), index], values
+        b = obs.shape[1]
+        candidates = self.draw(torch.rand, b, self.n_samples, self.action_dim) * 2.0 - 1.0
+        values, index = q_of_candidates(q_fn, obs, candidates).max(dim=-1)
+        best = candidates.gather(2, index[..., None, None].expand(-1, -1, 1, self.action_dim)).squeeze(2)
+        return best, values
 
 
 class CEMMaximiser(_SamplingMaximiser):
@@ -113,28 +125,27 @@ class CEMMaximiser(_SamplingMaximiser):
     """
 
     def __init__(self, iterations: int, population: int, elites: int, action_dim: int,
-                 generator: torch.Generator, min_std: float = 1e-3):
+                 generators: list[torch.Generator], min_std: float = 1e-3):
         self.iterations, self.population, self.elites = iterations, population, elites
-        self.action_dim, self.generator, self.min_std = action_dim, generator, min_std
+        self.action_dim, self.generators, self.min_std = action_dim, generators, min_std
 
     def best(self, q_fn, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b, d = obs.shape[0], self.action_dim
-        mean = torch.zeros(b, d)
-        std = torch.ones(b, d)
-        best_action = torch.zeros(b, d)
-        best_value = torch.full((b,), -torch.inf)
-        rows = torch.arange(b)
+        k, b, d = obs.shape[0], obs.shape[1], self.action_dim
+        mean = torch.zeros(k, b, d)
+        std = torch.ones(k, b, d)
+        best_action = torch.zeros(k, b, d)
+        best_value = torch.full((k, b), -torch.inf)
         for _ in range(self.iterations):
-            noise = torch.randn(b, self.population, d, generator=self.generator)
-            candidates = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1.0, 1.0)
+            noise = self.draw(torch.randn, b, self.population, d)
+            candidates = (mean.unsqueeze(2) + std.unsqueeze(2) * noise).clamp(-1.0, 1.0)
             values = q_of_candidates(q_fn, obs, candidates)
-            top_values, top_index = values.topk(self.elites, dim=1)
-            elites = candidates.gather(1, top_index.unsqueeze(-1).expand(-1, -1, d))
-            mean = elites.mean(dim=1)
-            std = elites.std(dim=1, correction=0).clamp(min=self.min_std)
-            improved = top_values[:, 0] > best_value
-            best_value = torch.where(improved, top_values[:, 0], best_value)
-            best_action = torch.where(improved.unsqueeze(-1), candidates[rows, top_index[:, 0]], best_action)
+            top_values, top_index = values.topk(self.elites, dim=-1)
+            elites = candidates.gather(2, top_index.unsqueeze(-1).expand(-1, -1, -1, d))
+            mean = elites.mean(dim=2)
+            std = elites.std(dim=2, correction=0).clamp(min=self.min_std)
+            improved = top_values[..., 0] > best_value
+            best_value = torch.where(improved, top_values[..., 0], best_value)
+            best_action = torch.where(improved.unsqueeze(-1), elites[:, :, 0], best_action)
         return best_action, best_value
 
 
@@ -163,13 +174,14 @@ class ActorMaximiser(Maximiser):
     def target_policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.target_actor(obs)
 
-    def learn(self, q_fn, obs: torch.Tensor) -> float:
-        """One gradient step on the actor to maximise Q(s, mu(s)); the critic's parameters are not changed."""
-        loss = -q_fn.q(obs, self.actor(obs)).mean()
+    def learn(self, q_fn, obs: torch.Tensor) -> torch.Tensor:
+        """One gradient step on each seed's actor to maximise its Q(s, mu(s)); the critic's parameters are not
+        changed. Seeds' losses are summed: seed k's actor gets the gradient of seed k's loss only."""
+        loss = -q_fn.q(obs, self.actor(obs)).mean(dim=1)
         self.optimiser.zero_grad(set_to_none=True)
-        loss.backward(inputs=list(self.actor.parameters()))
+        loss.sum().backward(inputs=list(self.actor.parameters()))
         self.optimiser.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.target_actor, self.actor)]

@@ -1,47 +1,130 @@
-"""Function approximators: plain MLPs and the Q heads built on them."""
+"""Function approximators with a seed axis: K independent networks stored as stacked parameters.
+
+Every tensor that flows through a network has the seed axis first: observations (K, B, obs_dim), Q values (K, B) or
+(K, B, n_actions), actions (K, B, d). A layer's weight is (K, out, in) and its bias (K, 1, out), so one batched
+matmul (`baddbmm`) computes all K seeds at once, while no seed's output or gradient depends on another seed's
+parameters: the K matrices of a batched matmul are separate products. A single run is K = 1 of the same code.
+
+Seed k's parameters are drawn from its own generator, in the order torch.nn.Linear would draw them (weight with
+kaiming_uniform(a=sqrt(5)) on an (out, in) tensor, then bias), layer by layer in construction order, so that seed
+k's initial network does not depend on the other seeds of its batch.
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
 
-def mlp(in_dim: int, hidden_sizes: list[int], out_dim: int) -> nn.Sequential:
+class BatchedLinear(nn.Module):
+    """K linear layers. Its weight and bias are its own parameters until `flatten_parameters` moves them into the
+    network's arena; from then on they are views of it, taken at every forward pass."""
+
+    def __init__(self, generators: list[torch.Generator], in_dim: int, out_dim: int):
+        super().__init__()
+        weights, biases = [], []
+        for g in generators:
+            w = torch.empty(out_dim, in_dim)
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=g)
+            bound = 1 / math.sqrt(in_dim) if in_dim > 0 else 0.0
+            b = torch.empty(out_dim).uniform_(-bound, bound, generator=g)
+            weights.append(w)
+            biases.append(b[None, :])
+        # (K, out, in), used transposed: for K = 1 the product is then the very gemm torch.nn.Linear calls, bit
+        # for bit, and it was measured no slower than an (in, out) layout.
+        self.weight = nn.Parameter(torch.stack(weights))
+        self.bias = nn.Parameter(torch.stack(biases))      # (K, 1, out)
+
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.arena: list[nn.Parameter] = []   # a plain list, so the arena is not registered twice
+        self.offset = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (K, ..., in) -> (K, ..., out)."""
+        if self.arena:
+            a, o, n = self.arena[0], self.offset, self.in_dim * self.out_dim
+            weight = a[:, o:o + n].view(a.shape[0], self.out_dim, self.in_dim)
+            bias = a[:, o + n:o + n + self.out_dim].view(a.shape[0], 1, self.out_dim)
+        else:
+            weight, bias = self.weight, self.bias
+        lead = x.shape[:-1]
+        x = x.reshape(x.shape[0], -1, x.shape[-1])
+        if self.out_dim == 1:
+            # For K = 1 torch computes a one-column product as a matrix-vector product, whose rounding differs from
+            # the batched one: a multiply and a sum give every seed the same numbers alone or in a batch.
+            y = (x * weight).sum(dim=-1, keepdim=True) + bias
+        else:
+            y = torch.baddbmm(bias, x, weight.transpose(1, 2))
+        return y.view(*lead, y.shape[-1])
+
+
+# Elementwise kernels (fused Adam, lerp) vectorise over a flat tensor and treat a tail shorter than the vector width
+# differently; a seed's parameters padded to this many floats sit in the same lanes whatever the batch size, so a
+# seed trained beside others gets the very numbers it gets alone.
+ARENA_ALIGN = 64
+
+
+def flatten_parameters(module: nn.Module) -> nn.Module:
+    """Move every BatchedLinear parameter of `module` into one (K, P) parameter, `module.arena`, each seed's row
+    padded to a multiple of ARENA_ALIGN. The optimiser, gradient clipping and target updates then act on one
+    tensor (one kernel each instead of one per layer), and per-seed norms are one reduction over a row."""
+    layers = [m for m in module.modules() if isinstance(m, BatchedLinear)]
+    k_seeds = layers[0].weight.shape[0]
+    offsets, total = [], 0
+    for layer in layers:
+        offsets.append(total)
+        total += layer.in_dim * layer.out_dim + layer.out_dim
+    padded = -(-total // ARENA_ALIGN) * ARENA_ALIGN
+    arena = torch.zeros(k_seeds, padded)
+    for layer, offset in zip(layers, offsets, strict=True):
+        n = layer.in_dim * layer.out_dim
+        arena[:, offset:offset + n] = layer.weight.detach().reshape(k_seeds, n)
+        arena[:, offset + n:offset + n + layer.out_dim] = layer.bias.detach().reshape(k_seeds, layer.out_dim)
+    module.arena = nn.Parameter(arena)
+    for layer, offset in zip(layers, offsets, strict=True):
+        del layer.weight, layer.bias
+        layer.arena, layer.offset = [module.arena], offset
+    return module
+
+
+def mlp(generators: list[torch.Generator], in_dim: int, hidden_sizes: list[int], out_dim: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     width = in_dim
     for h in hidden_sizes:
-        layers += [nn.Linear(width, h), nn.ReLU()]
+        layers += [BatchedLinear(generators, width, h), nn.ReLU()]
         width = h
-    layers.append(nn.Linear(width, out_dim))
+    layers.append(BatchedLinear(generators, width, out_dim))
     return nn.Sequential(*layers)
 
 
 class DiscreteQ(nn.Module):
     """Q(s, .) for a finite action set: one output per action."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: list[int]):
+    def __init__(self, generators: list[torch.Generator], obs_dim: int, n_actions: int, hidden_sizes: list[int]):
         super().__init__()
         self.n_actions = n_actions
-        self.net = mlp(obs_dim, hidden_sizes, n_actions)
+        self.net = mlp(generators, obs_dim, hidden_sizes, n_actions)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
 
     def all_actions(self, obs: torch.Tensor) -> torch.Tensor:
-        """Q(s, a) for every action: shape (batch, n_actions)."""
+        """Q(s, a) for every action: shape (K, B, n_actions)."""
         return self.net(obs)
 
     def q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Q(s, a) for the given actions: shape (batch,)."""
-        return self.net(obs).gather(1, actions.long().view(-1, 1)).squeeze(1)
+        """Q(s, a) for the given actions (K, B): shape (K, B)."""
+        return self.net(obs).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
 
 
 class StateActionQ(nn.Module):
     """Q(s, a) with the (normalised) action as an input: one scalar per (state, action) pair."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: list[int]):
+    def __init__(self, generators: list[torch.Generator], obs_dim: int, action_dim: int, hidden_sizes: list[int]):
         super().__init__()
-        self.net = mlp(obs_dim + action_dim, hidden_sizes, 1)
+        self.net = mlp(generators, obs_dim + action_dim, hidden_sizes, 1)
 
     def q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, actions], dim=-1)).squeeze(-1)
@@ -54,26 +137,26 @@ class NAFQ(nn.Module):
     advantage is a concave quadratic whose maximum, 0, lies at mu(s): argmax and max come in closed form.
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: list[int]):
+    def __init__(self, generators: list[torch.Generator], obs_dim: int, action_dim: int, hidden_sizes: list[int]):
         super().__init__()
         self.action_dim = action_dim
         width = hidden_sizes[-1]
-        self.trunk = nn.Sequential(mlp(obs_dim, hidden_sizes[:-1], width), nn.ReLU())
-        self.value_head = nn.Linear(width, 1)
-        self.mu_head = nn.Linear(width, action_dim)
-        self.l_head = nn.Linear(width, action_dim * (action_dim + 1) // 2)
+        self.trunk = nn.Sequential(mlp(generators, obs_dim, hidden_sizes[:-1], width), nn.ReLU())
+        self.value_head = BatchedLinear(generators, width, 1)
+        self.mu_head = BatchedLinear(generators, width, action_dim)
+        self.l_head = BatchedLinear(generators, width, action_dim * (action_dim + 1) // 2)
         self.register_buffer("tril_rows", torch.tril_indices(action_dim, action_dim)[0], persistent=False)
         self.register_buffer("tril_cols", torch.tril_indices(action_dim, action_dim)[1], persistent=False)
 
     def terms(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """V(s) (batch,), mu(s) (batch, d) in [-1, 1], P(s) (batch, d, d)."""
+        """V(s) (K, B), mu(s) (K, B, d) in [-1, 1], P(s) (K, B, d, d)."""
         h = self.trunk(obs)
         value = self.value_head(h).squeeze(-1)
         mu = torch.tanh(self.mu_head(h))
         entries = self.l_head(h)
         d = self.action_dim
-        lower = torch.zeros(obs.shape[0], d, d, dtype=obs.dtype, device=obs.device)
-        lower[:, self.tril_rows, self.tril_cols] = entries
+        lower = torch.zeros(*obs.shape[:-1], d, d, dtype=obs.dtype, device=obs.device)
+        lower[..., self.tril_rows, self.tril_cols] = entries
         diag = torch.diagonal(lower, dim1=-2, dim2=-1)
         lower = lower - torch.diag_embed(diag) + torch.diag_embed(torch.exp(diag.clamp(max=10.0)))
         return value, mu, lower @ lower.transpose(-1, -2)
@@ -93,9 +176,9 @@ class NAFQ(nn.Module):
 class Actor(nn.Module):
     """A deterministic policy mu_theta(s) in [-1, 1]^d (tanh), scaled to the env's bounds outside the network."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: list[int]):
+    def __init__(self, generators: list[torch.Generator], obs_dim: int, action_dim: int, hidden_sizes: list[int]):
         super().__init__()
-        self.net = mlp(obs_dim, hidden_sizes, action_dim)
+        self.net = mlp(generators, obs_dim, hidden_sizes, action_dim)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))

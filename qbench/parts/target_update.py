@@ -1,19 +1,16 @@
-"""How the target parameters follow the online parameters."""
+"""How the target parameters follow the online parameters (elementwise, so every seed of a batch follows its own)."""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 
 @torch.no_grad()
-def hard_update(target: nn.Module, online: nn.Module) -> None:
-    for t, o in zip(target.parameters(), online.parameters(), strict=True):
-        t.copy_(o)
+def hard_update(targets: list[torch.Tensor], onlines: list[torch.Tensor]) -> None:
+    torch._foreach_copy_(targets, onlines)
 
 
 @torch.no_grad()
-def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+def polyak_update(targets: list[torch.Tensor], onlines: list[torch.Tensor], tau: float) -> None:
     """target <- tau * online + (1 - tau) * target."""
-    for t, o in zip(target.parameters(), online.parameters(), strict=True):
-        t.lerp_(o, tau)
+    torch._foreach_lerp_(targets, onlines, tau)

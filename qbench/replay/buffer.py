@@ -1,4 +1,5 @@
-"""Uniform replay over a ring of single-env transitions; n-step windows are assembled at sampling time."""
+"""Uniform replay with a seed axis: one ring per seed of a batch, all filled in lockstep (every seed adds one
+transition per env step), so they share their counters. n-step windows are assembled at sampling time."""
 
 from __future__ import annotations
 
@@ -12,47 +13,52 @@ from qbench.replay.nstep import cut_trace_lengths, discounted_window, window_len
 
 @dataclass
 class Batch:
-    obs: np.ndarray            # (B, *obs_shape) states s_t
-    actions: np.ndarray        # (B, *action_shape) actions a_t
-    reward_n: np.ndarray       # (B,) discounted reward over the window
-    discount_n: np.ndarray     # (B,) gamma^L, 0 when the window ended in a termination
-    bootstrap_obs: np.ndarray  # (B, *obs_shape) s_{t+L}
-    lengths: np.ndarray        # (B,) L, the number of rewards in each return
+    obs: np.ndarray            # (K, B, *obs_shape) states s_t
+    actions: np.ndarray        # (K, B, *action_shape) actions a_t
+    reward_n: np.ndarray       # (K, B) discounted reward over the window
+    discount_n: np.ndarray     # (K, B) gamma^L, 0 when the window ended in a termination
+    bootstrap_obs: np.ndarray  # (K, B, *obs_shape) s_{t+L}
+    lengths: np.ndarray        # (K, B) L, the number of rewards in each return
 
 
 class ReplayBuffer:
-    """Stores transitions in insertion order so that consecutive slots hold consecutive steps of one env.
+    """Stores each seed's transitions in insertion order, so that consecutive slots hold consecutive steps of one
+    env.
 
     The loss never sees n: sample() returns per-sample (reward_n, discount_n, bootstrap_obs), so 1-step, n-step
-    and cut-trace returns reach the same target function.
+    and cut-trace returns reach the same target function. Seed k's samples are indices drawn from seed k's own
+    generator into seed k's own ring: no seed's batch depends on another seed.
     """
 
-    def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
+    def __init__(self, seeds: int, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
                  action_dtype: type, n_step: int, gamma: float):
+        self.seeds = seeds
         self.capacity = capacity
         self.n_step = n_step
         self.gamma = gamma
-        self.obs = np.zeros((capacity, *obs_shape), dtype=np.float32)
-        self.next_obs = np.zeros((capacity, *obs_shape), dtype=np.float32)
-        self.actions = np.zeros((capacity, *action_shape), dtype=action_dtype)
-        self.rewards = np.zeros(capacity, dtype=np.float64)
-        self.terminated = np.zeros(capacity, dtype=bool)
-        self.episode_end = np.zeros(capacity, dtype=bool)
+        self.obs = np.zeros((seeds, capacity, *obs_shape), dtype=np.float32)
+        self.next_obs = np.zeros((seeds, capacity, *obs_shape), dtype=np.float32)
+        self.actions = np.zeros((seeds, capacity, *action_shape), dtype=action_dtype)
+        self.rewards = np.zeros((seeds, capacity), dtype=np.float64)
+        self.terminated = np.zeros((seeds, capacity), dtype=bool)
+        self.episode_end = np.zeros((seeds, capacity), dtype=bool)
         self.pos = 0
         self.size = 0
-        self.total_added = 0   # transitions ever added: global index g lives in slot g % capacity
+        self.total_added = 0   # transitions ever added per seed: global index g lives in slot g % capacity
+        self._rows = np.arange(seeds)[:, None]
 
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs, action, reward: float, next_obs, terminated: bool, truncated: bool) -> None:
+    def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
+        """One transition per seed: each argument has the seed axis first."""
         i = self.pos
-        self.obs[i] = obs
-        self.actions[i] = action
-        self.rewards[i] = reward
-        self.next_obs[i] = next_obs
-        self.terminated[i] = terminated
-        self.episode_end[i] = terminated or truncated
+        self.obs[:, i] = obs
+        self.actions[:, i] = action
+        self.rewards[:, i] = reward
+        self.next_obs[:, i] = next_obs
+        self.terminated[:, i] = terminated
+        self.episode_end[:, i] = np.logical_or(terminated, truncated)
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
         self.total_added += 1
@@ -66,40 +72,56 @@ class ReplayBuffer:
     def counters(self) -> dict:
         return {"pos": self.pos, "size": self.size, "total_added": self.total_added}
 
-    def chunk(self, start: int) -> dict:
-        """The transitions with global index in [start, total_added) that are still stored, as arrays."""
+    def chunk(self, start: int, seed_index: int) -> dict:
+        """Seed seed_index's transitions with global index in [start, total_added) still stored, as arrays."""
         first = max(start, self.total_added - self.size)
         slots = np.arange(first, self.total_added) % self.capacity
-        return {"start": first, "end": self.total_added, **{k: getattr(self, k)[slots] for k in self._ARRAYS}}
+        return {"start": first, "end": self.total_added,
+                **{k: getattr(self, k)[seed_index, slots] for k in self._ARRAYS}}
 
     def chunk_is_obsolete(self, end: int) -> bool:
         return self.total_added >= end + self.capacity
 
-    def load_chunks(self, counters: dict, chunks: list[dict]) -> None:
-        """Rebuild the ring from its counters and its chunks, oldest first (a later chunk overwrites slots)."""
-        for chunk in chunks:
-            slots = np.arange(int(chunk["start"]), int(chunk["end"])) % self.capacity
-            for k in self._ARRAYS:
-                getattr(self, k)[slots] = chunk[k]
+    def load_chunks(self, counters: dict, chunks_per_seed: list[list[dict]]) -> None:
+        """Rebuild every seed's ring from the shared counters and its chunks, oldest first (a later chunk
+        overwrites slots)."""
+        for seed_index, chunks in enumerate(chunks_per_seed):
+            for chunk in chunks:
+                slots = np.arange(int(chunk["start"]), int(chunk["end"])) % self.capacity
+                for k in self._ARRAYS:
+                    getattr(self, k)[seed_index, slots] = chunk[k]
         self.pos, self.size, self.total_added = (int(counters["pos"]), int(counters["size"]),
                                                  int(counters["total_added"]))
 
-    def sample(self, batch_size: int, rng: np.random.Generator,
+    def sample(self, batch_size: int, rngs: list[np.random.Generator],
                greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Batch:
-        """Sample uniformly. greedy_fn, when given, maps states to greedy actions and cuts each n-step trace at
-        the first later action that differs from it (the "cut the trace" correction)."""
-        idx = rng.integers(0, self.size, size=batch_size)
+        """Sample uniformly, seed k's indices from rngs[k]. greedy_fn, when given, maps states (K, N, obs) to
+        greedy actions (K, N) and cuts each n-step trace at the first later action that differs from it (the "cut
+        the trace" correction)."""
+        idx = np.stack([rng.integers(0, self.size, size=batch_size) for rng in rngs])
         return self.gather(idx, greedy_fn)
 
     def gather(self, idx: np.ndarray, greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Batch:
+        """The batch of windows starting at idx, shape (K, B)."""
+        rows = self._rows
         n = self.n_step
-        window = (idx[:, None] + np.arange(n)[None, :]) % self.capacity
+        if n == 1:   # a 1-step window is the transition itself: no window arithmetic
+            terminated = self.terminated[rows, idx]
+            return Batch(self.obs[rows, idx], self.actions[rows, idx], self.rewards[rows, idx],
+                         np.where(terminated, 0.0, self.gamma), self.next_obs[rows, idx], np.ones(idx.shape, int))
+        k, b = idx.shape
+        window = (idx[..., None] + np.arange(n)) % self.capacity                 # (K, B, n)
+        row3 = rows[..., None]
         available = (self.pos - 1 - idx) % self.capacity + 1
-        lengths = window_lengths(self.episode_end[window], available)
-        if greedy_fn is not None and n > 1:
-            later = window[:, 1:]
-            greedy = greedy_fn(self.obs[later].reshape(-1, *self.obs.shape[1:])).reshape(later.shape)
-            lengths = cut_trace_lengths(lengths, self.actions[later], greedy)
-        reward_n, discount_n = discounted_window(self.rewards[window], self.terminated[window], lengths, self.gamma)
-        last = window[np.arange(len(idx)), lengths - 1]
-        return Batch(self.obs[idx], self.actions[idx], reward_n, discount_n, self.next_obs[last], lengths)
+        lengths = window_lengths(self.episode_end[row3, window].reshape(k * b, n), available.reshape(-1))
+        if greedy_fn is not None:
+            later = window[..., 1:]
+            greedy = greedy_fn(self.obs[row3, later].reshape(k, b * (n - 1), *self.obs.shape[2:]))
+            lengths = cut_trace_lengths(lengths, self.actions[row3, later].reshape(k * b, n - 1),
+                                        np.asarray(greedy).reshape(k * b, n - 1))
+        reward_n, discount_n = discounted_window(self.rewards[row3, window].reshape(k * b, n),
+                                                 self.terminated[row3, window].reshape(k * b, n), lengths, self.gamma)
+        lengths = lengths.reshape(k, b)
+        last = np.take_along_axis(window, (lengths - 1)[..., None], axis=2)[..., 0]
+        return Batch(self.obs[rows, idx], self.actions[rows, idx], reward_n.reshape(k, b), discount_n.reshape(k, b),
+                     self.next_obs[rows, last], lengths)

@@ -1,0 +1,103 @@
+"""What training K seeds side by side needs besides the networks: one env per seed that can be checkpointed at any
+step, and per-seed slices of state that is stacked along the seed axis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from qbench.envs.tasks import Spaces, make_env
+
+
+class SeedEnvs:
+    """One env per seed, stepped one after another (no vector env: each seed's transitions are exactly those of a
+    plain env, and the seeds' episodes end whenever they end).
+
+    Seeds act in lockstep, so their episode ends never line up and a checkpoint cannot wait for one. Each env's
+    state is therefore kept as "how its current episode began" (the seed of the first reset, or its random
+    stream's state just before a later reset) plus the actions taken since: replaying them restores the env
+    exactly, for any env whose only randomness is its own np_random.
+    """
+
+    def __init__(self, task, spaces: Spaces, env_seeds: list[int]):
+        self.spaces = spaces
+        self.envs = [make_env(task) for _ in env_seeds]
+        self.env_seeds = env_seeds
+        self.obs = np.zeros((len(env_seeds), spaces.obs_dim), dtype=np.float32)
+        self.needs_reset = np.zeros(len(env_seeds), dtype=bool)
+        self.episode_start: list[dict[str, Any]] = [{} for _ in env_seeds]
+        self.episode_actions: list[list] = [[] for _ in env_seeds]
+
+    def start(self) -> None:
+        for k, env in enumerate(self.envs):
+            self.episode_start[k] = {"seed": self.env_seeds[k]}
+            self.obs[k] = self.spaces.encode(env.reset(seed=self.env_seeds[k])[0])
+
+    def reset(self, k: int) -> None:
+        env = self.envs[k].unwrapped
+        self.episode_start[k] = {"rng": env.np_random.bit_generator.state}
+        self.episode_actions[k] = []
+        self.obs[k] = self.spaces.encode(self.envs[k].reset()[0])
+        self.needs_reset[k] = False
+
+    def step(self, k: int, action) -> tuple[np.ndarray, float, bool, bool]:
+        """Step seed k's env with an action in the engine's units: (next obs, reward, terminated, truncated)."""
+        raw, reward, terminated, truncated, _ = self.envs[k].step(self.spaces.to_env(action))
+        self.episode_actions[k].append(action)
+        return self.spaces.encode(raw), float(reward), bool(terminated), bool(truncated)
+
+    def state(self, k: int) -> dict[str, Any]:
+        if self.needs_reset[k]:   # between episodes: the next reset draws from the stream as it is now
+            return {"needs_reset": True, "rng": self.envs[k].unwrapped.np_random.bit_generator.state}
+        return {"needs_reset": False, "start": self.episode_start[k],
+                "actions": np.array(self.episode_actions[k])}
+
+    def restore(self, k: int, state: dict[str, Any]) -> None:
+        env = self.envs[k]
+        env.reset(seed=self.env_seeds[k])   # creates the env's stream; then set it to the saved state
+        if state["needs_reset"]:
+            env.unwrapped.np_random.bit_generator.state = state["rng"]
+            self.needs_reset[k] = True
+            return
+        start = state["start"]
+        if "seed" in start:
+            raw, _ = env.reset(seed=start["seed"])
+        else:
+            env.unwrapped.np_random.bit_generator.state = start["rng"]
+            raw, _ = env.reset()
+        self.episode_start[k] = start
+        self.obs[k] = self.spaces.encode(raw)
+        self.episode_actions[k] = []
+        for action in state["actions"]:
+            self.obs[k] = self.step(k, action)[0]
+        self.needs_reset[k] = False
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def slice_seed(state: Any, k: int) -> Any:
+    """Seed k's part of a state dict whose tensors carry the seed axis first (0-d tensors and plain values are
+    shared by all seeds and kept whole)."""
+    if isinstance(state, torch.Tensor):
+        return state[k].clone() if state.dim() > 0 else state.clone()
+    if isinstance(state, dict):
+        return {key: slice_seed(value, k) for key, value in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(slice_seed(value, k) for value in state)
+    return state
+
+
+def stack_seeds(states: list[Any]) -> Any:
+    """The inverse of slice_seed: per-seed state dicts stacked along a new seed axis."""
+    first = states[0]
+    if isinstance(first, torch.Tensor):
+        return torch.stack(states) if first.dim() > 0 else first.clone()
+    if isinstance(first, dict):
+        return {key: stack_seeds([s[key] for s in states]) for key in first}
+    if isinstance(first, list | tuple):
+        return type(first)(stack_seeds([s[i] for s in states]) for i in range(len(first)))
+    return first
