@@ -193,6 +193,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from qbench.runner.worker import clean_temporaries, job_lock
     from qbench.store import ERROR, SUMMARY, RunDir, read_json_or_empty
 
+    if args.seeds is not None:
+        return _train_seeds(args)
     layers = _train_layers(args)
     job = build_job(args.variant, args.task, args.seed, *(layer for _, layer in layers))
     path = Path(args.out) if args.out else _default_run_path(job)
@@ -223,6 +225,103 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 1
     console.print(_final_line(summary, job.task), highlight=False)
     return 0
+
+
+def _seed_run_paths(jobs, out: str | None) -> list[Path]:
+    """--seeds: DIR/seed<k> under --out DIR, else each job's default run directory."""
+    if out is None:
+        return [_default_run_path(job) for job in jobs]
+    from qbench.store import CONFIG
+
+    folder = Path(out)
+    _check_output_dir(folder, "--out folder")
+    if (folder / CONFIG).exists():
+        raise ConfigError(f"'{folder}' is a run directory; with --seeds, --out names the folder that holds one run "
+                          "directory per seed (DIR/seed<k>): choose another --out")
+    return [folder / f"seed{job.seed}" for job in jobs]
+
+
+def _train_seeds(args: argparse.Namespace) -> int:
+    """qbench train --seeds: the seeds train together (engine.run_batch), each into its own run directory; complete
+    seeds are skipped, interrupted ones resume."""
+    import contextlib
+    import dataclasses
+
+    from qbench.engine import DivergedError
+    from qbench.jobs import build_job
+    from qbench.runner.plan import parse_seed_list
+    from qbench.runner.worker import clean_temporaries, job_lock
+    from qbench.store import ERROR, SUMMARY, RunDir, read_json_or_empty
+
+    seeds = parse_seed_list(args.seeds)
+    layers = _train_layers(args)
+    first = build_job(args.variant, args.task, seeds[0], *(layer for _, layer in layers))
+    jobs = [dataclasses.replace(first, seed=seed) for seed in seeds]   # the same settings, one seed each
+    paths = _seed_run_paths(jobs, args.out)
+    for path in paths:
+        _check_output_dir(path, "run directory")
+    states = [_train_dir_state(path, job) for path, job in zip(paths, jobs, strict=True)]
+    console = _console()
+    if args.dry_run:
+        _print_dry_run_seeds(jobs, paths, states, args, console)
+        return 0
+    for job, path, state in zip(jobs, paths, states, strict=True):
+        if state == "complete":
+            summary = read_json_or_empty(path / SUMMARY)
+            console.print(f"seed {job.seed}: {path} already holds this job, complete (remove it to train again): "
+                          + _final_line(summary), highlight=False)
+    todo = [i for i, state in enumerate(states) if state != "complete"]
+    if not todo:
+        return 0
+    jobs, paths, states = [jobs[i] for i in todo], [paths[i] for i in todo], [states[i] for i in todo]
+    total = first.config.total_env_steps
+    with contextlib.ExitStack() as locks:
+        for job, path in zip(jobs, paths, strict=True):
+            if not locks.enter_context(job_lock(path)):
+                raise ConfigError(f"another process is training seed {job.seed} of this job in '{path}' (it holds "
+                                  f"{path / 'lock'})")
+        for path in paths:
+            clean_temporaries(path)
+            (path / ERROR).unlink(missing_ok=True)   # a retry: the old failure no longer describes this directory
+        console.print(f"[bold]{first.variant}[/] on [bold]{first.task.name}[/], {_seed_words(jobs)}"
+                      f"{' together' if len(jobs) > 1 else ''}, {total:,} env steps each", highlight=False)
+        for job, path, state in zip(jobs, paths, states, strict=True):
+            how = "resuming the interrupted run in" if state == "resume" else "->"
+            console.print(f"  seed {job.seed} {how} {path}", highlight=False)
+        results = _train_batch_with_progress(jobs, [RunDir(p) for p in paths], total, console)
+    diverged = 0
+    for job, path, result in zip(jobs, paths, results, strict=True):
+        if isinstance(result, DivergedError):
+            diverged += 1
+            print(f"qbench: seed {job.seed} diverged: {result} (recorded in {path / 'error.json'})", file=sys.stderr,
+                  flush=True)
+        else:
+            console.print(f"seed {job.seed}: " + _final_line(result), highlight=False)
+    if first.task.description:   # what the numbers mean, once
+        console.print(f"({first.task.name}: {first.task.description})", highlight=False)
+    return 1 if diverged else 0
+
+
+def _seed_words(jobs) -> str:
+    return f"seed {jobs[0].seed}" if len(jobs) == 1 else f"{len(jobs)} seeds ({', '.join(str(j.seed) for j in jobs)})"
+
+
+def _print_dry_run_seeds(jobs, paths: list[Path], states: list[str], args: argparse.Namespace, console) -> None:
+    """One table of the settings (the seeds share them), then one row per seed: its job, directory and state."""
+    from qbench.config import get_variant, resolve_with_sources
+    from qbench.runner.progress import print_table
+
+    first = jobs[0]
+    _, sources = resolve_with_sources(get_variant(first.variant), first.task.settings, *_train_layers(args))
+    values = first.config.to_dict()
+    rows = [[name, json.dumps(values[name]) if not isinstance(values[name], str) else values[name],
+             sources[name]] for name in values]
+    print_table(console, f"{first.variant} on {first.task.name}, {_seed_words(jobs)}: the settings every seed "
+                "shares (dry run: nothing is written)", ["setting", "value", "from"], rows)
+    what = {"new": "new run", "resume": "interrupted: it would resume", "complete": "complete: nothing to do"}
+    print_table(console, f"{first.variant} on {first.task.name}: one run directory per seed, trained together",
+                ["seed", "job hash", "run directory", "state"],
+                [[str(j.seed), j.hash, str(p), what[st]] for j, p, st in zip(jobs, paths, states, strict=True)])
 
 
 def _final_line(summary: dict[str, Any], task=None) -> str:
@@ -266,13 +365,82 @@ def _train_with_progress(job, run, total: int, console) -> dict[str, Any]:
         return run_job(job, run, sys.argv, update)
 
 
+def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
+    """engine.run_batch with progress: on a terminal one bar for the batch (env steps of all seeds; the latest
+    evaluation of each seed, or their mean beyond 4 seeds), otherwise one plain line per evaluation with seed=k."""
+    from qbench.engine import run_batch
+
+    seeds = [job.seed for job in jobs]
+    latest: dict[int, float] = {}            # seed -> its latest evaluation's mean return
+    steps: dict[int, int] = dict.fromkeys(seeds, 0)
+    guess = {"i": 0, "last": 0}
+
+    def seed_of(env_steps: int, info: dict[str, Any]) -> int:
+        if "seed" in info:
+            return info["seed"]
+        # An engine that trains the seeds one after another may not name them: a step count that falls back is
+        # the next seed.
+        if env_steps < guess["last"] and guess["i"] + 1 < len(seeds):
+            guess["i"] += 1
+        guess["last"] = env_steps
+        return seeds[guess["i"]]
+
+    if not console.is_terminal:
+        def plain(env_steps: int, info: dict[str, Any]) -> None:
+            if "evaluation" not in info and "diagnostics" not in info:
+                return
+            seed = seed_of(env_steps, info)
+            if "evaluation" in info:
+                e = info["evaluation"]
+                print(f"seed={seed} env_steps={env_steps} return_mean={e['return_mean']:.2f} "
+                      f"return_std={e['return_std']:.2f} wall_s={e['wall_s']:.1f}", flush=True)
+        return run_batch(jobs, runs, sys.argv, plain)
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} steps"),
+               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        handle = bar.add_task(f"training {len(jobs)} seeds", total=total * len(jobs), status="")
+
+        def update(env_steps: int, info: dict[str, Any]) -> None:
+            if "evaluation" not in info and "diagnostics" not in info:
+                return
+            seed = seed_of(env_steps, info)
+            steps[seed] = max(steps.get(seed, 0), env_steps)
+            if "evaluation" in info:
+                latest[seed] = info["evaluation"]["return_mean"]
+            if not latest:
+                status = "eval -"
+            elif len(seeds) <= 4:
+                status = "eval " + " ".join(f"s{s} {latest[s]:.1f}" for s in seeds if s in latest)
+            else:
+                status = (f"eval mean {sum(latest.values()) / len(latest):.1f} over {len(latest)}/{len(seeds)} "
+                          "seeds")
+            bar.update(handle, completed=sum(steps.values()), status=status)
+        return run_batch(jobs, runs, sys.argv, update)
+
+
 def _check_run_options(args: argparse.Namespace) -> None:
     """The options of run and sanity that need no suite: checked first, dry run or not."""
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be a positive integer, got {args.workers}")
+    args.seed_batch = _positive_int_or_none(args.seed_batch, "--seed-batch")
     if args.ray_address and args.backend != "ray":
         raise ConfigError("--ray-address needs --backend ray (the local backend runs on this machine only)")
     _check_output_dir(Path(args.results), "results folder")
+
+
+def _positive_int_or_none(text: str | int | None, option: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{option} must be a positive integer, got {text}")
+    return value
 
 
 def _plan(suite_arg: str, args: argparse.Namespace):
@@ -326,7 +494,8 @@ def _run_suite(suite, jobs, args: argparse.Namespace, console):
     # What a later report needs to normalise and judge these results, kept with them.
     atomic_write_json(Path(args.results) / suite.name / SUITE_RECORD, suite_record(suite))
     started = time.perf_counter()
-    outcomes = run_jobs(jobs, Path(args.results), suite.name, backend, reporter=reporter, command=sys.argv)
+    outcomes = run_jobs(jobs, Path(args.results), suite.name, backend, reporter=reporter, command=sys.argv,
+                        seed_batch=args.seed_batch)
     wall_s = time.perf_counter() - started
     print_table(console, f"{suite.name}: final greedy return over the complete seeds",
                 ["task", "variant", "complete", "failed", "final return"], summary_rows(outcomes))
@@ -428,6 +597,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results", help="results folder (default results/)")
     p.add_argument("--only", action="append", metavar="KEY=VALUE",
                    help="run only jobs whose variant, task or seed matches (repeatable; VALUE may be a,b)")
+    p.add_argument("--seed-batch", default=None, metavar="K",
+                   help="seeds of one (variant, task, settings) that train together in one worker, at most K a "
+                        "batch (default: all of them, split so that every worker has a batch)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -439,13 +611,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("what", choices=("variants", "tasks", "settings", "suites"))
     p_list.set_defaults(func=cmd_list)
 
-    p_train = sub.add_parser("train", help="train one (variant, task, seed) job and write its run directory; "
-                             "the same command again resumes an interrupted run")
+    p_train = sub.add_parser("train", help="train one (variant, task, seed) job, or several seeds together "
+                             "(--seeds), and write its run directory; the same command again resumes an "
+                             "interrupted run")
     p_train.add_argument("variant", help="a variant name (qbench list variants)")
     p_train.add_argument("task", help="a task name (qbench list tasks), a Gymnasium id or module:Class")
-    p_train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    which_seeds = p_train.add_mutually_exclusive_group()
+    which_seeds.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    which_seeds.add_argument("--seeds", default=None, metavar="LIST",
+                             help="train several seeds together in one process, one run directory each "
+                                  "(DIR/seed<k> with --out DIR): 3, 0-7, 0,2,5 or 0-3,8")
     p_train.add_argument("--steps", type=int, default=None, help="env steps of training (default: the task's)")
-    p_train.add_argument("--out", default=None, help="run directory (default results/runs/train/...)")
+    p_train.add_argument("--out", default=None, metavar="DIR",
+                         help="run directory (default results/runs/train/...); with --seeds, the folder that "
+                              "holds one run directory per seed, DIR/seed<k>")
     p_train.add_argument("--set", action="append", metavar="KEY=VALUE",
                          help="override a setting (repeatable; qbench list settings)")
     p_train.add_argument("--dry-run", action="store_true",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from qbench.config import ConfigError, parse_assignment
+from qbench.config import ConfigError, config_hash, parse_assignment
 from qbench.jobs import Job, build_job
 from qbench.store import ERROR, SUMMARY
 from qbench.suites import Suite
@@ -109,3 +111,80 @@ def job_state(path: Path) -> str:
     if (path / ERROR).exists():
         return "failed"
     return "partial" if path.exists() else "new"
+
+
+# --- seed batches: the seeds of one (variant, task, config) train together in one process
+
+def batch_key(job: Job) -> tuple[str, str, str]:
+    """Jobs with the same key differ only in their seed: (variant, task name, hash of everything but the seed,
+    that is the resolved config, the env id and the env kwargs)."""
+    return (job.variant, job.task.name, config_hash({**job.to_dict(), "seed": None}))
+
+
+def check_seed_batch(seed_batch: int | None) -> None:
+    if seed_batch is not None and (isinstance(seed_batch, bool) or not isinstance(seed_batch, int)
+                                   or seed_batch < 1):
+        raise ConfigError(f"--seed-batch must be a positive integer, got {seed_batch}")
+
+
+def make_batches(jobs: list[Job], seed_batch: int | None = None, slots: int = 1) -> list[list[Job]]:
+    """Group jobs into batches that train together: a batch holds jobs of one ``batch_key`` only (never two
+    configs), in the order given; groups in the order of their first job.
+
+    ``seed_batch`` K: at most K jobs a batch (each group cut into runs of K, the last shorter). None: a whole group
+    a batch, but when that makes fewer batches than ``slots`` (the backend's workers), groups are cut into near-equal
+    parts (the largest batch first) until every slot has a batch or every batch is one job: 8 seeds on 2 workers
+    are 2 batches of 4.
+    """
+    check_seed_batch(seed_batch)
+    groups: dict[tuple[str, str, str], list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(batch_key(job), []).append(job)
+    sizes = [len(g) for g in groups.values()]
+    if seed_batch is not None:
+        parts = [math.ceil(n / seed_batch) for n in sizes]
+    else:
+        parts = [1] * len(sizes)
+        while sum(parts) < slots:
+            # the group whose batches are largest now, among those that can still be cut
+            splittable = [i for i, n in enumerate(sizes) if parts[i] < n]
+            if not splittable:
+                break
+            i = max(splittable, key=lambda i: (math.ceil(sizes[i] / parts[i]), -i))
+            parts[i] += 1
+    batches: list[list[Job]] = []
+    for group, n_parts in zip(groups.values(), parts, strict=True):
+        if seed_batch is not None:
+            batches.extend(group[i:i + seed_batch] for i in range(0, len(group), seed_batch))
+        else:   # n_parts near-equal runs, the longer ones first
+            base, extra = divmod(len(group), n_parts)
+            start = 0
+            for k in range(n_parts):
+                end = start + base + (k < extra)
+                batches.append(group[start:end])
+                start = end
+    return batches
+
+
+SEED_LIST_FORMS = "a seed (3), a range (0-7), a list (0,2,5) or both (0-3,8)"
+
+
+def parse_seed_list(text: str) -> list[int]:
+    """``--seeds`` of qbench train: '3', '0-7', '0,2,5', '0-3,8' -> the seeds in the order written. A seed twice,
+    a range written high-low, a negative or a word is refused in one line naming the valid forms."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+        if not match:
+            raise ConfigError(f"--seeds '{text}' is not a seed list; give {SEED_LIST_FORMS}, seeds >= 0")
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) is not None else low
+        if high < low:
+            raise ConfigError(f"--seeds '{text}': range {part} runs backwards; write it low-high ({high}-{low})")
+        seeds.extend(range(low, high + 1))
+    twice = sorted(s for s, n in Counter(seeds).items() if n > 1)
+    if twice:
+        raise ConfigError(f"--seeds '{text}' names seed {', '.join(map(str, twice))} more than once; give "
+                          f"{SEED_LIST_FORMS}")
+    return seeds

@@ -30,7 +30,8 @@ def format_duration(seconds: float) -> str:
 class Tally:
     """Counts and an ETA. Jobs differ in cost (a Pendulum step with a sampling maximiser costs many CartPole
     steps), so a remaining job is estimated by the mean wall time of finished jobs of the same (task, variant),
-    else by the mean wall time per env step of all finished jobs; the sum is shared by the slots."""
+    else by the mean wall time per env step of all finished jobs; the sum is shared by the slots. Seeds trained
+    together in one batch each count for the batch's wall time over its size."""
 
     def __init__(self, total_jobs: int, to_run: list[Job], slots: int = 1):
         self.total_jobs = total_jobs
@@ -49,8 +50,8 @@ class Tally:
         job = outcome.job
         self.remaining.pop(job.hash, None)
         self.work_done += job.config.total_env_steps
-        if outcome.status == "done":
-            self.walls[(job.task.name, job.variant)].append(outcome.wall_s)
+        if outcome.status == "done":   # a job's share of its slot: seeds trained together share the wall time
+            self.walls[(job.task.name, job.variant)].append(outcome.wall_s / max(outcome.batch, 1))
             self.steps_timed += job.config.total_env_steps
         if outcome.status == "failed":
             self.failed += 1
@@ -101,7 +102,8 @@ class PlainReporter(Reporter):
                   f"({outcome.path / 'error.json'})", flush=True)
         elif outcome.status == "done":
             print(f"{n} done {job_label(outcome.job)}: final return "
-                  f"{outcome.summary.get('final_return_mean', float('nan')):.2f} ({outcome.wall_s:.1f} s); "
+                  f"{outcome.summary.get('final_return_mean', float('nan')):.2f} ({outcome.wall_s:.1f} s"
+                  f"{f', {outcome.batch} seeds together' if outcome.batch > 1 else ''}); "
                   f"ETA {format_duration(self.tally.eta_s())}", flush=True)
         else:
             print(f"{n} complete elsewhere {job_label(outcome.job)}", flush=True)
@@ -181,7 +183,13 @@ def summary_rows(outcomes: list[Outcome]) -> list[list[str]]:
         finals = [o.summary["final_return_mean"] for o in group
                   if o.status != "failed" and "final_return_mean" in o.summary]
         failed = sum(o.status == "failed" for o in group)
-        spread = f" +- {statistics.stdev(finals):.1f}" if len(finals) > 1 else ""
+        spread = f" +- {_stdev(finals):.1f}" if len(finals) > 1 else ""
         rows.append([task, variant, f"{len(group) - failed}/{len(group)}", str(failed),
                      f"{statistics.fmean(finals):.1f}{spread}" if finals else "-"])
     return rows
+
+
+def _stdev(values: list[float]) -> float:
+    """Sample standard deviation; nan if a value is nan (statistics.stdev raises on a nan)."""
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))

@@ -1,5 +1,8 @@
 """Run a list of jobs on a backend: skip complete ones, keep every slot busy, record failures and go on.
 
+Jobs that differ only in their seed train together, as a batch, in one worker (``plan.make_batches``); every
+outcome, retry and report is still per job.
+
 Two runners may share a results folder: each job is guarded by a lock in its run directory, so a job that is
 running elsewhere is put back in the queue and looked at again later; when its lock is free it is either
 complete (nothing to do), failed there during this sitting (reported, not retried twice), or abandoned by a
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from qbench.jobs import Job
-from qbench.runner.plan import run_path
+from qbench.runner.plan import check_seed_batch, make_batches, run_path
 from qbench.store import SUMMARY, RunDir, read_json_or_empty
 
 BUSY_RETRY_S = 2.0      # how often a job locked by another runner is looked at again
@@ -32,6 +35,7 @@ class Outcome:
     error: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
     elsewhere: bool = False             # finished or failed in another runner while this one waited
+    batch: int = 1                      # jobs trained together with this one (itself included); wall_s is theirs
 
 
 class Reporter:
@@ -50,22 +54,29 @@ def _worker_died(exc: BaseException) -> dict[str, Any]:
 
 def run_jobs(jobs: list[Job], results_dir: Path, suite_name: str, backend, *,
              reporter: Reporter | None = None,
-             command: list[str] | None = None) -> list[Outcome]:
-    """Run every job that is not complete; return one Outcome per job, in the order given."""
+             command: list[str] | None = None,
+             seed_batch: int | None = None) -> list[Outcome]:
+    """Run every job that is not complete; return one Outcome per job, in the order given.
+
+    The jobs are grouped into batches (``plan.make_batches``: the seeds of one variant, task and config, at most
+    ``seed_batch`` a batch; by default a whole group, cut so that every slot of the backend has a batch) and a
+    batch trains in one worker; outcomes, retries and reports stay per job."""
+    check_seed_batch(seed_batch)
     reporter = reporter or Reporter()
     started_at = time.time()
     paths = {job.hash: run_path(results_dir, suite_name, job) for job in jobs}
     outcomes: dict[str, Outcome] = {}
-    queue: deque[Job] = deque()
+    to_run: list[Job] = []
     for job in jobs:
         path = paths[job.hash]
         if (path / SUMMARY).exists():
             outcomes[job.hash] = Outcome(job, path, "complete", read_json_or_empty(path / SUMMARY))
         else:
-            queue.append(job)
-    reporter.start(len(jobs), list(queue), backend.slots)
+            to_run.append(job)
+    reporter.start(len(jobs), to_run, backend.slots)
+    queue: deque[list[Job]] = deque(make_batches(to_run, seed_batch, backend.slots))
 
-    in_flight: dict[Any, Job] = {}
+    in_flight: dict[Any, list[Job]] = {}
     waiting: list[tuple[float, Job]] = []       # (when to look again, job) for jobs running elsewhere
     pool_deaths: dict[str, int] = {}            # a job in flight when a local pool broke gets one more try
 
@@ -73,44 +84,59 @@ def run_jobs(jobs: list[Job], results_dir: Path, suite_name: str, backend, *,
         outcomes[outcome.job.hash] = outcome
         reporter.finished(outcome)
 
+    def running() -> int:
+        return sum(len(batch) for batch in in_flight.values())
+
     try:
         while queue or in_flight or waiting:
             now = time.monotonic()
-            for item in [w for w in waiting if w[0] <= now]:
-                waiting.remove(item)
-                queue.append(item[1])
+            due = [w for w in waiting if w[0] <= now]
+            if due:
+                waiting[:] = [w for w in waiting if w[0] > now]
+                # Jobs that were busy elsewhere are looked at again, batched anew among themselves.
+                queue.extend(make_batches([job for _, job in due], seed_batch, 1))
             while queue and len(in_flight) < backend.slots:
-                job = queue.popleft()
-                handle = backend.submit(job, str(paths[job.hash]), suite_name, command, started_at)
-                in_flight[handle] = job
-            reporter.update(len(in_flight), len(waiting))
+                batch = queue.popleft()
+                handle = backend.submit(batch, [str(paths[job.hash]) for job in batch], suite_name, command,
+                                        started_at)
+                in_flight[handle] = batch
+            reporter.update(running(), len(waiting))
             if not in_flight:
                 time.sleep(max(0.0, min(t for t, _ in waiting) - time.monotonic()))
                 continue
             for handle, result in backend.wait(list(in_flight), WAIT_TIMEOUT_S):
-                job = in_flight.pop(handle)
-                path = paths[job.hash]
+                batch = in_flight.pop(handle)
                 if isinstance(result, BaseException):
-                    pool_deaths[job.hash] = pool_deaths.get(job.hash, 0) + 1
-                    # A dead local pool takes every in-flight job down, guilty or not: retry each once.
-                    if pool_deaths[job.hash] < 2 and isinstance(result, BrokenProcessPool):
-                        queue.append(job)
-                        continue
-                    error = _worker_died(result)
-                    if not (path / SUMMARY).exists():
-                        RunDir(path).write_error(error)
-                    finish(Outcome(job, path, "failed", error=error))
-                elif result["status"] == "busy":
-                    waiting.append((time.monotonic() + BUSY_RETRY_S, job))
-                elif result["status"] == "complete":
-                    finish(Outcome(job, path, "complete", result.get("summary", {}), elsewhere=True))
-                elif result["status"] == "done":
-                    finish(Outcome(job, path, "done", result["summary"], wall_s=result["wall_s"]))
-                else:
-                    finish(Outcome(job, path, "failed", error=result.get("error", {}),
-                                   wall_s=result.get("wall_s", 0.0),
-                                   elsewhere=result.get("elsewhere", False)))
-            reporter.update(len(in_flight), len(waiting))
+                    retry = []
+                    for job in batch:
+                        path = paths[job.hash]
+                        pool_deaths[job.hash] = pool_deaths.get(job.hash, 0) + 1
+                        # A dead local pool takes every in-flight job down, guilty or not: retry each once.
+                        if pool_deaths[job.hash] < 2 and isinstance(result, BrokenProcessPool):
+                            retry.append(job)
+                            continue
+                        error = _worker_died(result)
+                        if not (path / SUMMARY).exists():
+                            RunDir(path).write_error(error)
+                        finish(Outcome(job, path, "failed", error=error))
+                    if retry:
+                        queue.append(retry)
+                    continue
+                for job, job_result in zip(batch, result, strict=True):
+                    path = paths[job.hash]
+                    status = job_result["status"]
+                    if status == "busy":
+                        waiting.append((time.monotonic() + BUSY_RETRY_S, job))
+                    elif status == "complete":
+                        finish(Outcome(job, path, "complete", job_result.get("summary", {}), elsewhere=True))
+                    elif status == "done":
+                        finish(Outcome(job, path, "done", job_result["summary"], wall_s=job_result["wall_s"],
+                                       batch=_ran_together(result)))
+                    else:
+                        finish(Outcome(job, path, "failed", error=job_result.get("error", {}),
+                                       wall_s=job_result.get("wall_s", 0.0),
+                                       elsewhere=job_result.get("elsewhere", False)))
+            reporter.update(running(), len(waiting))
     except BaseException:
         backend.close(cancel=True)
         reporter.close()
@@ -118,3 +144,8 @@ def run_jobs(jobs: list[Job], results_dir: Path, suite_name: str, backend, *,
     backend.close()
     reporter.close()
     return [outcomes[job.hash] for job in jobs]
+
+
+def _ran_together(results: list[dict[str, Any]]) -> int:
+    """How many jobs of a batch's results trained in it (not busy, not complete or failed before it started)."""
+    return sum(r["status"] == "done" or (r["status"] == "failed" and not r.get("elsewhere")) for r in results)

@@ -1,8 +1,9 @@
 """The job function: the same top-level function runs in a local worker process and in a Ray task.
 
-It takes a resolved, picklable ``Job`` (validated once, before anything started) and the run directory, and
-returns a plain dict. It never raises for a failing job: a crash or a divergence is written to ``error.json``
-(type, message, traceback) and reported as ``failed``, so the rest of the suite goes on.
+``run_batch`` takes resolved, picklable ``Job``s of one batch (seeds of one variant, task and config, validated
+once, before anything started) and their run directories, and returns one plain dict per job. It never raises
+for a failing job: a crash or a divergence is written to ``error.json`` (type, message, traceback) and reported
+as ``failed``, so the rest of the suite goes on.
 """
 
 from __future__ import annotations
@@ -94,33 +95,78 @@ def _record_attempt(path: Path, suite: str) -> int:
 
 def run_one(job: Job, run_path: str, suite: str, command: list[str] | None = None,
             runner_started_at: float = 0.0) -> dict[str, Any]:
-    """Run one job into ``run_path`` unless it is complete or being run by another process.
+    """``run_batch`` of one job: its result dict."""
+    return run_batch([job], [run_path], suite, command, runner_started_at)[0]
 
-    Returns {"status": ...}: ``done`` (ran here, with its summary), ``complete`` (already complete, nothing
-    touched), ``busy`` (another process holds the job's lock: it runs elsewhere), or ``failed`` (with its
-    error; ``elsewhere`` is true when another runner recorded the failure after this runner started, so it is
-    not retried twice in one sitting).
+
+def run_batch(jobs: list[Job], run_paths: list[str], suite: str, command: list[str] | None = None,
+              runner_started_at: float = 0.0) -> list[dict[str, Any]]:
+    """Run the jobs of one batch (seeds of one variant, task and config) together, each into its run directory,
+    except those that are complete or being run by another process.
+
+    Returns one {"status": ...} per job, in order: ``done`` (ran here, with its summary), ``complete`` (already
+    complete, nothing touched), ``busy`` (another process holds the job's lock: it runs elsewhere), or ``failed``
+    (with its error; ``elsewhere`` is true when another runner recorded the failure after this runner started, so
+    it is not retried twice in one sitting). The jobs that run hold their locks for the whole batch; their
+    ``wall_s`` is the batch's wall time. A seed that diverges fails alone; any other exception fails every job
+    that ran in the batch.
     """
-    path = Path(run_path)
-    with job_lock(path) as held:
-        if not held:
-            return {"status": "busy"}
-        # Checked again under the lock: another runner may have finished the job since the caller looked.
-        if (path / SUMMARY).exists():
-            return {"status": "complete", "summary": read_json_or_empty(path / SUMMARY)}
-        if (path / ERROR).exists() and (path / ERROR).stat().st_mtime >= runner_started_at:
-            return {"status": "failed", "error": read_json_or_empty(path / ERROR), "elsewhere": True}
-        clean_temporaries(path)
-        (path / ERROR).unlink(missing_ok=True)   # a retry: the old failure no longer describes this directory
-        _record_attempt(path, suite)
-        one_thread()
-        from qbench.engine import run_job
+    paths = [Path(p) for p in run_paths]
+    results: list[dict[str, Any] | None] = [None] * len(jobs)
+    with contextlib.ExitStack() as held_locks:
+        to_run: list[int] = []
+        for i, path in enumerate(paths):
+            lock = contextlib.ExitStack()
+            if not lock.enter_context(job_lock(path)):
+                lock.close()
+                results[i] = {"status": "busy"}
+                continue
+            # Checked again under the lock: another runner may have finished the job since the caller looked.
+            if (path / SUMMARY).exists():
+                lock.close()
+                results[i] = {"status": "complete", "summary": read_json_or_empty(path / SUMMARY)}
+            elif (path / ERROR).exists() and (path / ERROR).stat().st_mtime >= runner_started_at:
+                lock.close()
+                results[i] = {"status": "failed", "error": read_json_or_empty(path / ERROR), "elsewhere": True}
+            else:
+                held_locks.enter_context(lock)   # held until the whole batch is over
+                to_run.append(i)
+        if to_run:
+            for i in to_run:
+                clean_temporaries(paths[i])
+                (paths[i] / ERROR).unlink(missing_ok=True)   # a retry: the old failure no longer describes it
+                _record_attempt(paths[i], suite)
+            for i, result in zip(to_run, _train_together([jobs[i] for i in to_run], [paths[i] for i in to_run],
+                                                         command), strict=True):
+                results[i] = result
+    return results   # type: ignore[return-value]
 
-        started = time.perf_counter()
-        try:
-            summary = run_job(job, RunDir(path), command)
-        except Exception as exc:  # noqa: BLE001 - a failing job is a result to record; the suite goes on
+
+def _train_together(jobs: list[Job], paths: list[Path], command: list[str] | None) -> list[dict[str, Any]]:
+    one_thread()
+    from qbench.engine import run_batch as engine_run_batch
+
+    started = time.perf_counter()
+    try:
+        outcomes = engine_run_batch(jobs, [RunDir(p) for p in paths], command)
+    except Exception as exc:  # noqa: BLE001 - a failing batch is a result to record; the suite goes on
+        wall_s = time.perf_counter() - started
+        results = []
+        for job, path in zip(jobs, paths, strict=True):
+            if (path / SUMMARY).exists():   # finished before the batch failed: it stands
+                results.append({"status": "done", "summary": read_json_or_empty(path / SUMMARY), "wall_s": wall_s})
+                continue
             error = error_record(exc, job)
             RunDir(path).write_error(error)
-            return {"status": "failed", "error": error, "wall_s": time.perf_counter() - started}
-        return {"status": "done", "summary": summary, "wall_s": time.perf_counter() - started}
+            results.append({"status": "failed", "error": error, "wall_s": wall_s})
+        return results
+    wall_s = time.perf_counter() - started
+    results = []
+    for job, path, outcome in zip(jobs, paths, outcomes, strict=True):
+        if isinstance(outcome, BaseException):   # a diverged seed: the others went on
+            error = error_record(outcome, job)
+            RunDir(path).write_error(error)   # the full record (type, traceback, host) over the engine's
+            results.append({"status": "failed", "error": error, "wall_s": wall_s})
+        else:
+            results.append({"status": "done", "summary": outcome, "wall_s": wall_s})
+    return results
