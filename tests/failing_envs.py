@@ -45,3 +45,22 @@ class HardCrashEnv(_Base):
         if self.t > 30:
             os.kill(os.getpid(), signal.SIGKILL)
         return np.zeros(2, dtype=np.float32), 1.0, False, self.t >= 100, {}
+
+
+class SometimesNaNEnv(_Base):
+    """Gives a NaN reward at the third step of its first episode when the first reset's uniform draw (from the
+    env's own seeded stream) is below one half: some seeds of a batch diverge, the others learn on."""
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if not hasattr(self, "poisoned"):
+            self.poisoned = bool(self.np_random.uniform() < 0.5)
+        self.t = 0
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        reward = float("nan") if self.poisoned and self.t == 3 else 1.0
+        if self.t >= 10:
+            self.poisoned = False
+        return np.zeros(2, dtype=np.float32), reward, False, self.t >= 10, {}
