@@ -89,13 +89,18 @@ class ThreeRewards(gym.Env):
 
 
 class FixedQ(torch.nn.Module):
-    """Q(s, .) = (2, 5) everywhere, so the greedy action is 1 and Q(s_0, a_0) = 5."""
+    """Q(s, .) = values[k] everywhere for seed k of the batch; by default (2, 5) for every seed, so the greedy
+    action is 1 and Q(s_0, a_0) = 5."""
 
-    def all_actions(self, obs):
-        return torch.tensor([[2.0, 5.0]]).expand(obs.shape[0], 2)
+    def __init__(self, values=((2.0, 5.0),)):
+        super().__init__()
+        self.values = torch.tensor(values)   # (K, n_actions), or one row for every seed
+
+    def all_actions(self, obs):              # obs (K, B, obs_dim) -> (K, B, n_actions)
+        return self.values[:, None, :].expand(obs.shape[0], obs.shape[1], -1)
 
     def q(self, obs, actions):
-        return self.all_actions(obs).gather(1, actions.long().view(-1, 1)).squeeze(1)
+        return self.all_actions(obs).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
 
 
 def test_evaluation_logs_predicted_q_and_the_discounted_return_from_the_first_state():
@@ -104,10 +109,47 @@ def test_evaluation_logs_predicted_q_and_the_discounted_return_from_the_first_st
     from qbench.parts.maximisers import ExactMaximiser
 
     env = ThreeRewards()
-    ev = evaluate(FixedQ(), ExactMaximiser(), env, spaces_of(env), episodes=2, seed=0, gamma=0.5)
+    [ev] = evaluate(FixedQ(), ExactMaximiser(), [env], spaces_of(env), episodes=2, seeds=[0], gamma=0.5)
     assert ev.returns.tolist() == [7.0, 7.0]
     assert ev.discounted_returns.tolist() == [1 + 0.5 * 2 + 0.25 * 4] * 2
     assert ev.q_start.tolist() == [5.0, 5.0]
+    assert ev.capped == 0
+
+
+class ActionRewards(ThreeRewards):
+    """Action 1: rewards 2, 4, 8, then terminated; action 0: rewards 1, 2, then terminated. Counts its resets."""
+
+    def reset(self, *, seed=None, options=None):
+        self.resets = getattr(self, "resets", 0) + 1
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.t += 1
+        obs = np.full(2, self.t / 10, dtype=np.float32)
+        if int(action) == 1:
+            return obs, float(2 ** self.t), self.t == 3, False, {}
+        return obs, float(2 ** (self.t - 1)), self.t == 2, False, {}
+
+
+def test_seeds_evaluated_together_each_get_their_own_returns_and_an_inactive_seed_gets_none():
+    from qbench.engine import evaluate
+    from qbench.envs.tasks import spaces_of
+    from qbench.parts.maximisers import ExactMaximiser
+
+    envs = [ActionRewards(), ActionRewards(), ActionRewards()]
+    # seed 0 prefers action 1 (Q 5), seed 1 action 0 (Q 3), seed 2 would prefer action 1 but is not active
+    q = FixedQ(((2.0, 5.0), (3.0, -1.0), (0.0, 9.0)))
+    evs = evaluate(q, ExactMaximiser(), envs, spaces_of(envs[0]), episodes=2, seeds=[0, 1, 2], gamma=0.5,
+                   active=[True, True, False])
+    assert evs[2] is None and not hasattr(envs[2], "resets")   # never reset, never stepped
+    assert [envs[0].resets, envs[1].resets] == [2, 2]
+    ev0, ev1 = evs[0], evs[1]
+    assert ev0.returns.tolist() == [14.0, 14.0]                       # 2 + 4 + 8, three steps
+    assert ev0.discounted_returns.tolist() == [2 + 0.5 * 4 + 0.25 * 8] * 2
+    assert ev0.q_start.tolist() == [5.0, 5.0]
+    assert ev1.returns.tolist() == [3.0, 3.0]                         # 1 + 2, two steps
+    assert ev1.discounted_returns.tolist() == [1 + 0.5 * 2] * 2
+    assert ev1.q_start.tolist() == [3.0, 3.0]
 
 
 def test_evaluation_rows_and_summary_carry_the_overestimation_columns_and_peak_memory(tmp_path):

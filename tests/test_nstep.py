@@ -7,16 +7,30 @@ from qbench.replay.nstep import cut_trace_lengths, discounted_window, window_len
 G = 0.9
 
 
+def buffer(capacity, n_step, seeds=1):
+    return ReplayBuffer(seeds, capacity, (1,), (), np.int64, n_step=n_step, gamma=G)
+
+
 def fill(buffer, steps):
-    """steps: list of (reward, terminated, truncated, action); obs of step i is [i], next obs [i + 0.5]."""
+    """steps: list of (reward, terminated, truncated, action), the same transition for every seed of the buffer;
+    obs of step i is [i], next obs [i + 0.5]."""
+    k = buffer.seeds
     for i, (r, term, trunc, a) in enumerate(steps):
-        buffer.add(np.array([i], np.float32), a, r, np.array([i + 0.5], np.float32), term, trunc)
+        buffer.add(np.full((k, 1), i, np.float32), np.full(k, a), np.full(k, r), np.full((k, 1), i + 0.5, np.float32),
+                   np.full(k, term), np.full(k, trunc))
+
+
+def gather(buffer, idx, greedy_fn=None):
+    """gather for a one-seed buffer: idx (B,) -> the batch of seed 0, fields (B, ...)."""
+    batch = buffer.gather(np.asarray(idx)[None, :], greedy_fn)
+    assert batch.reward_n.shape == batch.discount_n.shape == batch.lengths.shape == (1, len(idx))
+    return type(batch)(*(field[0] for field in vars(batch).values()))
 
 
 def test_three_step_return_inside_an_episode():
-    b = ReplayBuffer(100, (1,), (), np.int64, n_step=3, gamma=G)
+    b = buffer(100, 3)
     fill(b, [(1.0, False, False, 0), (2.0, False, False, 0), (3.0, False, False, 0), (4.0, False, False, 0)])
-    batch = b.gather(np.array([0, 1]))
+    batch = gather(b, [0, 1])
     assert batch.reward_n == pytest.approx([1 + G * 2 + G * G * 3, 2 + G * 3 + G * G * 4])
     assert batch.discount_n == pytest.approx([G ** 3, G ** 3])
     assert batch.bootstrap_obs[:, 0].tolist() == [2.5, 3.5]   # next obs of the window's last step
@@ -24,27 +38,27 @@ def test_three_step_return_inside_an_episode():
 
 
 def test_termination_inside_the_window_stops_the_return_and_the_bootstrap():
-    b = ReplayBuffer(100, (1,), (), np.int64, n_step=3, gamma=G)
+    b = buffer(100, 3)
     fill(b, [(1.0, False, False, 0), (2.0, True, False, 0), (5.0, False, False, 0), (6.0, False, False, 0)])
-    batch = b.gather(np.array([0, 1, 2]))
+    batch = gather(b, [0, 1, 2])
     assert batch.reward_n == pytest.approx([1 + G * 2, 2.0, 5 + G * 6])
     assert batch.discount_n.tolist()[:2] == [0.0, 0.0]   # terminated: no bootstrap
     assert batch.lengths.tolist() == [2, 1, 2]            # the last window is short: only 2 newer transitions
 
 
 def test_truncation_inside_the_window_stops_the_return_but_keeps_the_bootstrap():
-    b = ReplayBuffer(100, (1,), (), np.int64, n_step=3, gamma=G)
+    b = buffer(100, 3)
     fill(b, [(1.0, False, False, 0), (2.0, False, True, 0), (5.0, False, False, 0), (6.0, False, False, 0)])
-    batch = b.gather(np.array([0]))
+    batch = gather(b, [0])
     assert batch.reward_n == pytest.approx([1 + G * 2])
     assert batch.discount_n == pytest.approx([G ** 2])      # time limit: the state still has a value
     assert batch.bootstrap_obs[0, 0] == 1.5                  # the truncated episode's final obs, not a reset obs
 
 
 def test_windows_wrap_around_the_ring_and_never_read_overwritten_data():
-    b = ReplayBuffer(4, (1,), (), np.int64, n_step=3, gamma=G)
+    b = buffer(4, 3)
     fill(b, [(float(r), False, False, 0) for r in range(6)])   # slots now hold steps 4, 5, 2, 3
-    batch = b.gather(np.array([3, 0, 1]))                      # step 3 wraps to 4, 5; step 4; step 5 is newest
+    batch = gather(b, [3, 0, 1])                               # step 3 wraps to 4, 5; step 4; step 5 is newest
     assert batch.lengths.tolist() == [3, 2, 1]
     assert batch.reward_n == pytest.approx([3 + G * 4 + G * G * 5, 4 + G * 5, 5.0])
 
@@ -58,12 +72,13 @@ def test_cut_trace_stops_at_the_first_non_greedy_later_action():
 
 
 def test_cut_trace_in_the_buffer_uses_the_greedy_function():
-    b = ReplayBuffer(100, (1,), (), np.int64, n_step=3, gamma=G)
+    b = buffer(100, 3)
     fill(b, [(1.0, False, False, 0), (2.0, False, False, 1), (3.0, False, False, 0), (4.0, False, False, 0)])
 
     def greedy_is_zero(obs):
-        return np.zeros(len(obs), dtype=np.int64)
-    batch = b.gather(np.array([0, 2]), greedy_fn=greedy_is_zero)
+        assert obs.shape[0] == 1 and obs.shape[2:] == (1,)    # (K, N, obs_dim)
+        return np.zeros(obs.shape[:2], dtype=np.int64)
+    batch = gather(b, [0, 2], greedy_fn=greedy_is_zero)
     # window at 0: action at step 1 is 1, not greedy -> cut after r_0, bootstrap from s_1 with gamma^1
     assert batch.lengths.tolist() == [1, 2]
     assert batch.reward_n == pytest.approx([1.0, 3 + G * 4])
@@ -83,10 +98,70 @@ def test_window_lengths_and_discounted_window_directly():
 
 
 def test_one_step_sampling_matches_stored_transitions():
-    b = ReplayBuffer(10, (1,), (), np.int64, n_step=1, gamma=G)
+    b = buffer(10, 1)
     fill(b, [(float(i), i == 2, False, i % 2) for i in range(5)])
-    batch = b.sample(32, np.random.default_rng(0))
-    i = batch.obs[:, 0].astype(int)
-    assert np.array_equal(batch.reward_n, i.astype(float))
-    assert np.array_equal(batch.discount_n, np.where(i == 2, 0.0, G))
-    assert np.array_equal(batch.actions, i % 2)
+    batch = b.sample(32, [np.random.default_rng(0)])
+    assert batch.obs.shape == (1, 32, 1) and batch.reward_n.shape == (1, 32)
+    i = batch.obs[0, :, 0].astype(int)
+    assert np.array_equal(batch.reward_n[0], i.astype(float))
+    assert np.array_equal(batch.discount_n[0], np.where(i == 2, 0.0, G))
+    assert np.array_equal(batch.actions[0], i % 2)
+    assert np.array_equal(batch.bootstrap_obs[0, :, 0], i + 0.5)
+    assert batch.lengths.tolist() == [[1] * 32]
+
+
+def test_one_step_fast_path_equals_the_general_window_code():
+    # terminations, truncations and a wrapped ring (capacity 6, 9 transitions), two seeds with their own data
+    b = buffer(6, 1, seeds=2)
+    steps = [(1.0, False, False), (2.0, True, False), (3.0, False, False), (4.0, False, True), (5.0, False, False),
+             (6.0, False, False), (7.0, True, False), (8.0, False, False), (9.0, False, True)]
+    for i, (r, term, trunc) in enumerate(steps):
+        b.add(np.array([[i], [10 * i]], np.float32), np.array([i % 2, (i + 1) % 2]), np.array([r, -3 * r]),
+              np.array([[i + 0.5], [10 * i + 5]], np.float32), np.array([term, not term]), np.array([trunc, trunc]))
+    idx = np.array([[0, 1, 2, 3, 4, 5, 5, 0], [5, 4, 3, 2, 1, 0, 2, 2]])
+    batch = b.gather(idx)
+    for k in range(2):
+        j = idx[k]
+        available = (b.pos - 1 - j) % b.capacity + 1
+        lengths = window_lengths(b.episode_end[k, j][:, None], available)
+        reward_n, discount_n = discounted_window(b.rewards[k, j][:, None], b.terminated[k, j][:, None], lengths, G)
+        assert np.array_equal(batch.lengths[k], lengths)
+        assert np.array_equal(batch.reward_n[k], reward_n)
+        assert np.array_equal(batch.discount_n[k], discount_n)
+        assert np.array_equal(batch.bootstrap_obs[k], b.next_obs[k, (j + lengths - 1) % b.capacity])
+        assert np.array_equal(batch.obs[k], b.obs[k, j]) and np.array_equal(batch.actions[k], b.actions[k, j])
+    assert discount_n.tolist().count(0.0) > 0   # the seeds' terminations reached the comparison
+
+
+def test_each_seed_gets_the_n_step_returns_of_its_own_ring():
+    b = buffer(100, 3, seeds=2)
+    rewards = [(1.0, 10.0), (2.0, 20.0), (3.0, 30.0), (4.0, 40.0)]
+    for i, (r0, r1) in enumerate(rewards):   # seed 1 terminates at step 1, seed 0 never
+        b.add(np.array([[i], [i]], np.float32), np.zeros(2, np.int64), np.array([r0, r1]),
+              np.array([[i + 0.5], [i + 0.5]], np.float32), np.array([False, i == 1]), np.array([False, False]))
+    batch = b.gather(np.array([[0, 1], [0, 1]]))
+    assert batch.reward_n[0] == pytest.approx([1 + G * 2 + G * G * 3, 2 + G * 3 + G * G * 4])
+    assert batch.reward_n[1] == pytest.approx([10 + G * 20, 20.0])
+    assert batch.discount_n[0] == pytest.approx([G ** 3, G ** 3])
+    assert batch.discount_n[1].tolist() == [0.0, 0.0]
+    assert batch.lengths.tolist() == [[3, 3], [2, 1]]
+    assert batch.bootstrap_obs[..., 0].tolist() == [[2.5, 3.5], [1.5, 1.5]]
+
+    # each seed's trace is cut by its own greedy actions: seed 0's greedy action is 0 (all taken actions), seed 1's
+    # is 1 (none of them)
+    def greedy_is_seed_index(obs):
+        return np.broadcast_to(np.arange(obs.shape[0])[:, None], obs.shape[:2])
+    cut = b.gather(np.array([[0, 2], [2, 2]]), greedy_fn=greedy_is_seed_index)
+    assert cut.lengths.tolist() == [[3, 2], [1, 1]]
+    assert cut.reward_n[0] == pytest.approx([1 + G * 2 + G * G * 3, 3 + G * 4])
+    assert cut.reward_n[1] == pytest.approx([30.0, 30.0])
+
+
+def test_each_seed_samples_from_its_own_generator():
+    b = buffer(50, 3, seeds=2)
+    fill(b, [(float(i), False, False, 0) for i in range(20)])
+    batch = b.sample(16, [np.random.default_rng(1), np.random.default_rng(2)])
+    alone = b.sample(16, [np.random.default_rng(7), np.random.default_rng(2)])   # another generator for seed 0
+    expected = [np.random.default_rng(s).integers(0, 20, size=16) for s in (1, 2)]
+    assert batch.obs[..., 0].astype(int).tolist() == [e.tolist() for e in expected]
+    assert np.array_equal(batch.reward_n[1], alone.reward_n[1])   # seed 1's batch does not depend on seed 0's

@@ -128,23 +128,28 @@ def ring_arrays(buf):
 
 def test_replay_chunks_rebuild_the_ring_exactly_and_old_ones_become_obsolete():
     rng = np.random.default_rng(0)
-    buf = ReplayBuffer(10, (2,), (), np.int64, 3, 0.9)
-    chunks, start = [], 0
+    seeds = 2                                # each seed's ring holds its own transitions, saved as its own chunks
+    buf = ReplayBuffer(seeds, 10, (2,), (), np.int64, 3, 0.9)
+    chunks, start = [[] for _ in range(seeds)], 0
     for n_new in (4, 7, 12, 3):   # wraps around the ring, once by more than its capacity
         for _ in range(n_new):
-            buf.add(rng.normal(size=2), rng.integers(2), rng.normal(), rng.normal(size=2), rng.random() < 0.1,
-                    rng.random() < 0.1)
-        chunk = buf.chunk(start)
-        assert chunk["end"] - chunk["start"] == min(n_new, 10)   # only what was added since, at most a ring
-        chunks = [c for c in chunks if not buf.chunk_is_obsolete(c["end"])] + [chunk]
-        start = chunk["end"]
-        rebuilt = ReplayBuffer(10, (2,), (), np.int64, 3, 0.9)
+            buf.add(rng.normal(size=(seeds, 2)), rng.integers(2, size=seeds), rng.normal(size=seeds),
+                    rng.normal(size=(seeds, 2)), rng.random(seeds) < 0.1, rng.random(seeds) < 0.1)
+        new = [buf.chunk(start, k) for k in range(seeds)]
+        for chunk in new:
+            assert chunk["end"] - chunk["start"] == min(n_new, 10)   # only what was added since, at most a ring
+        assert not np.array_equal(new[0]["rewards"], new[1]["rewards"])   # each seed's chunk holds its own data
+        chunks = [[c for c in seed_chunks if not buf.chunk_is_obsolete(c["end"])] + [chunk]
+                  for seed_chunks, chunk in zip(chunks, new, strict=True)]
+        start = new[0]["end"]
+        rebuilt = ReplayBuffer(seeds, 10, (2,), (), np.int64, 3, 0.9)
         rebuilt.load_chunks(buf.counters(), chunks)
         for k, v in ring_arrays(buf).items():
-            np.testing.assert_array_equal(getattr(rebuilt, k)[: buf.size], v[: buf.size])
+            np.testing.assert_array_equal(getattr(rebuilt, k)[:, : buf.size], v[:, : buf.size])
         assert rebuilt.counters() == buf.counters()
     # 26 added: [0, 4) and [4, 11) were overwritten; [13, 23) (the last 10 of the 12) still holds slots 3-9
-    assert [(c["start"], c["end"]) for c in chunks] == [(13, 23), (23, 26)]
+    for seed_chunks in chunks:
+        assert [(c["start"], c["end"]) for c in seed_chunks] == [(13, 23), (23, 26)]
 
 
 def test_rows_are_appended_not_rewritten(tmp_path, monkeypatch):
