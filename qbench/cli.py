@@ -387,27 +387,32 @@ def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
 
     if not console.is_terminal:
         def plain(env_steps: int, info: dict[str, Any]) -> None:
-            if "evaluation" not in info and "diagnostics" not in info:
+            if "evaluation" not in info and "diagnostics" not in info and "diverged" not in info:
                 return
             seed = seed_of(env_steps, info)
             if "evaluation" in info:
                 e = info["evaluation"]
                 print(f"seed={seed} env_steps={env_steps} return_mean={e['return_mean']:.2f} "
                       f"return_std={e['return_std']:.2f} wall_s={e['wall_s']:.1f}", flush=True)
+            elif "diverged" in info:
+                print(f"seed={seed} env_steps={env_steps} diverged: {info['diverged']}", flush=True)
         return run_batch(jobs, runs, sys.argv, plain)
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} steps"),
-               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.completed:,.0f}/{task.total:,} steps each"), TextColumn("{task.fields[status]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
-        handle = bar.add_task(f"training {len(jobs)} seeds", total=total * len(jobs), status="")
+        handle = bar.add_task(f"training {len(jobs)} seeds", total=total, status="")
 
         def update(env_steps: int, info: dict[str, Any]) -> None:
-            if "evaluation" not in info and "diagnostics" not in info:
+            if "evaluation" not in info and "diagnostics" not in info and "diverged" not in info:
                 return
             seed = seed_of(env_steps, info)
-            steps[seed] = max(steps.get(seed, 0), env_steps)
+            steps[seed] = total if "diverged" in info else max(steps.get(seed, 0), env_steps)   # a stopped seed
+            if "diverged" in info:
+                bar.console.print(f"[red]seed {seed} diverged[/] at env step {env_steps:,}", highlight=False)
             if "evaluation" in info:
                 latest[seed] = info["evaluation"]["return_mean"]
             if not latest:
@@ -417,7 +422,7 @@ def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
             else:
                 status = (f"eval mean {sum(latest.values()) / len(latest):.1f} over {len(latest)}/{len(seeds)} "
                           "seeds")
-            bar.update(handle, completed=sum(steps.values()), status=status)
+            bar.update(handle, completed=sum(steps.values()) / len(seeds), status=status)
         return run_batch(jobs, runs, sys.argv, update)
 
 

@@ -53,9 +53,9 @@ class LocalBackend:
 
 
 class RayBackend:
-    """Ray tasks of one CPU each, one a batch. Needs the results folder on a filesystem every node sees (the job locks and
-    run directories live there). Joins a running Ray if one is initialised in this process, else starts or
-    joins one (``address``)."""
+    """Ray tasks of one CPU each, one a batch. Needs the results folder on a filesystem every node sees (the job
+    locks and run directories live there). Joins a running Ray if one is initialised in this process, else starts
+    or joins one (``address``)."""
 
     def __init__(self, workers: int | None, address: str | None):
         try:
