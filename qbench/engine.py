@@ -48,7 +48,7 @@ from qbench.parts.maximisers import (
     NAFMaximiser,
     RandomSamplingMaximiser,
 )
-from qbench.parts.networks import NAFQ, Actor, DiscreteQ, StateActionQ, flatten_parameters
+from qbench.parts.networks import NAFQ, Actor, DiscreteQ, StateActionQ, bind_to_arena, flatten_parameters
 from qbench.parts.target_update import hard_update, polyak_update
 from qbench.parts.targets import bootstrap_value, td_targets
 from qbench.replay.buffer import ReplayBuffer
@@ -108,14 +108,15 @@ def build_maximisers(cfg: Config, spaces: Spaces, init: list[torch.Generator],
         m = NAFMaximiser()
     elif cfg.maximiser == "actor":
         actor = flatten_parameters(Actor(init, spaces.obs_dim, d, cfg.hidden_sizes))
-        m = ActorMaximiser(actor, _frozen_copy(actor), build_optimiser(cfg, actor.parameters(), cfg.actor_lr))
+        m = ActorMaximiser(actor, _frozen_copy(actor), build_optimiser(cfg, [actor.arena], cfg.actor_lr))
     else:
         raise ValueError(f"unknown maximiser {cfg.maximiser!r}")
     return m, m
 
 
 def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
-    return copy.deepcopy(module).requires_grad_(False)
+    """A target network: a copy, bound to its own arena, that autograd never differentiates."""
+    return bind_to_arena(copy.deepcopy(module)).requires_grad_(False)
 
 
 def build_optimiser(cfg: Config, params, lr: float) -> torch.optim.Optimizer:
@@ -247,12 +248,11 @@ class Learner:
         self.act_maximiser, self.target_maximiser = build_maximisers(cfg, spaces, init,
                                                                      torch_generators(seeds, "maximiser"))
         self.target = self.online if cfg.target_update == "none" else _frozen_copy(self.online)
-        self.optimiser = build_optimiser(cfg, self.online.parameters(), cfg.lr)
-        self.params = list(self.online.parameters())
+        self.optimiser = build_optimiser(cfg, [self.online.arena], cfg.lr)
         pairs = [] if cfg.target_update == "none" else [(self.target, self.online),
                                                          *self.act_maximiser.target_pairs()]
-        self.follower_params = [p for follower, _ in pairs for p in follower.parameters()]
-        self.leader_params = [p for _, leader in pairs for p in leader.parameters()]
+        self.follower_params = [follower.arena for follower, _ in pairs]
+        self.leader_params = [leader.arena for _, leader in pairs]
 
     def set_lr(self, cfg: Config, lr: float) -> None:
         for group in self.optimiser.param_groups:
@@ -426,9 +426,9 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
                                    torch.as_tensor(batch.discount_n, dtype=torch.float32), bootstrap)
                 q_pred = online.q(obs_b, actions_b)
                 loss = td_loss(q_pred, y, cfg.loss, cfg.huber_delta)          # (K,): one loss per seed
-                optimiser.zero_grad(set_to_none=True)
+                optimiser.zero_grad(set_to_none=False)    # in place: the layers' .grad are views of the arena's
                 (loss.sum() if weights is None else torch.where(weights, loss, 0.0).sum()).backward()
-                grad_norm = seed_grad_norms(learner.params, clip_at)           # clips each seed on its own
+                grad_norm = seed_grad_norms([online.arena], clip_at)           # clips each seed on its own
                 optimiser.step()
                 grad_steps += 1
                 # A learned maximiser (DDPG's actor) climbs the critic it was just given.

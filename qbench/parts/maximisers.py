@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from qbench.parts.networks import layer_parameters
+
 
 class Maximiser:
     """The interface: argmax and max. A learned maximiser also trains (learn) and has target networks."""
@@ -178,8 +180,8 @@ class ActorMaximiser(Maximiser):
         """One gradient step on each seed's actor to maximise its Q(s, mu(s)); the critic's parameters are not
         changed. Seeds' losses are summed: seed k's actor gets the gradient of seed k's loss only."""
         loss = -q_fn.q(obs, self.actor(obs)).mean(dim=1)
-        self.optimiser.zero_grad(set_to_none=True)
-        loss.sum().backward(inputs=list(self.actor.parameters()))
+        self.optimiser.zero_grad(set_to_none=False)   # in place: the layers' .grad are views of the arena's
+        loss.sum().backward(inputs=layer_parameters(self.actor))
         self.optimiser.step()
         return loss.detach()
 

@@ -13,14 +13,14 @@ k's initial network does not depend on the other seeds of its batch.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
 
 
 class BatchedLinear(nn.Module):
-    """K linear layers. Its weight and bias are its own parameters until `flatten_parameters` moves them into the
-    network's arena; from then on they are views of it, taken at every forward pass."""
+    """K linear layers: weight (K, out, in), bias (K, 1, out)."""
 
     def __init__(self, generators: list[torch.Generator], in_dim: int, out_dim: int):
         super().__init__()
@@ -36,29 +36,24 @@ class BatchedLinear(nn.Module):
         # for bit, and it was measured no slower than an (in, out) layout.
         self.weight = nn.Parameter(torch.stack(weights))
         self.bias = nn.Parameter(torch.stack(biases))      # (K, 1, out)
-
         self.in_dim, self.out_dim = in_dim, out_dim
-        self.arena: list[nn.Parameter] = []   # a plain list, so the arena is not registered twice
-        self.offset = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (K, ..., in) -> (K, ..., out)."""
-        if self.arena:
-            a, o, n = self.arena[0], self.offset, self.in_dim * self.out_dim
-            weight = a[:, o:o + n].view(a.shape[0], self.out_dim, self.in_dim)
-            bias = a[:, o + n:o + n + self.out_dim].view(a.shape[0], 1, self.out_dim)
-        else:
-            weight, bias = self.weight, self.bias
         lead = x.shape[:-1]
         x = x.reshape(x.shape[0], -1, x.shape[-1])
         if self.out_dim == 1:
             # For K = 1 torch computes a one-column product as a matrix-vector product, whose rounding differs from
             # the batched one: a multiply and a sum give every seed the same numbers alone or in a batch.
-            y = (x * weight).sum(dim=-1, keepdim=True) + bias
+            y = (x * self.weight).sum(dim=-1, keepdim=True) + self.bias
         else:
-            y = torch.baddbmm(bias, x, weight.transpose(1, 2))
+            y = torch.baddbmm(self.bias, x, self.weight.transpose(1, 2))
         return y.view(*lead, y.shape[-1])
 
+
+# A layer parameter that is a view of its network's arena is not dense on its own; autograd says so once and still
+# accumulates into the arena's gradient in place, as intended.
+warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 
 # Elementwise kernels (fused Adam, lerp) vectorise over a flat tensor and treat a tail shorter than the vector width
 # differently; a seed's parameters padded to this many floats sit in the same lanes whatever the batch size, so a
@@ -67,26 +62,45 @@ ARENA_ALIGN = 64
 
 
 def flatten_parameters(module: nn.Module) -> nn.Module:
-    """Move every BatchedLinear parameter of `module` into one (K, P) parameter, `module.arena`, each seed's row
-    padded to a multiple of ARENA_ALIGN. The optimiser, gradient clipping and target updates then act on one
-    tensor (one kernel each instead of one per layer), and per-seed norms are one reduction over a row."""
+    """Lay every BatchedLinear parameter of `module` out in one (K, P) tensor, the arena (each seed's row padded to
+    a multiple of ARENA_ALIGN), and their gradients in a second one. The layers' parameters stay leaves of their
+    own, but their storage and their .grad are views of the two arenas, so that autograd accumulates into the grad
+    arena in place and the optimiser, per-seed norms, clipping and target updates each act on one tensor (one
+    kernel instead of one per layer). Gradients must then be zeroed in place (zero_grad(set_to_none=False)),
+    never set to None."""
     layers = [m for m in module.modules() if isinstance(m, BatchedLinear)]
     k_seeds = layers[0].weight.shape[0]
-    offsets, total = [], 0
+    offset = 0
     for layer in layers:
-        offsets.append(total)
-        total += layer.in_dim * layer.out_dim + layer.out_dim
-    padded = -(-total // ARENA_ALIGN) * ARENA_ALIGN
-    arena = torch.zeros(k_seeds, padded)
-    for layer, offset in zip(layers, offsets, strict=True):
-        n = layer.in_dim * layer.out_dim
-        arena[:, offset:offset + n] = layer.weight.detach().reshape(k_seeds, n)
-        arena[:, offset + n:offset + n + layer.out_dim] = layer.bias.detach().reshape(k_seeds, layer.out_dim)
-    module.arena = nn.Parameter(arena)
-    for layer, offset in zip(layers, offsets, strict=True):
-        del layer.weight, layer.bias
-        layer.arena, layer.offset = [module.arena], offset
+        layer.arena_offsets = (offset, offset + layer.weight[0].numel())
+        offset += layer.weight[0].numel() + layer.bias[0].numel()
+    arena = torch.zeros(k_seeds, -(-offset // ARENA_ALIGN) * ARENA_ALIGN)
+    for layer in layers:
+        for name, start in zip(("weight", "bias"), layer.arena_offsets, strict=True):
+            old = getattr(layer, name)
+            arena[:, start:start + old[0].numel()] = old.detach().reshape(k_seeds, -1)
+    module.arena = nn.Parameter(arena, requires_grad=False)   # what the optimiser steps
+    return bind_to_arena(module)
+
+
+def bind_to_arena(module: nn.Module) -> nn.Module:
+    """Make every layer parameter a view of module.arena again, and its .grad a view of module.arena.grad (a copy
+    of a module, e.g. a target network, holds clones that no longer share the arena's storage)."""
+    arena = module.arena
+    arena.grad = torch.zeros_like(arena)
+    for layer in (m for m in module.modules() if isinstance(m, BatchedLinear)):
+        for name, start in zip(("weight", "bias"), layer.arena_offsets, strict=True):
+            old = getattr(layer, name)
+            n = old[0].numel()
+            param = nn.Parameter(arena.data[:, start:start + n].view(old.shape), requires_grad=old.requires_grad)
+            param.grad = arena.grad[:, start:start + n].view(old.shape)
+            setattr(layer, name, param)
     return module
+
+
+def layer_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters autograd differentiates (the arena's views), without the arena itself."""
+    return [p for name, p in module.named_parameters() if name != "arena"]
 
 
 def mlp(generators: list[torch.Generator], in_dim: int, hidden_sizes: list[int], out_dim: int) -> nn.Sequential:
