@@ -1,7 +1,7 @@
 """Issue 11 "Seeds as a tensor axis": the hardware floor of one TD update on one thread, and qbench's distance to it.
 
     python benchmarks/flop_floor.py [--configs dqn_cartpole,ddpg_pendulum] [--reps 200] [--repeats 3]
-                                    [--steps-scale 1.0] [--no-engine] [--json OUT]
+                                    [--steps-scale 1.0] [--seeds-per-process 1,8,32] [--no-engine] [--json OUT]
 
 Everything runs on one thread (OMP/MKL/OPENBLAS_NUM_THREADS=1 set before torch is imported, and
 torch.set_num_threads(1)). Three measurements:
@@ -31,17 +31,18 @@ torch.set_num_threads(1)). Three measurements:
     after a warm-up.
 
 (c) qbench's own cost per gradient step, measured through the public API so that it keeps measuring whatever the
-    engine becomes: two `engine.train` runs of the configuration (the settings of sb3_side_by_side.py, on a shorter
+    engine becomes: two `engine.train_batch` runs of the configuration (the settings of sb3_side_by_side.py, on a shorter
     budget) that differ only in grad_steps_per_update (dqn: 128 and 384 per round of 256 env steps, 4,096 env steps;
     ddpg: 1 and 3 per env step, 2,000 env steps; both with the 1,000-step warm-up), alternated --repeats times.
     per-update = (median wall of the larger - median wall of the smaller) / (difference in gradient steps). Acting,
     env steps, warm-up and setup cancel; what remains is the engine's whole gradient step: replay sampling, target,
     loss, backward, clipping, Adam, target follow, and its per-step bookkeeping. (The two runs learn differently, so
     their episodes and the final one-episode evaluation differ a little: tens of milliseconds against seconds.)
-    --steps-scale multiplies these budgets (and the warm-up) for a smoke run.
+    --steps-scale multiplies these budgets (and the warm-up) for a smoke run. With --seeds-per-process K, each run
+    trains K seeds side by side and the difference is divided by K: the cost of a gradient step per seed.
 
 The table gives, per configuration: FLOPs, floor, minimal measured, qbench per update, and the ratios qbench/floor
-and minimal/floor. K = 1 (one seed per process); per-seed figures at K > 1 come with the seed axis.
+and minimal/floor. The floor and the minimal update are per seed at K = 1; qbench's figure is per seed at its K.
 
 Expected duration on an idle 2-core machine, defaults: about 3 minutes (matmuls a few seconds; minimal updates
 about 10 s; the engine runs, each pair after one short untimed warm-up run: dqn about 3 x (3 + 7) s, ddpg about
@@ -260,7 +261,9 @@ def time_minimal(config: str, reps: int, blocks: int = 5) -> dict:
 
 # ------------------------------------------------------------------------------------------------ (c) qbench
 
-def qbench_per_update(config: str, scale: float, repeats: int) -> dict:
+def qbench_per_update(config: str, scale: float, repeats: int, k_seeds: int = 1) -> dict:
+    """Per seed: the K seeds of a run share one engine.train_batch call, whose extra wall time per extra gradient
+    step is divided by K."""
     from qbench import engine
     from qbench.jobs import build_job
 
@@ -271,18 +274,20 @@ def qbench_per_update(config: str, scale: float, repeats: int) -> dict:
     # Untimed warm-up (first-call costs: allocator, lazy imports, env registration), a couple of rounds long.
     variant, settings = qbench_settings(config, c)
     short = 2 * c["train_freq"]
-    engine.train(build_job(variant, c["task"], 0, {**settings, "warmup_env_steps": 1, "total_env_steps": short,
-                                                   "eval_interval_env_steps": short}))
+    engine.train_batch([build_job(variant, c["task"], i, {**settings, "warmup_env_steps": 1,
+                                                          "total_env_steps": short, "eval_interval_env_steps": short})
+                        for i in range(k_seeds)])
     for seed in range(repeats):
         for g in grads:
             variant, settings = qbench_settings(config, c)
             settings = {**settings, "grad_steps_per_update": g}
             started = time.perf_counter()
-            summary = engine.train(build_job(variant, c["task"], seed, settings))
+            summary = engine.train_batch([build_job(variant, c["task"], seed * k_seeds + i, settings)
+                                          for i in range(k_seeds)])[0]
             walls[g].append(time.perf_counter() - started)
             steps[g] = int(summary["grad_steps"])
     lo, hi = grads
-    per = (statistics.median(walls[hi]) - statistics.median(walls[lo])) / (steps[hi] - steps[lo])
+    per = (statistics.median(walls[hi]) - statistics.median(walls[lo])) / (steps[hi] - steps[lo]) / k_seeds
     return {"qbench_ms": per * 1e3, "engine_env_steps": c["env_steps_done"], "engine_grad_steps": steps,
             "engine_walls_s": {str(g): w for g, w in walls.items()}}
 
@@ -294,8 +299,16 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="alternating pairs of engine runs for (c)")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the engine runs' budgets")
     parser.add_argument("--no-engine", action="store_true", help="skip (c), qbench's own per-update cost")
+    parser.add_argument("--seeds-per-process", default="1",
+                        help="comma-separated K values for (c): seeds trained side by side, time per seed")
     parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args()
+    try:
+        ks = [int(k) for k in args.seeds_per_process.split(",") if k.strip()]
+    except ValueError:
+        ks = []
+    if not ks or min(ks) < 1:
+        parser.error("--seeds-per-process must be comma-separated positive integers, e.g. 1,8,32")
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in SHAPES]
     if unknown or not configs:
@@ -311,20 +324,22 @@ def main() -> int:
           f"{peak['median_gflops']:.1f} GFLOP/s")
     rows = []
     for config in configs:
-        row = {"config": config, "K": 1, **count_flops(config)}
-        row["floor_ms"] = (row["matmul_flops"] + row["other_flops"]) / (peak["best_gflops"] * 1e9) * 1e3
-        row.update(time_minimal(config, args.reps))
-        if not args.no_engine:
-            row.update(qbench_per_update(config, args.steps_scale, args.repeats))
-        rows.append(row)
-        print(f"    {config}: done", flush=True)
+        base = {"config": config, **count_flops(config)}
+        base["floor_ms"] = (base["matmul_flops"] + base["other_flops"]) / (peak["best_gflops"] * 1e9) * 1e3
+        base.update(time_minimal(config, args.reps))
+        for k_seeds in ([1] if args.no_engine else ks):
+            row = {**base, "K": k_seeds}
+            if not args.no_engine:
+                row.update(qbench_per_update(config, args.steps_scale, args.repeats, k_seeds))
+            rows.append(row)
+            print(f"    {config} K={k_seeds}: done", flush=True)
 
     header = ("config", "K", "matmul MFLOP", "other MFLOP", "floor ms", "minimal ms", "minimal/floor",
               "qbench ms", "qbench/floor", "qbench/minimal")
     table = [header]
     for r in rows:
         q = r.get("qbench_ms")
-        table.append((r["config"], "1", f"{r['matmul_flops'] / 1e6:.1f}", f"{r['other_flops'] / 1e6:.2f}",
+        table.append((r["config"], str(r["K"]), f"{r['matmul_flops'] / 1e6:.1f}", f"{r['other_flops'] / 1e6:.2f}",
                       f"{r['floor_ms']:.3f}", f"{r['minimal_ms']:.3f}", f"{r['minimal_ms'] / r['floor_ms']:.2f}x",
                       "-" if q is None else f"{q:.3f}", "-" if q is None else f"{q / r['floor_ms']:.2f}x",
                       "-" if q is None else f"{q / r['minimal_ms']:.2f}x"))
@@ -335,7 +350,7 @@ def main() -> int:
         if i == 0:
             print("  ".join("-" * w for w in widths))
     print(f"\n(b) floor = FLOPs / {peak['best_gflops']:.1f} GFLOP/s; minimal = plain-torch update, median of 5 blocks "
-          f"of {args.reps}\n(c) qbench = engine.train wall difference per extra gradient step"
+          f"of {args.reps} (K = 1)\n(c) qbench = engine.train_batch wall difference per extra gradient step, per seed"
           + (" (skipped)" if args.no_engine else f", {args.repeats} alternating pair(s), steps scale "
              f"{args.steps_scale:g}") + f"\nload average after: {os.getloadavg()[0]:.2f}")
     if args.json:

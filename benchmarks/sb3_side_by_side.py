@@ -15,8 +15,10 @@ qbench is faster), and the per-seed throughput (env steps per second of the trai
 env steps and gradient steps it actually did, and a mismatch between the two sides is flagged: the configurations
 are only comparable if both did the same work.
 
-K (seeds per process) is 1 in every row: qbench trains one seed per process today. The K = 8 rows of issue 11 come
-with the seed axis (qbench then trains K seeds in one call; SB3 stays one seed per process).
+K is the number of seeds qbench trains in one process (--seeds-per-process, default 1,8): the K seeds of a round
+(seeds r*K ... r*K + K - 1) go through one engine.train_batch call, and the qbench time of a row is that call's wall
+time divided by K, the time per seed. SB3 stays at one seed per process; its rows repeat for each K, so each ratio
+compares runs taken side by side.
 
 Configurations and how each side expresses them (the budgets scale with --steps-scale, rounds and sizes do not):
 
@@ -150,19 +152,24 @@ def qbench_settings(name: str, c: dict) -> tuple[str, dict]:
 
 # ---------------------------------------------------------------------------------------------------------- child
 
-def child_qbench(name: str, c: dict, seed: int) -> dict:
+def child_qbench(name: str, c: dict, seed: int, k_seeds: int = 1) -> dict:
+    """K seeds (seed*K ... seed*K + K - 1) in one engine.train_batch call; train_s is per seed (the call's wall
+    time / K), the time SB3 needs for one seed."""
     from qbench import engine
     from qbench.jobs import build_job
 
     variant, settings = qbench_settings(name, c)
     started = time.perf_counter()
-    job = build_job(variant, c["task"], seed, settings)
+    jobs = [build_job(variant, c["task"], seed * k_seeds + i, settings) for i in range(k_seeds)]
     built = time.perf_counter()
-    summary = engine.train(job)
+    summaries = engine.train_batch(jobs)
     ended = time.perf_counter()
-    return {"train_s": ended - started, "setup_s": built - started, "learn_s": ended - built,
+    summary = summaries[0]
+    return {"train_s": (ended - started) / k_seeds, "batch_train_s": ended - started,
+            "setup_s": (built - started) / k_seeds, "learn_s": (ended - built) / k_seeds, "K": k_seeds,
             "env_steps": int(summary["env_steps"]), "grad_steps": int(summary["grad_steps"]),
-            "final_return": float(summary["final_return_mean"]), "variant": variant, "settings": settings}
+            "final_return": [float(s["final_return_mean"]) for s in summaries], "variant": variant,
+            "settings": settings}
 
 
 def child_sb3(name: str, c: dict, seed: int) -> dict:
@@ -199,7 +206,10 @@ def run_child(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     c = scaled(CONFIGS[args.config], args.steps_scale)
-    result = (child_qbench if args.child == "qbench" else child_sb3)(args.config, c, args.seed)
+    if args.child == "qbench":
+        result = child_qbench(args.config, c, args.seed, args.k)
+    else:
+        result = child_sb3(args.config, c, args.seed)
     result.update({"torch_threads": torch.get_num_threads(), "torch_version": torch.__version__})
     print("RESULT " + json.dumps(result), flush=True)
     return 0
@@ -207,29 +217,30 @@ def run_child(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------------------- parent
 
-def spawn(side: str, config: str, seed: int, scale: float) -> dict:
+def spawn(side: str, config: str, seed: int, scale: float, k_seeds: int = 1) -> dict:
     env = {**os.environ, **dict.fromkeys(THREAD_VARS, "1")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", side, "--config", config,
-               "--seed", str(seed), "--steps-scale", repr(scale)]
+               "--seed", str(seed), "--steps-scale", repr(scale), "--k", str(k_seeds)]
     started = time.perf_counter()
     r = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     process_s = time.perf_counter() - started
     lines = [line for line in r.stdout.splitlines() if line.startswith("RESULT ")]
     if r.returncode != 0 or not lines:
         raise RuntimeError(f"{side} {config} seed {seed} failed (exit {r.returncode}):\n{r.stdout}\n{r.stderr}")
-    return {**json.loads(lines[-1][len("RESULT "):]), "process_s": process_s, "side": side, "config": config,
-            "seed": seed}
+    result = json.loads(lines[-1][len("RESULT "):])
+    # The process time, like train_s, per seed: a K-seed process is shared by its K seeds.
+    return {**result, "process_s": process_s / result.get("K", 1), "side": side, "config": config, "seed": seed}
 
 
 def median(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
-def summarise(config: str, rows: list[dict]) -> dict:
+def summarise(config: str, rows: list[dict], k_seeds: int = 1) -> dict:
     q = [r for r in rows if r["side"] == "qbench"]
     s = [r for r in rows if r["side"] == "sb3"]
-    out = {"config": config, "K": 1, "repeats": len(q)}
+    out = {"config": config, "K": k_seeds, "repeats": len(q)}
     for side, rs in (("qbench", q), ("sb3", s)):
         out[f"{side}_train_s"] = median(rs, "train_s")
         out[f"{side}_process_s"] = median(rs, "process_s")
@@ -274,6 +285,9 @@ def main() -> int:
     parser.add_argument("--child", choices=("qbench", "sb3"), help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--k", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--seeds-per-process", default="1,8",
+                        help="comma-separated K values for qbench (seeds trained in one process; SB3 stays at 1)")
     args = parser.parse_args()
     if args.child:
         return run_child(args)
@@ -284,6 +298,12 @@ def main() -> int:
         parser.error(f"unknown config(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(CONFIGS)}")
     if args.repeats < 1 or args.steps_scale <= 0:
         parser.error("--repeats must be >= 1 and --steps-scale > 0")
+    try:
+        ks = [int(k) for k in args.seeds_per_process.split(",") if k.strip()]
+    except ValueError:
+        ks = []
+    if not ks or min(ks) < 1:
+        parser.error("--seeds-per-process must be comma-separated positive integers, e.g. 1,8")
     try:
         import stable_baselines3  # noqa: F401
     except ImportError:
@@ -299,21 +319,22 @@ def main() -> int:
         c = scaled(CONFIGS[config], args.steps_scale)
         print(f"{config}: budget {c['budget']} env steps ({c['env_steps_done']} in whole rounds), learning starts "
               f"{c['learning_starts']}, {args.repeats} round(s) of qbench then sb3", flush=True)
-        rows = []
-        for seed in range(args.repeats):
-            for side in ("qbench", "sb3"):
-                row = spawn(side, config, seed, args.steps_scale)
-                rows.append(row)
-                print(f"  seed {seed} {side:6s} train {row['train_s']:7.2f} s (setup {row['setup_s']:.2f}, "
-                      f"learn {row['learn_s']:.2f}), process {row['process_s']:6.2f} s, "
-                      f"{row['env_steps']} env steps, {row['grad_steps']} grad steps", flush=True)
-        runs += rows
-        summaries.append(summarise(config, rows))
+        for k_seeds in ks:
+            rows = []
+            for seed in range(args.repeats):
+                for side in ("qbench", "sb3"):
+                    row = spawn(side, config, seed, args.steps_scale, k_seeds if side == "qbench" else 1)
+                    rows.append(row)
+                    print(f"  K={k_seeds} seed {seed} {side:6s} train {row['train_s']:7.2f} s per seed (setup "
+                          f"{row['setup_s']:.2f}, learn {row['learn_s']:.2f}), process {row['process_s']:6.2f} s, "
+                          f"{row['env_steps']} env steps, {row['grad_steps']} grad steps", flush=True)
+            runs += rows
+            summaries.append(summarise(config, rows, k_seeds))
     print()
     print_table(summaries)
     load_after = os.getloadavg()
-    print(f"\nratio = median sb3 train s / median qbench train s (above 1: qbench faster); steps/s = per seed, "
-          f"K = 1 (one seed per process)\nload average after: {load_after[0]:.2f}; total "
+    print(f"\nratio = median sb3 train s / median qbench train s per seed (above 1: qbench faster); steps/s = per "
+          f"seed; K = seeds per qbench process (SB3: one seed per process)\nload average after: {load_after[0]:.2f}; total "
           f"{time.perf_counter() - started:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({

@@ -103,8 +103,9 @@ def test_one_step_sampling_matches_stored_transitions():
     batch = b.sample(32, [np.random.default_rng(0)])
     assert batch.obs.shape == (1, 32, 1) and batch.reward_n.shape == (1, 32)
     i = batch.obs[0, :, 0].astype(int)
-    assert np.array_equal(batch.reward_n[0], i.astype(float))
-    assert np.array_equal(batch.discount_n[0], np.where(i == 2, 0.0, G))
+    assert batch.reward_n.dtype == batch.discount_n.dtype == np.float32   # what the loss consumes, cast once here
+    assert np.array_equal(batch.reward_n[0], i.astype(np.float32))
+    assert np.array_equal(batch.discount_n[0], np.where(i == 2, 0.0, G).astype(np.float32))
     assert np.array_equal(batch.actions[0], i % 2)
     assert np.array_equal(batch.bootstrap_obs[0, :, 0], i + 0.5)
     assert batch.lengths.tolist() == [[1] * 32]
@@ -126,8 +127,8 @@ def test_one_step_fast_path_equals_the_general_window_code():
         lengths = window_lengths(b.episode_end[k, j][:, None], available)
         reward_n, discount_n = discounted_window(b.rewards[k, j][:, None], b.terminated[k, j][:, None], lengths, G)
         assert np.array_equal(batch.lengths[k], lengths)
-        assert np.array_equal(batch.reward_n[k], reward_n)
-        assert np.array_equal(batch.discount_n[k], discount_n)
+        assert np.array_equal(batch.reward_n[k], reward_n.astype(np.float32))
+        assert np.array_equal(batch.discount_n[k], discount_n.astype(np.float32))
         assert np.array_equal(batch.bootstrap_obs[k], b.next_obs[k, (j + lengths - 1) % b.capacity])
         assert np.array_equal(batch.obs[k], b.obs[k, j]) and np.array_equal(batch.actions[k], b.actions[k, j])
     assert discount_n.tolist().count(0.0) > 0   # the seeds' terminations reached the comparison

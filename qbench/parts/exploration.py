@@ -29,7 +29,10 @@ def epsilon_greedy_probs(q_values: np.ndarray, eps: float) -> np.ndarray:
         return np.ones_like(q_values, dtype=np.float64)
     eps = capped_epsilon(eps, n)
     probs = np.full(q_values.shape, eps / (n - 1), dtype=np.float64)
-    np.put_along_axis(probs, np.expand_dims(greedy, -1), 1.0 - eps, axis=-1)
+    if probs.ndim == 2:   # one row per seed: plain indexing is several times cheaper than put_along_axis
+        probs[np.arange(len(probs)), greedy] = 1.0 - eps
+    else:
+        np.put_along_axis(probs, np.expand_dims(greedy, -1), 1.0 - eps, axis=-1)
     return probs
 
 

@@ -25,8 +25,11 @@ def seed_grad_norms(parameters: list[torch.Tensor], max_norm: float) -> torch.Te
     network (coefficient max_norm / (norm + 1e-6), at most 1), so one seed's large gradient never shrinks
     another's."""
     grads = [p.grad for p in parameters if p.grad is not None]
-    per_tensor = [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]
-    norms = torch.linalg.vector_norm(torch.stack(per_tensor), dim=0)
+    if len(grads) == 1:   # one arena (parts/networks.py): a row per seed
+        norms = torch.linalg.vector_norm(grads[0].flatten(1), dim=1)
+    else:
+        norms = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1)
+                                                      for g in grads]), dim=0)
     if max_norm > 0:
         coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
         for g in grads:

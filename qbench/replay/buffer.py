@@ -15,8 +15,8 @@ from qbench.replay.nstep import cut_trace_lengths, discounted_window, window_len
 class Batch:
     obs: np.ndarray            # (K, B, *obs_shape) states s_t
     actions: np.ndarray        # (K, B, *action_shape) actions a_t
-    reward_n: np.ndarray       # (K, B) discounted reward over the window
-    discount_n: np.ndarray     # (K, B) gamma^L, 0 when the window ended in a termination
+    reward_n: np.ndarray       # (K, B) float32, discounted reward over the window (summed in float64)
+    discount_n: np.ndarray     # (K, B) float32, gamma^L, 0 when the window ended in a termination
     bootstrap_obs: np.ndarray  # (K, B, *obs_shape) s_{t+L}
     lengths: np.ndarray        # (K, B) L, the number of rewards in each return
 
@@ -107,8 +107,9 @@ class ReplayBuffer:
         n = self.n_step
         if n == 1:   # a 1-step window is the transition itself: no window arithmetic
             terminated = self.terminated[rows, idx]
-            return Batch(self.obs[rows, idx], self.actions[rows, idx], self.rewards[rows, idx],
-                         np.where(terminated, 0.0, self.gamma), self.next_obs[rows, idx], np.ones(idx.shape, int))
+            return Batch(self.obs[rows, idx], self.actions[rows, idx], self.rewards[rows, idx].astype(np.float32),
+                         np.where(terminated, np.float32(0.0), np.float32(self.gamma)), self.next_obs[rows, idx],
+                         np.ones(idx.shape, int))
         k, b = idx.shape
         window = (idx[..., None] + np.arange(n)) % self.capacity                 # (K, B, n)
         row3 = rows[..., None]
@@ -123,5 +124,5 @@ class ReplayBuffer:
                                                  self.terminated[row3, window].reshape(k * b, n), lengths, self.gamma)
         lengths = lengths.reshape(k, b)
         last = np.take_along_axis(window, (lengths - 1)[..., None], axis=2)[..., 0]
-        return Batch(self.obs[rows, idx], self.actions[rows, idx], reward_n.reshape(k, b), discount_n.reshape(k, b),
-                     self.next_obs[rows, last], lengths)
+        return Batch(self.obs[rows, idx], self.actions[rows, idx], reward_n.reshape(k, b).astype(np.float32),
+                     discount_n.reshape(k, b).astype(np.float32), self.next_obs[rows, last], lengths)
