@@ -368,43 +368,15 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
     cut_trace = greedy_np if cfg.nstep_correction == "cut" and cfg.n_step > 1 else None
 
     # Loop state: everything that changes as the loop runs, so that a checkpoint is this plus the parts' state.
-    states = [LoopState(lr=cfg.lr, next_checkpoint_env_steps=cfg.checkpoint_interval_env_steps) for _ in jobs]
-    stats = UpdateStats(k_seeds)
-    alive = np.ones(k_seeds, dtype=bool)
-    results: list[dict[str, Any] | DivergedError | None] = [None] * k_seeds
+    book = Bookkeeper(jobs, runs, progress, cfg, started, eval_envs, spaces)
     if all(c is None for c in checkpoints):
         envs.start()
-        for run in runs:
-            if run is not None:   # rows are appended from here on: drop those of an attempt that left no checkpoint
-                run.write_evaluations([])
-                run.write_diagnostics([])
+        book.start_fresh()
     else:
-        states = [LoopState(**c["loop"]) for c in checkpoints]
-        learner.load_state_dict(stack_seeds([{key: c[key] for key in learner.state_dict()} for c in checkpoints]))
-        buffer.load_chunks(checkpoints[0]["buffer"], [c["buffer_chunks"] for c in checkpoints])
-        stats.load([c["loop"]["sums"] for c in checkpoints])
-        for k, c in enumerate(checkpoints):
-            rngs[k].bit_generator.state = c["rng"]
-            envs.restore(k, c["env"])
-            if c["noise"] is not None and hasattr(behaviour.noises[k], "state"):
-                behaviour.noises[k].state = np.array(c["noise"])
-            if runs[k] is not None:
-                runs[k].write_evaluations(states[k].evaluations)
-                runs[k].write_diagnostics(states[k].diagnostics)
-        started -= states[0].elapsed_s
-    st0 = states[0]   # the counters every seed shares
-    env_steps, grad_steps, lr = st0.env_steps, st0.grad_steps, st0.lr
-    next_checkpoint = st0.next_checkpoint_env_steps
-    last_log = [time.perf_counter(), env_steps]
+        book.restore(checkpoints, learner, buffer, envs, behaviour, rngs)
+    env_steps, grad_steps, lr = book.shared_counters()
+    alive, stats = book.alive, book.stats
     clip_at = cfg.max_grad_norm if cfg.grad_clip == "norm" else 0.0
-
-    def diverged(k: int, message: str) -> None:
-        alive[k] = False
-        results[k] = DivergedError(message)
-        if runs[k] is not None:
-            runs[k].write_error({"error": "diverged", "message": message})
-        if progress is not None:
-            progress(env_steps, {"seed": seeds[k], "diverged": message})
 
     for env_steps in range(env_steps + 1, cfg.total_env_steps + 1):
         progress_frac = (env_steps - 1) / cfg.total_env_steps
@@ -414,23 +386,17 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
 
         # 1. Collect one transition per seed with the behaviour policy and store it.
         actions, explore_level = behaviour.act(envs.obs, progress_frac, env_steps <= cfg.warmup_env_steps)
-        next_obs = envs.obs.copy()
-        rewards, terminated, truncated = np.zeros(k_seeds), np.zeros(k_seeds, bool), np.zeros(k_seeds, bool)
-        for k in np.flatnonzero(alive):
-            next_obs[k], rewards[k], terminated[k], truncated[k] = envs.step(k, actions[k])
+        next_obs, rewards, terminated, truncated = envs.step_all(actions, alive)
         buffer.add(envs.obs, actions, rewards, next_obs, terminated, truncated)
-        ended = terminated | truncated
-        envs.obs[~ended] = next_obs[~ended]
-        envs.needs_reset |= ended & alive
-        for k in np.flatnonzero(alive):
-            states[k].record_step(rewards[k], ended[k], explore_level)
+        envs.advance(next_obs, terminated | truncated, alive)
+        book.record_steps(rewards, terminated | truncated, explore_level)
 
         # 2. Regress Q on targets: grad_steps_per_update steps every env_steps_per_update env steps.
         if env_steps >= cfg.warmup_env_steps and env_steps % cfg.env_steps_per_update == 0:
             if cfg.lr_schedule == "linear":
                 lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.lr_decay_fraction, progress_frac)
                 learner.set_lr(cfg, lr)
-            weights = None if alive.all() else torch.as_tensor(alive)
+            weights = None if alive.all() else torch.as_tensor(alive)   # a diverged seed's loss counts 0
             for _ in range(cfg.grad_steps_per_update):
                 batch = buffer.sample(cfg.batch_size, rngs, cut_trace)
                 obs_b, actions_b = torch.as_tensor(batch.obs), torch.as_tensor(batch.actions)
@@ -454,70 +420,147 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
                 elif cfg.target_update == "polyak":
                     polyak_update(learner.follower_params, learner.leader_params, cfg.tau)
                 stats.add(loss, q_pred, grad_norm, actor_loss)
-            for k in np.flatnonzero(stats.non_finite() & alive):
-                means = stats.means(k)
-                diverged(k, f"TD loss became {means['td_loss']} (gradient norm {means['grad_norm']}) in the "
-                            f"gradient steps at env step {env_steps} (gradient steps "
-                            f"{grad_steps - cfg.grad_steps_per_update + 1}-{grad_steps})")
+            book.mask_diverged(env_steps, grad_steps)
             if not alive.any():
                 break
 
         # 4. Diagnostics, evaluation and checkpoints, for every seed still alive.
-        if env_steps % cfg.log_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
-            now = time.perf_counter()
-            for k in np.flatnonzero(alive):
-                states[k].log_row(env_steps, grad_steps, lr, stats.means(k),
-                                  (env_steps - last_log[1]) / max(now - last_log[0], 1e-9), now - started)
-                _emit(runs[k], progress, env_steps, seeds[k], "diagnostics", states[k].diagnostics[-1])
-            stats = UpdateStats(k_seeds)
-            last_log = [now, env_steps]
-
-        if env_steps % cfg.eval_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
-            evaluations = evaluate(online, act_maximiser, eval_envs, spaces, cfg.eval_episodes,
-                                   [stream_seed(seed, "eval_env", env_steps) for seed in seeds], cfg.gamma,
-                                   cfg.eval_max_episode_steps,
-                                   [stream_seed(seed, "eval_maximiser", env_steps) for seed in seeds], alive)
-            for k in np.flatnonzero(alive):
-                states[k].evaluation_row(env_steps, grad_steps, evaluations[k], time.perf_counter() - started)
-                _emit(runs[k], progress, env_steps, seeds[k], "evaluation", states[k].evaluations[-1])
-
-        if env_steps >= next_checkpoint and env_steps < cfg.total_env_steps:
-            elapsed = time.perf_counter() - started
-            next_checkpoint = env_steps + cfg.checkpoint_interval_env_steps
-            for k in np.flatnonzero(alive):
-                states[k].at_checkpoint(env_steps, grad_steps, lr, elapsed, next_checkpoint, stats.seed_state(k))
-            if any(runs[k] is not None for k in np.flatnonzero(alive)):
-                learner_state = learner.state_dict()
-                for k in np.flatnonzero(alive):
-                    if runs[k] is not None:
-                        save_checkpoint(runs[k], jobs[k], buffer, k, states[k], {
-                            **slice_seed(learner_state, k), "rng": rngs[k].bit_generator.state,
-                            "env": envs.state(k), "noise": getattr(behaviour.noises[k], "state", None)})
-                if progress is not None:
-                    progress(env_steps, {"checkpoint": env_steps, "seeds": [seeds[k] for k in np.flatnonzero(alive)]})
+        stats = book.after_step(env_steps, grad_steps, lr, learner, buffer, envs, behaviour, rngs)
 
     envs.close()
     for env in eval_envs:
         env.close()
-    wall_s = time.perf_counter() - started
-    for k in np.flatnonzero(alive):
-        evaluations = states[k].evaluations
-        results[k] = {
-            "variant": jobs[k].variant, "task": jobs[k].task.name, "seed": seeds[k],
-            "final_return_mean": evaluations[-1]["return_mean"], "final_return_std": evaluations[-1]["return_std"],
-            "best_return_mean": max(e["return_mean"] for e in evaluations),
-            "env_steps": cfg.total_env_steps, "grad_steps": grad_steps, "episodes": states[k].episodes,
-            "wall_s": wall_s, "steps_per_s": cfg.total_env_steps / wall_s, "seeds_in_batch": k_seeds,
-            "peak_rss_mb": peak_rss_mb(),
-        }
-    return results
+    return book.results(grad_steps)
 
 
-def _emit(run: RunDir | None, progress, env_steps: int, seed: int, kind: str, row: dict[str, Any]) -> None:
-    if run is not None:
-        (run.append_diagnostics if kind == "diagnostics" else run.append_evaluation)(row)
-    if progress is not None:
-        progress(env_steps, {"seed": seed, kind: row})
+class Bookkeeper:
+    """Everything the loop records beside the algorithm: per-seed counters and rows, divergence, evaluations,
+    checkpoints and summaries, for the seeds of one batch."""
+
+    def __init__(self, jobs: list[Job], runs: list[RunDir | None], progress, cfg: Config, started: float,
+                 eval_envs: list, spaces: Spaces):
+        self.jobs, self.runs, self.progress, self.cfg, self.started = jobs, runs, progress, cfg, started
+        self.eval_envs, self.spaces = eval_envs, spaces
+        self.seeds = [job.seed for job in jobs]
+        self.states = [LoopState(lr=cfg.lr, next_checkpoint_env_steps=cfg.checkpoint_interval_env_steps)
+                       for _ in jobs]
+        self.stats = UpdateStats(len(jobs))
+        self.alive = np.ones(len(jobs), dtype=bool)
+        self.outcomes: list[dict[str, Any] | DivergedError | None] = [None] * len(jobs)
+        self.next_checkpoint = cfg.checkpoint_interval_env_steps
+        self.last_log = (time.perf_counter(), 0)
+
+    def start_fresh(self) -> None:
+        for run in self.runs:
+            if run is not None:   # rows are appended from here on: drop those of an attempt that left no checkpoint
+                run.write_evaluations([])
+                run.write_diagnostics([])
+
+    def restore(self, checkpoints: list[dict[str, Any]], learner: Learner, buffer: ReplayBuffer, envs: SeedEnvs,
+                behaviour: Behaviour, rngs: list[np.random.Generator]) -> None:
+        self.states = [LoopState(**c["loop"]) for c in checkpoints]
+        learner.load_state_dict(stack_seeds([{key: c[key] for key in learner.state_dict()} for c in checkpoints]))
+        buffer.load_chunks(checkpoints[0]["buffer"], [c["buffer_chunks"] for c in checkpoints])
+        self.stats.load([c["loop"]["sums"] for c in checkpoints])
+        for k, c in enumerate(checkpoints):
+            rngs[k].bit_generator.state = c["rng"]
+            envs.restore(k, c["env"])
+            if c["noise"] is not None and hasattr(behaviour.noises[k], "state"):
+                behaviour.noises[k].state = np.array(c["noise"])
+            if self.runs[k] is not None:
+                self.runs[k].write_evaluations(self.states[k].evaluations)
+                self.runs[k].write_diagnostics(self.states[k].diagnostics)
+        self.started -= self.states[0].elapsed_s
+        self.next_checkpoint = self.states[0].next_checkpoint_env_steps
+        self.last_log = (time.perf_counter(), self.states[0].env_steps)
+
+    def shared_counters(self) -> tuple[int, int, float]:
+        """(env steps, gradient steps, learning rate): the counters every seed of the batch shares."""
+        st = self.states[0]
+        return st.env_steps, st.grad_steps, st.lr
+
+    def record_steps(self, rewards: np.ndarray, ended: np.ndarray, explore_level: float) -> None:
+        for k in np.flatnonzero(self.alive):
+            self.states[k].record_step(rewards[k], ended[k], explore_level)
+
+    def mask_diverged(self, env_steps: int, grad_steps: int) -> None:
+        """Record every seed whose loss or gradient went non-finite in this round as diverged (error.json) and
+        mask it out of the batch; the other seeds go on."""
+        for k in np.flatnonzero(self.stats.non_finite() & self.alive):
+            means = self.stats.means(k)
+            message = (f"TD loss became {means['td_loss']} (gradient norm {means['grad_norm']}) in the gradient "
+                       f"steps at env step {env_steps} (gradient steps "
+                       f"{grad_steps - self.cfg.grad_steps_per_update + 1}-{grad_steps})")
+            self.alive[k] = False
+            self.outcomes[k] = DivergedError(message)
+            if self.runs[k] is not None:
+                self.runs[k].write_error({"error": "diverged", "message": message})
+            if self.progress is not None:
+                self.progress(env_steps, {"seed": self.seeds[k], "diverged": message})
+
+    def after_step(self, env_steps: int, grad_steps: int, lr: float, learner: Learner, buffer: ReplayBuffer,
+                   envs: SeedEnvs, behaviour: Behaviour, rngs: list[np.random.Generator]) -> UpdateStats:
+        """Log rows, evaluations and checkpoints that fall due at this env step; returns the update stats to fill
+        next (fresh after a log row)."""
+        cfg, alive, seeds = self.cfg, np.flatnonzero(self.alive), self.seeds
+        if env_steps % cfg.log_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
+            now = time.perf_counter()
+            for k in alive:
+                self.states[k].log_row(env_steps, grad_steps, lr, self.stats.means(k),
+                                       (env_steps - self.last_log[1]) / max(now - self.last_log[0], 1e-9),
+                                       now - self.started)
+                self.emit(k, env_steps, "diagnostics", self.states[k].diagnostics[-1])
+            self.stats = UpdateStats(len(seeds))
+            self.last_log = (now, env_steps)
+
+        if env_steps % cfg.eval_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
+            evaluations = evaluate(learner.online, learner.act_maximiser, self.eval_envs, self.spaces,
+                                   cfg.eval_episodes, [stream_seed(seed, "eval_env", env_steps) for seed in seeds],
+                                   cfg.gamma, cfg.eval_max_episode_steps,
+                                   [stream_seed(seed, "eval_maximiser", env_steps) for seed in seeds], self.alive)
+            for k in alive:
+                self.states[k].evaluation_row(env_steps, grad_steps, evaluations[k],
+                                              time.perf_counter() - self.started)
+                self.emit(k, env_steps, "evaluation", self.states[k].evaluations[-1])
+
+        if env_steps >= self.next_checkpoint and env_steps < cfg.total_env_steps:
+            elapsed = time.perf_counter() - self.started
+            self.next_checkpoint = env_steps + cfg.checkpoint_interval_env_steps
+            for k in alive:
+                self.states[k].at_checkpoint(env_steps, grad_steps, lr, elapsed, self.next_checkpoint,
+                                             self.stats.seed_state(k))
+            if any(self.runs[k] is not None for k in alive):
+                learner_state = learner.state_dict()
+                for k in alive:
+                    if self.runs[k] is not None:
+                        save_checkpoint(self.runs[k], self.jobs[k], buffer, k, self.states[k], {
+                            **slice_seed(learner_state, k), "rng": rngs[k].bit_generator.state,
+                            "env": envs.state(k), "noise": getattr(behaviour.noises[k], "state", None)})
+                if self.progress is not None:
+                    self.progress(env_steps, {"checkpoint": env_steps, "seeds": [seeds[k] for k in alive]})
+        return self.stats
+
+    def emit(self, k: int, env_steps: int, kind: str, row: dict[str, Any]) -> None:
+        run = self.runs[k]
+        if run is not None:
+            (run.append_diagnostics if kind == "diagnostics" else run.append_evaluation)(row)
+        if self.progress is not None:
+            self.progress(env_steps, {"seed": self.seeds[k], kind: row})
+
+    def results(self, grad_steps: int) -> list[dict[str, Any] | DivergedError]:
+        wall_s = time.perf_counter() - self.started
+        for k in np.flatnonzero(self.alive):
+            evaluations, job = self.states[k].evaluations, self.jobs[k]
+            self.outcomes[k] = {
+                "variant": job.variant, "task": job.task.name, "seed": job.seed,
+                "final_return_mean": evaluations[-1]["return_mean"],
+                "final_return_std": evaluations[-1]["return_std"],
+                "best_return_mean": max(e["return_mean"] for e in evaluations),
+                "env_steps": self.cfg.total_env_steps, "grad_steps": grad_steps, "episodes": self.states[k].episodes,
+                "wall_s": wall_s, "steps_per_s": self.cfg.total_env_steps / wall_s, "seeds_in_batch": len(self.jobs),
+                "peak_rss_mb": peak_rss_mb(),
+            }
+        return self.outcomes
 
 
 def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str, Any]], None] | None = None,

@@ -48,6 +48,21 @@ class SeedEnvs:
         self.episode_actions[k].append(action)
         return self.spaces.encode(raw), float(reward), bool(terminated), bool(truncated)
 
+    def step_all(self, actions: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Step every live seed's env: (next obs, rewards, terminated, truncated), each with the seed axis first
+        (a masked seed's entries are its current obs and zeros)."""
+        k_seeds = len(self.envs)
+        next_obs = self.obs.copy()
+        rewards, terminated, truncated = np.zeros(k_seeds), np.zeros(k_seeds, bool), np.zeros(k_seeds, bool)
+        for k in np.flatnonzero(alive):
+            next_obs[k], rewards[k], terminated[k], truncated[k] = self.step(k, actions[k])
+        return next_obs, rewards, terminated, truncated
+
+    def advance(self, next_obs: np.ndarray, ended: np.ndarray, alive: np.ndarray) -> None:
+        """Move on to the next states; a seed whose episode ended is reset at the next step."""
+        self.obs[~ended] = next_obs[~ended]
+        self.needs_reset |= ended & alive
+
     def state(self, k: int) -> dict[str, Any]:
         if self.needs_reset[k]:   # between episodes: the next reset draws from the stream as it is now
             return {"needs_reset": True, "rng": self.envs[k].unwrapped.np_random.bit_generator.state}
