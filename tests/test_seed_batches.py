@@ -284,3 +284,17 @@ def test_a_diverged_seed_in_a_batch_is_failed_and_the_others_complete(tmp_path):
             assert json.loads((out / f"seed{seed}" / "error.json").read_text())["error"] == "diverged"
         else:
             assert (out / f"seed{seed}" / "summary.json").exists() and f"seed {seed}: final return" in t.stdout
+
+
+def test_the_longest_batches_start_first():
+    """Longest processing time first: a CEM batch (Q on population x iterations actions per target) and a longer
+    budget cost more than a DQN batch, and more seeds cost more than fewer."""
+    from qbench.jobs import build_job
+    from qbench.runner.plan import estimated_cost
+
+    small = {"total_env_steps": 1000, "warmup_env_steps": 100}
+    dqn = [build_job("dqn", "CartPole-v1", s, small) for s in range(2)]
+    longer = [build_job("dqn", "CartPole-v1", s, {**small, "total_env_steps": 4000}) for s in range(2)]
+    cem = [build_job("cem_q", "Pendulum-v1", s, {**small, "hidden_sizes": [256, 256]}) for s in range(2)]
+    assert estimated_cost(cem) > estimated_cost(dqn)
+    assert estimated_cost(longer) > estimated_cost(dqn) > estimated_cost(dqn[:1])

@@ -166,6 +166,23 @@ def make_batches(jobs: list[Job], seed_batch: int | None = None, slots: int = 1)
     return batches
 
 
+def estimated_cost(batch: list[Job]) -> float:
+    """A rough cost of training a batch, in multiply-adds, only to start the longest batches first (longest
+    processing time first: a long batch started last would leave every other worker idle at the end). Per seed:
+    every gradient step's forward and backward passes plus the target's (a sampling maximiser evaluates Q on
+    population x iterations or random_samples_target actions per state), every env step's action; per batch: a
+    fixed cost per gradient step and per env step for the Python around the kernels."""
+    c = batch[0].config
+    widths = list(c.hidden_sizes)
+    macs = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False)) + 8 * sum(widths)
+    target_rows = {"random": c.random_samples_target, "cem": c.cem_population * c.cem_iterations,
+                   "actor": 3}.get(c.maximiser, 1)
+    act_rows = {"random": c.random_samples_act, "cem": c.cem_population * c.cem_iterations}.get(c.maximiser, 1)
+    updates = max(0, c.total_env_steps - c.warmup_env_steps) / c.env_steps_per_update * c.grad_steps_per_update
+    per_seed = updates * c.batch_size * macs * (3 + target_rows) + c.total_env_steps * macs * act_rows
+    return len(batch) * per_seed + updates * 45e6 + c.total_env_steps * 5e6
+
+
 SEED_LIST_FORMS = "a seed (3), a range (0-7), a list (0,2,5) or both (0-3,8)"
 
 

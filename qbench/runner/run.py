@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from qbench.jobs import Job
-from qbench.runner.plan import check_seed_batch, make_batches, run_path
+from qbench.runner.plan import check_seed_batch, estimated_cost, make_batches, run_path
 from qbench.store import SUMMARY, RunDir, read_json_or_empty
 
 BUSY_RETRY_S = 2.0      # how often a job locked by another runner is looked at again
@@ -74,7 +74,9 @@ def run_jobs(jobs: list[Job], results_dir: Path, suite_name: str, backend, *,
         else:
             to_run.append(job)
     reporter.start(len(jobs), to_run, backend.slots)
-    queue: deque[list[Job]] = deque(make_batches(to_run, seed_batch, backend.slots))
+    # The longest batches first, so that no long one starts last while the other workers run dry.
+    queue: deque[list[Job]] = deque(sorted(make_batches(to_run, seed_batch, backend.slots), key=estimated_cost,
+                                           reverse=True))
 
     in_flight: dict[Any, list[Job]] = {}
     waiting: list[tuple[float, Job]] = []       # (when to look again, job) for jobs running elsewhere
