@@ -16,7 +16,6 @@ import copy
 import dataclasses
 import io
 import json
-import math
 import resource
 import shutil
 import sys
@@ -374,11 +373,11 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
         book.start_fresh()
     else:
         book.restore(checkpoints, learner, buffer, envs, behaviour, rngs)
-    env_steps, grad_steps, lr = book.shared_counters()
+    start_env_steps, grad_steps, lr = book.shared_counters()
     alive, stats = book.alive, book.stats
     clip_at = cfg.max_grad_norm if cfg.grad_clip == "norm" else 0.0
 
-    for env_steps in range(env_steps + 1, cfg.total_env_steps + 1):
+    for env_steps in range(start_env_steps + 1, cfg.total_env_steps + 1):
         progress_frac = (env_steps - 1) / cfg.total_env_steps
         for k in np.flatnonzero(envs.needs_reset & alive):
             envs.reset(k)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import re
 from collections import Counter
@@ -174,7 +175,7 @@ def estimated_cost(batch: list[Job]) -> float:
     fixed cost per gradient step and per env step for the Python around the kernels."""
     c = batch[0].config
     widths = list(c.hidden_sizes)
-    macs = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False)) + 8 * sum(widths)
+    macs = sum(a * b for a, b in itertools.pairwise(widths)) + 8 * sum(widths)
     target_rows = {"random": c.random_samples_target, "cem": c.cem_population * c.cem_iterations,
                    "actor": 3}.get(c.maximiser, 1)
     act_rows = {"random": c.random_samples_act, "cem": c.cem_population * c.cem_iterations}.get(c.maximiser, 1)
