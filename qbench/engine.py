@@ -122,7 +122,10 @@ def build_optimiser(cfg: Config, params, lr: float) -> torch.optim.Optimizer:
     """Fused kernels: one pass over every seed's stacked parameters (Adam and RMSprop are elementwise, so each
     seed's optimiser state stays its own)."""
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True)
+        except RuntimeError:   # torch < 2.4 has no fused Adam on CPU: foreach computes the same update, slower
+            return torch.optim.Adam(params, lr=lr, foreach=True)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, foreach=True)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
