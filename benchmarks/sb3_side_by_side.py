@@ -7,7 +7,7 @@
 Runs alternate, qbench then SB3, for --repeats rounds per configuration (round r trains seed r on both sides). Every
 run is a fresh subprocess with one torch thread (OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1 in its
 environment, torch.set_num_threads(1) in it). The time compared is the wall time of the whole training call, from
-the configuration to the trained agent: qbench `build_job(...)` + `engine.train(job)`; SB3 the constructor (which
+the configuration to the trained agent: qbench `build_job(...)` for each of its K seeds + `engine.train_batch(jobs)`; SB3 the constructor (which
 builds the env, the networks and the buffer) + `model.learn(...)`. Imports are outside it; the subprocess's whole
 wall time (interpreter start and imports included) is recorded too ("process s"). The table gives, per
 configuration, the median over repeats of each side, the ratio sb3_time / qbench_time of the medians (above 1:
