@@ -71,7 +71,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
-from sb3_side_by_side import CONFIGS, qbench_settings, scaled
+from sb3_side_by_side import CONFIGS, parse_seeds_per_process, qbench_settings, scaled
 
 # Shapes of the minimal updates (obs dim, action dim / number of actions); must agree with CONFIGS.
 SHAPES = {"dqn_cartpole": {"obs": 4, "n_actions": 2}, "ddpg_pendulum": {"obs": 3, "action": 1}}
@@ -303,12 +303,7 @@ def main() -> int:
                         help="comma-separated K values for (c): seeds trained side by side, time per seed")
     parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args()
-    try:
-        ks = [int(k) for k in args.seeds_per_process.split(",") if k.strip()]
-    except ValueError:
-        ks = []
-    if not ks or min(ks) < 1:
-        parser.error("--seeds-per-process must be comma-separated positive integers, e.g. 1,8,32")
+    ks = parse_seeds_per_process(args.seeds_per_process, parser)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in SHAPES]
     if unknown or not configs:

@@ -113,6 +113,17 @@ CONFIGS = {
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def parse_seeds_per_process(text: str, parser: argparse.ArgumentParser) -> list[int]:
+    """--seeds-per-process: comma-separated positive integers (K values), or a usage error."""
+    try:
+        ks = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        ks = []
+    if not ks or min(ks) < 1:
+        parser.error(f"--seeds-per-process must be comma-separated positive integers, e.g. 1,8; got {text!r}")
+    return ks
+
+
 def scaled(config: dict, scale: float) -> dict:
     c = dict(config)
     c["budget"] = max(1, round(config["budget"] * scale))
@@ -298,12 +309,7 @@ def main() -> int:
         parser.error(f"unknown config(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(CONFIGS)}")
     if args.repeats < 1 or args.steps_scale <= 0:
         parser.error("--repeats must be >= 1 and --steps-scale > 0")
-    try:
-        ks = [int(k) for k in args.seeds_per_process.split(",") if k.strip()]
-    except ValueError:
-        ks = []
-    if not ks or min(ks) < 1:
-        parser.error("--seeds-per-process must be comma-separated positive integers, e.g. 1,8")
+    ks = parse_seeds_per_process(args.seeds_per_process, parser)
     try:
         import stable_baselines3  # noqa: F401
     except ImportError:

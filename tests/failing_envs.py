@@ -47,20 +47,28 @@ class HardCrashEnv(_Base):
         return np.zeros(2, dtype=np.float32), 1.0, False, self.t >= 100, {}
 
 
-class SometimesNaNEnv(_Base):
-    """Gives a NaN reward at the third step of its first episode when the first reset's uniform draw (from the
-    env's own seeded stream) is below one half: some seeds of a batch diverge, the others learn on."""
+class EvenSeedNaNEnv(gym.Env):
+    """Rewards turn NaN 20 steps after a reset with an even seed: the seeds of a job whose training env draws an
+    even seed diverge at their first gradient step, the others train. An evaluation (reset with its own seed, one
+    episode of 20 steps) never sees a NaN."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self):
+        self.t = 0
+        self.poisoned = False
+        self.since_seeded = 0
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        if not hasattr(self, "poisoned"):
-            self.poisoned = bool(self.np_random.uniform() < 0.5)
+        if seed is not None:
+            self.poisoned, self.since_seeded = seed % 2 == 0, 0
         self.t = 0
         return np.zeros(2, dtype=np.float32), {}
 
     def step(self, action):
         self.t += 1
-        reward = float("nan") if self.poisoned and self.t == 3 else 1.0
-        if self.t >= 10:
-            self.poisoned = False
-        return np.zeros(2, dtype=np.float32), reward, False, self.t >= 10, {}
+        self.since_seeded += 1
+        reward = float("nan") if self.poisoned and self.since_seeded > 20 else 1.0
+        return np.zeros(2, dtype=np.float32), reward, False, self.t >= 20, {}

@@ -4,8 +4,6 @@ qbench train --seeds, and a diverged seed inside a batch."""
 import json
 import textwrap
 
-import gymnasium as gym
-import numpy as np
 import pytest
 
 from qbench import cli
@@ -14,34 +12,6 @@ from qbench.runner import expand
 from qbench.runner.plan import batch_key, make_batches, parse_seed_list
 from qbench.suites import load_suite
 from tests.harness import complete_dirs, results_without_wall_time, run_dirs, run_qbench
-
-
-class EvenSeedNaNEnv(gym.Env):
-    """Rewards turn NaN 20 steps after a reset with an even seed: the seeds of a job whose training env draws an
-    even seed diverge at their first gradient step, the others train. An evaluation (reset with its own seed, one
-    episode of 20 steps) never sees a NaN."""
-
-    observation_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-    action_space = gym.spaces.Discrete(2)
-
-    def __init__(self):
-        self.t = 0
-        self.poisoned = False
-        self.since_seeded = 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        if seed is not None:
-            self.poisoned, self.since_seeded = seed % 2 == 0, 0
-        self.t = 0
-        return np.zeros(2, dtype=np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        self.since_seeded += 1
-        reward = float("nan") if self.poisoned and self.since_seeded > 20 else 1.0
-        return np.zeros(2, dtype=np.float32), reward, False, self.t >= 20, {}
-
 
 # --- grouping jobs into batches (pure)
 
@@ -227,7 +197,7 @@ def test_train_seeds_writes_one_complete_run_directory_per_seed(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
-NAN_TASK = f"{__name__}:EvenSeedNaNEnv"
+NAN_TASK = "tests.failing_envs:EvenSeedNaNEnv"
 
 
 def _diverging_seeds(seeds):
