@@ -40,7 +40,18 @@ class Config:
     maximiser: str = _setting("exact", "how argmax_a Q is found: exact over a discrete set, random (uniform "
                               "samples), cem (cross-entropy method), naf (mu(s) in closed form), actor (a learned "
                               "deterministic policy, DDPG)", choices=("exact", "random", "cem", "naf", "actor"))
-    hidden_sizes: list = _setting([256, 256], "hidden layer widths of every MLP (ReLU)")
+    hidden_sizes: list = _setting([256, 256], "hidden layer widths of every MLP (ReLU); with an image encoder, "
+                                  "the widths after it")
+    encoder: str = _setting("auto", "what reads the observation before the MLP: auto (nature_cnn for image "
+                            "observations, none for vectors), none, nature_cnn (Mnih et al. 2015: conv 32 8x8/4, "
+                            "64 4x4/2, 64 3x3/1), minatar_cnn (Young and Tian 2019: conv 16 3x3/1)",
+                            choices=("auto", "none", "nature_cnn", "minatar_cnn"))
+    image_layout: str = _setting("auto", "axis order of image observations: channels_first (C, H, W), "
+                                 "channels_last (H, W, C), or auto (channels first when the first axis is the "
+                                 "shortest, e.g. a (4, 84, 84) frame stack; else channels last, e.g. MinAtar's "
+                                 "(10, 10, C))", choices=("auto", "channels_first", "channels_last"))
+    device: str = _setting("cpu", "where the networks run: cpu, cuda, or auto (cuda when torch sees a GPU); "
+                           "replay and envs stay on the CPU", choices=("cpu", "cuda", "auto"))
     observation_scaling: str = _setting("none", "Box observations as the env gives them (none), or mapped "
                                         "affinely from the space's finite bounds to [-1, 1] (bounds); Discrete "
                                         "observations are one-hot either way", choices=("none", "bounds"))
@@ -60,6 +71,12 @@ class Config:
                                      "the first later action that is not greedy under the current Q",
                                      choices=("ignore", "cut"))
     gamma: float = _setting(0.99, "discount factor per env step", minimum=0.0, maximum=1.0)
+    reward_clip: float = _setting(0.0, "clip the rewards the learner sees to [-reward_clip, reward_clip] (0: no "
+                                  "clipping); training returns in the logs and every evaluation stay unclipped "
+                                  "game scores", minimum=0.0)
+    terminal_on_life_loss: bool = _setting(False, "Atari: a lost life ends the return for learning (discount 0) "
+                                           "while the game goes on; never at evaluation. Off by default, as "
+                                           "Machado et al. (2018) recommend")
     # --- loss and optimiser
     loss: str = _setting("mse", "regression loss: mse is 0.5*err^2, huber is 0.5*err^2 inside delta and linear "
                          "beyond", choices=("mse", "huber"))
@@ -120,6 +137,20 @@ class Config:
     checkpoint_interval_env_steps: int = _setting(10_000, "env steps between checkpoints for resuming (taken at "
                                                   "the next episode end)", minimum=1)
     torch_threads: int = _setting(1, "torch intra-op threads for this run", minimum=1)
+    # --- the Atari protocol (Machado et al. 2018), for ALE tasks only; recorded with every run in config.json
+    sticky_action_prob: float = _setting(0.25, "ALE and MinAtar: probability that the env repeats the previous "
+                                         "action instead of the chosen one, per frame (MinAtar tasks set 0.1, "
+                                         "its own default)", minimum=0.0, maximum=1.0)
+    frame_skip: int = _setting(4, "ALE: frames per agent step (the action repeated, the last two frames "
+                               "max-pooled); env_steps count agent steps, frames = env_steps * frame_skip",
+                               minimum=1)
+    frame_stack: int = _setting(4, "ALE: frames stacked into one observation", minimum=1)
+    screen_size: int = _setting(84, "ALE: side of the square greyscale observation", minimum=8)
+    noop_max: int = _setting(0, "ALE: up to this many no-op actions after each reset (0: none; sticky actions "
+                             "already make starts random)", minimum=0)
+    max_episode_frames: int = _setting(108_000, "ALE: frames after which an episode is truncated (108k = 30 "
+                                       "minutes of play)", minimum=1)
+    full_action_space: bool = _setting(False, "ALE: all 18 actions (true) or the game's minimal set (false)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -199,7 +230,10 @@ def coerce_setting(key: str, value: Any) -> Any:
     meta = f.metadata
     kind = f.type
     bad = ConfigError(f"setting '{key}' must be {kind}, got {value!r}")
-    if kind == "int":
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad
+    elif kind == "int":
         if isinstance(value, bool):
             raise bad
         if isinstance(value, float) and value.is_integer():  # TOML reads 1e5 as a float

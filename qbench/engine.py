@@ -47,10 +47,19 @@ from qbench.parts.maximisers import (
     NAFMaximiser,
     RandomSamplingMaximiser,
 )
-from qbench.parts.networks import NAFQ, Actor, DiscreteQ, StateActionQ, bind_to_arena, flatten_parameters
+from qbench.parts.networks import (
+    NAFQ,
+    Actor,
+    DiscreteQ,
+    StateActionQ,
+    bind_to_arena,
+    build_encoder,
+    flatten_parameters,
+)
 from qbench.parts.target_update import hard_update, polyak_update
 from qbench.parts.targets import bootstrap_value, td_targets
 from qbench.replay.buffer import ReplayBuffer
+from qbench.replay.frames import FrameReplayBuffer
 from qbench.seed_axis import SeedEnvs, slice_seed, stack_seeds
 from qbench.store import CHECKPOINT, CHECKPOINT_REPLAY, METADATA, RunDir, atomic_write_bytes, run_metadata
 
@@ -80,18 +89,29 @@ def torch_generators(seeds: list[int], name: str) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(stream_seed(seed, name)) for seed in seeds]
 
 
-def build_q(cfg: Config, spaces: Spaces, generators: list[torch.Generator]) -> torch.nn.Module:
-    if cfg.q_head == "discrete":
-        return flatten_parameters(DiscreteQ(generators, spaces.obs_dim, spaces.n_actions, cfg.hidden_sizes))
-    if cfg.q_head == "state_action":
-        return flatten_parameters(StateActionQ(generators, spaces.obs_dim, spaces.action_dim, cfg.hidden_sizes))
-    if cfg.q_head == "naf":
-        return flatten_parameters(NAFQ(generators, spaces.obs_dim, spaces.action_dim, cfg.hidden_sizes))
-    raise ValueError(f"unknown q head {cfg.q_head!r}")
+def resolve_device(name: str) -> torch.device:
+    """cpu, cuda, or auto (cuda when torch sees a GPU). Asking for cuda without one is refused when the job is
+    built (jobs.build_job), so here it is a bug."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_q(cfg: Config, spaces: Spaces, generators: list[torch.Generator],
+            device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The Q network of every seed: the head on top of its encoder (an image encoder for pixels, none for
+    vectors), whose parameters are drawn first."""
+    head = {"discrete": DiscreteQ, "state_action": StateActionQ, "naf": NAFQ}.get(cfg.q_head)
+    if head is None:
+        raise ValueError(f"unknown q head {cfg.q_head!r}")
+    encoder = build_encoder(generators, cfg.encoder, spaces)
+    width = spaces.n_actions if cfg.q_head == "discrete" else spaces.action_dim
+    return flatten_parameters(head(generators, spaces.obs_dim, width, cfg.hidden_sizes, encoder=encoder), device)
 
 
 def build_maximisers(cfg: Config, spaces: Spaces, init: list[torch.Generator],
-                     sampling: list[torch.Generator]) -> tuple[Maximiser, Maximiser]:
+                     sampling: list[torch.Generator],
+                     device: torch.device | str = "cpu") -> tuple[Maximiser, Maximiser]:
     """(for acting, for targets): they differ only where the sample count differs (random sampling), since
     targets sit in the inner loop of every gradient step. `init` draws a learned maximiser's parameters, `sampling`
     a sampling maximiser's candidates (one generator per seed each)."""
@@ -99,14 +119,19 @@ def build_maximisers(cfg: Config, spaces: Spaces, init: list[torch.Generator],
     if cfg.maximiser == "exact":
         m: Maximiser = ExactMaximiser()
     elif cfg.maximiser == "random":
-        return (RandomSamplingMaximiser(cfg.random_samples_act, d, sampling),
+        pair = (RandomSamplingMaximiser(cfg.random_samples_act, d, sampling),
                 RandomSamplingMaximiser(cfg.random_samples_target, d, sampling))
+        for each in pair:
+            each.device = device
+        return pair
     elif cfg.maximiser == "cem":
         m = CEMMaximiser(cfg.cem_iterations, cfg.cem_population, cfg.cem_elites, d, sampling)
+        m.device = device
     elif cfg.maximiser == "naf":
         m = NAFMaximiser()
     elif cfg.maximiser == "actor":
-        actor = flatten_parameters(Actor(init, spaces.obs_dim, d, cfg.hidden_sizes))
+        actor = flatten_parameters(Actor(init, spaces.obs_dim, d, cfg.hidden_sizes,
+                                         encoder=build_encoder(init, cfg.encoder, spaces)), device)
         m = ActorMaximiser(actor, _frozen_copy(actor), build_optimiser(cfg, [actor.arena], cfg.actor_lr))
     else:
         raise ValueError(f"unknown maximiser {cfg.maximiser!r}")
@@ -157,18 +182,19 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
     running = np.ones(k_seeds, dtype=bool) if active is None else np.array(active, dtype=bool)
     evaluations = [Evaluation(np.zeros(episodes), np.zeros(episodes), np.zeros(episodes)) if run else None
                    for run in running]
-    obs = np.zeros((k_seeds, spaces.obs_dim), dtype=np.float32)
+    obs = np.zeros((k_seeds, *spaces.obs_shape), dtype=spaces.obs_dtype)
+    device = q_fn.arena.device if hasattr(q_fn, "arena") else torch.device("cpu")
     episode, t = np.zeros(k_seeds, dtype=int), np.zeros(k_seeds, dtype=int)
     total, total_discounted, discount = np.zeros(k_seeds), np.zeros(k_seeds), np.ones(k_seeds)
     for k in np.flatnonzero(running):
         obs[k] = spaces.encode(envs[k].reset(seed=seeds[k])[0])
     with maximiser.reseeded(seeds if maximiser_seeds is None else maximiser_seeds):
         while running.any():
-            obs_t = torch.as_tensor(obs)[:, None]
+            obs_t = torch.as_tensor(obs)[:, None].to(device)
             with torch.inference_mode():
                 action = maximiser.argmax(q_fn, obs_t)
-                q_first = q_fn.q(obs_t, action)[:, 0].numpy() if (t[running] == 0).any() else None
-            action_np = action[:, 0].numpy()
+                q_first = q_fn.q(obs_t, action)[:, 0].cpu().numpy() if (t[running] == 0).any() else None
+            action_np = action[:, 0].cpu().numpy()
             for k in np.flatnonzero(running):
                 ev = evaluations[k]
                 if t[k] == 0:
@@ -218,14 +244,14 @@ class Behaviour:
                 return np.array([rng.integers(spaces.n_actions) for rng in self.rngs]), float("nan")
             return np.stack([rng.uniform(-1.0, 1.0, spaces.action_dim).astype(np.float32)
                              for rng in self.rngs]), float("nan")
-        obs_t = torch.as_tensor(obs)[:, None]
+        obs_t = torch.as_tensor(obs)[:, None].to(self.online.arena.device)
         if not self.discrete:
             with torch.inference_mode():
-                greedy = self.maximiser.argmax(self.online, obs_t)[:, 0].numpy()
+                greedy = self.maximiser.argmax(self.online, obs_t)[:, 0].cpu().numpy()
             noise = np.stack([n.sample() for n in self.noises])
             return np.clip(greedy + noise, -1.0, 1.0).astype(np.float32), cfg.noise_std
         with torch.inference_mode():
-            q = self.online.all_actions(obs_t)[:, 0].numpy()
+            q = self.online.all_actions(obs_t)[:, 0].cpu().numpy()
         if cfg.exploration == "epsilon_greedy":
             level = capped_epsilon(linear_schedule(cfg.eps_start, cfg.eps_end, cfg.eps_decay_fraction,
                                                    progress_frac), spaces.n_actions)
@@ -246,9 +272,11 @@ class Learner:
     def __init__(self, cfg: Config, spaces: Spaces, seeds: list[int]):
         # Seed k's initial parameters come from its own "init" stream, in construction order.
         init = torch_generators(seeds, "init")
-        self.online = build_q(cfg, spaces, init)
+        self.device = resolve_device(cfg.device)
+        self.online = build_q(cfg, spaces, init, self.device)
         self.act_maximiser, self.target_maximiser = build_maximisers(cfg, spaces, init,
-                                                                     torch_generators(seeds, "maximiser"))
+                                                                     torch_generators(seeds, "maximiser"),
+                                                                     self.device)
         self.target = self.online if cfg.target_update == "none" else _frozen_copy(self.online)
         self.optimiser = build_optimiser(cfg, [self.online.arena], cfg.lr)
         pairs = [] if cfg.target_update == "none" else [(self.target, self.online),
@@ -302,7 +330,7 @@ class UpdateStats:
     def fold(self) -> None:
         for key, values in self.pending.items():
             if values:
-                stacked = torch.stack(values).double()
+                stacked = torch.stack(values).double().cpu()
                 self.sums[key] += (stacked.mean(dim=-1) if key == "q_mean" else stacked).sum(dim=0)
                 values.clear()
 
@@ -349,24 +377,24 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
     started = time.perf_counter()
     seeds = [job.seed for job in jobs]
     rngs = [np.random.default_rng(stream_sequence(seed, "agent")) for seed in seeds]
-    probe = make_env(jobs[0].task)
-    spaces = spaces_of(probe, cfg.observation_scaling)
+    task = jobs[0].task
+    probe = make_env(task, cfg)
+    spaces = spaces_of(probe, cfg.observation_scaling, cfg.image_layout)
     probe.close()
-    envs = SeedEnvs(jobs[0].task, spaces, [stream_seed(seed, "env") for seed in seeds])
-    eval_envs = [make_env(jobs[0].task) for _ in seeds]
+    envs = SeedEnvs(task, spaces, [stream_seed(seed, "env") for seed in seeds], cfg)
+    eval_envs = [make_env(task, cfg) for _ in seeds]
 
     # Parts. Initialisation draws from private torch streams, so the process-wide RNG stays untouched.
     learner = Learner(cfg, spaces, seeds)
     online, target, optimiser = learner.online, learner.target, learner.optimiser
     act_maximiser, target_maximiser = learner.act_maximiser, learner.target_maximiser
     behaviour = Behaviour(cfg, spaces, online, act_maximiser, rngs)
-    discrete = spaces.action_kind == "discrete"
-    buffer = ReplayBuffer(k_seeds, cfg.buffer_size, (spaces.obs_dim,), () if discrete else (spaces.action_dim,),
-                          np.int64 if discrete else np.float32, cfg.n_step, cfg.gamma)
+    buffer = make_buffer(cfg, spaces, task, k_seeds)
+    device = learner.device
 
     def greedy_np(states: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return act_maximiser.argmax(online, torch.as_tensor(states)).numpy()
+            return act_maximiser.argmax(online, torch.as_tensor(states).to(device)).cpu().numpy()
     cut_trace = greedy_np if cfg.nstep_correction == "cut" and cfg.n_step > 1 else None
 
     # Loop state: everything that changes as the loop runs, so that a checkpoint is this plus the parts' state.
@@ -386,10 +414,13 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
             envs.reset(k)
             behaviour.noises[k].reset()
 
-        # 1. Collect one transition per seed with the behaviour policy and store it.
+        # 1. Collect one transition per seed with the behaviour policy and store it (rewards clipped and lives
+        #    ended for learning only, where the task asks for it).
         actions, explore_level = behaviour.act(envs.obs, progress_frac, env_steps <= cfg.warmup_env_steps)
         next_obs, rewards, terminated, truncated = envs.step_all(actions, alive)
-        buffer.add(envs.obs, actions, rewards, next_obs, terminated, truncated)
+        life_lost = envs.life_lost & cfg.terminal_on_life_loss
+        buffer.add(envs.obs, actions, clip_rewards(rewards, cfg.reward_clip), next_obs, terminated | life_lost,
+                   truncated, life_lost, alive)
         envs.advance(next_obs, terminated | truncated, alive)
         book.record_steps(rewards, terminated | truncated, explore_level)
 
@@ -398,14 +429,14 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
             if cfg.lr_schedule == "linear":
                 lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.lr_decay_fraction, progress_frac)
                 learner.set_lr(cfg, lr)
-            weights = None if alive.all() else torch.as_tensor(alive)   # a diverged seed's loss counts 0
+            weights = None if alive.all() else torch.as_tensor(alive).to(device)   # a diverged seed's loss counts 0
             for _ in range(cfg.grad_steps_per_update):
                 batch = buffer.sample(cfg.batch_size, rngs, cut_trace)
-                obs_b, actions_b = torch.as_tensor(batch.obs), torch.as_tensor(batch.actions)
+                obs_b, actions_b = to_device(device, batch.obs, batch.actions)
                 with torch.no_grad():
                     bootstrap = bootstrap_value(cfg.target, target_maximiser, online, target,
-                                                torch.as_tensor(batch.bootstrap_obs))
-                    y = td_targets(torch.as_tensor(batch.reward_n), torch.as_tensor(batch.discount_n), bootstrap)
+                                                *to_device(device, batch.bootstrap_obs))
+                    y = td_targets(*to_device(device, batch.reward_n, batch.discount_n), bootstrap)
                 q_pred = online.q(obs_b, actions_b)
                 loss = td_loss(q_pred, y, cfg.loss, cfg.huber_delta)          # (K,): one loss per seed
                 online.arena.grad.zero_()    # in place: the layers' .grad are views of it
@@ -432,7 +463,29 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
     envs.close()
     for env in eval_envs:
         env.close()
-    return book.results(grad_steps)
+    return book.results(grad_steps, buffer)
+
+
+def make_buffer(cfg: Config, spaces: Spaces, task, k_seeds: int) -> ReplayBuffer | FrameReplayBuffer:
+    """A frame-stacking buffer for ALE's frame stacks (each frame stored once: about 7 KB per transition instead
+    of 56 KB), else a plain one that stores obs and next obs."""
+    discrete = spaces.action_kind == "discrete"
+    action_shape, action_dtype = ((), np.int64) if discrete else ((spaces.action_dim,), np.float32)
+    if task.family == "atari" and cfg.frame_stack > 1:
+        return FrameReplayBuffer(k_seeds, cfg.buffer_size, spaces.obs_shape, action_shape, action_dtype,
+                                 cfg.n_step, cfg.gamma)
+    return ReplayBuffer(k_seeds, cfg.buffer_size, spaces.obs_shape, action_shape, action_dtype, cfg.n_step,
+                        cfg.gamma, obs_dtype=spaces.obs_dtype)
+
+
+def clip_rewards(rewards: np.ndarray, clip: float) -> np.ndarray:
+    """Rewards for learning: clipped to [-clip, clip] when clip > 0 (Atari's protocol), else as they are."""
+    return rewards if clip == 0 else np.clip(rewards, -clip, clip)
+
+
+def to_device(device: torch.device, *arrays: np.ndarray) -> list[torch.Tensor]:
+    """numpy batches as tensors on the networks' device (no copy on the CPU)."""
+    return [torch.as_tensor(a).to(device) for a in arrays]
 
 
 class Bookkeeper:
@@ -549,7 +602,7 @@ class Bookkeeper:
         if self.progress is not None:
             self.progress(env_steps, {"seed": self.seeds[k], kind: row})
 
-    def results(self, grad_steps: int) -> list[dict[str, Any] | DivergedError]:
+    def results(self, grad_steps: int, buffer) -> list[dict[str, Any] | DivergedError]:
         wall_s = time.perf_counter() - self.started
         for k in np.flatnonzero(self.alive):
             evaluations, job = self.states[k].evaluations, self.jobs[k]
@@ -561,6 +614,8 @@ class Bookkeeper:
                 "env_steps": self.cfg.total_env_steps, "grad_steps": grad_steps, "episodes": self.states[k].episodes,
                 "wall_s": wall_s, "steps_per_s": self.cfg.total_env_steps / wall_s, "seeds_in_batch": len(self.jobs),
                 "peak_rss_mb": peak_rss_mb(),
+                "replay_bytes_per_transition": buffer.bytes_per_transition(),
+                **frame_counts(self.jobs[k], self.cfg.total_env_steps),
             }
         return self.outcomes
 
@@ -572,6 +627,14 @@ def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str
     if isinstance(result, DivergedError):
         raise result
     return result
+
+
+def frame_counts(job: Job, env_steps: int) -> dict[str, Any]:
+    """For ALE tasks: env steps are agent steps, each frame_skip emulator frames; said in every summary so that no
+    number is read in the wrong unit."""
+    if job.task.family != "atari":
+        return {}
+    return {"frame_skip": job.config.frame_skip, "frames": env_steps * job.config.frame_skip}
 
 
 def peak_rss_mb() -> float:

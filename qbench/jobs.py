@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from qbench.config import VARIANTS, Config, ConfigError, Variant, config_hash, get_variant, resolve
-from qbench.envs.tasks import Task, get_task, probe_spaces
+from qbench.envs.pixels import ATARI_PROTOCOL_KEYS, STICKY_KEY
+from qbench.envs.tasks import Spaces, Task, get_task, probe_spaces
 
 # Which action space each q head serves.
 HEAD_ACTION_KIND = {"discrete": "discrete", "state_action": "box", "naf": "box"}
@@ -42,7 +43,9 @@ def build_job(variant_name: str, task_name: str, seed: int, *overrides: dict[str
     variant = get_variant(variant_name, extra_variants)
     task = get_task(task_name, extra_tasks)
     config = resolve(variant, task.settings, *overrides)
-    spaces = probe_spaces(task, config.observation_scaling)
+    check_task_settings(task, config)
+    spaces = probe_spaces(task, config)
+    check_encoder(task, config, spaces)
     needs = HEAD_ACTION_KIND[config.q_head]
     if needs != spaces.action_kind:
         fitting = variants_for(spaces.action_kind, {**VARIANTS, **(extra_variants or {})})
@@ -62,3 +65,39 @@ def build_job(variant_name: str, task_name: str, seed: int, *overrides: dict[str
         raise ConfigError("nstep_correction 'cut' compares actions with the greedy one and needs discrete "
                           "actions; use 'ignore'")
     return Job(variant_name, task, seed, config)
+
+
+def check_task_settings(task: Task, config: Config) -> None:
+    """Refuse settings that the task would ignore: the ALE protocol off ALE, sticky actions off ALE and MinAtar,
+    cuda without a GPU."""
+    defaults = Config()
+    protocol = ATARI_PROTOCOL_KEYS + (() if task.family in ("atari", "minatar") else (STICKY_KEY,))
+    if task.family != "atari":
+        changed = [key for key in protocol if getattr(config, key) != getattr(defaults, key)]
+        if changed:
+            raise ConfigError(f"setting '{changed[0]}' is part of the Atari protocol and task '{task.name}' is not "
+                              "an ALE game; it applies to ALE/... tasks only")
+    if config.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError("setting device 'cuda' asks for a GPU and torch sees none here; use device 'cpu' "
+                              "or 'auto' (cuda where there is one)")
+
+
+def check_encoder(task: Task, config: Config, spaces: Spaces) -> None:
+    if spaces.is_image and config.encoder == "none":
+        raise ConfigError(f"task '{task.name}' has image observations {spaces.obs_shape}, which need an image "
+                          "encoder; valid encoders for images: auto, nature_cnn, minatar_cnn")
+    if not spaces.is_image and config.encoder not in ("auto", "none"):
+        raise ConfigError(f"encoder '{config.encoder}' reads images and task '{task.name}' has vector "
+                          "observations; valid encoders for vectors: auto, none")
+    if spaces.is_image:
+        from qbench.parts.networks import CONV_STACKS
+        kind = "nature_cnn" if config.encoder == "auto" else config.encoder
+        h, w = ((spaces.obs_shape[0], spaces.obs_shape[1]) if spaces.image_layout == "channels_last"
+                else spaces.obs_shape[1:])
+        for _, kernel, stride in CONV_STACKS[kind]:
+            h, w = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+        if h < 1 or w < 1:
+            raise ConfigError(f"image observations {spaces.obs_shape} of task '{task.name}' are too small for "
+                              f"encoder '{kind}'; valid encoders: nature_cnn (84x84 frames), minatar_cnn (from 3x3)")

@@ -18,34 +18,63 @@ class SeedEnvs:
     Seeds act in lockstep, so their episode ends never line up and a checkpoint cannot wait for one. Each env's
     state is therefore kept as "how its current episode began" (the seed of the first reset, or its random
     stream's state just before a later reset) plus the actions taken since: replaying them restores the env
-    exactly, for any env whose only randomness is its own np_random.
+    exactly, for any env whose only randomness is its own np_random. Envs with random streams of their own (ALE,
+    MinAtar: task.seeds_every_reset) get a fresh seed at every reset instead, drawn from the env seed's stream.
+
+    `life_lost` says, after each step, which seeds' envs lost a life without the episode ending (from the
+    "lives" entry of the step's info, where the env reports one).
     """
 
-    def __init__(self, task, spaces: Spaces, env_seeds: list[int]):
+    def __init__(self, task, spaces: Spaces, env_seeds: list[int], cfg: Any = None):
         self.spaces = spaces
-        self.envs = [make_env(task) for _ in env_seeds]
+        self.envs = [make_env(task, cfg) for _ in env_seeds]
         self.env_seeds = env_seeds
-        self.obs = np.zeros((len(env_seeds), spaces.obs_dim), dtype=np.float32)
+        self.seed_every_reset = task.seeds_every_reset
+        self.resets = np.zeros(len(env_seeds), dtype=np.int64)   # resets after the first, per seed
+        self.obs = np.zeros((len(env_seeds), *spaces.obs_shape), dtype=spaces.obs_dtype)
         self.needs_reset = np.zeros(len(env_seeds), dtype=bool)
+        self.lives = np.zeros(len(env_seeds), dtype=np.int64)
+        self.life_lost = np.zeros(len(env_seeds), dtype=bool)
         self.episode_start: list[dict[str, Any]] = [{} for _ in env_seeds]
         self.episode_actions: list[list] = [[] for _ in env_seeds]
 
     def start(self) -> None:
-        for k, env in enumerate(self.envs):
-            self.episode_start[k] = {"seed": self.env_seeds[k]}
-            self.obs[k] = self.spaces.encode(env.reset(seed=self.env_seeds[k])[0])
+        for k in range(len(self.envs)):
+            self._reset_with(k, {"seed": self.env_seeds[k]})
+
+    def _reset_with(self, k: int, start: dict[str, Any]) -> None:
+        """Begin seed k's episode as `start` says: from a seed, or from the env's stream in a saved state."""
+        env = self.envs[k]
+        if "seed" in start:
+            raw, info = env.reset(seed=int(start["seed"]))
+        else:
+            env.unwrapped.np_random.bit_generator.state = start["rng"]
+            raw, info = env.reset()
+        self.episode_start[k] = start
+        self.episode_actions[k] = []
+        self.obs[k] = self.spaces.encode(raw)
+        self.lives[k] = int(info.get("lives", 0))
+        self.needs_reset[k] = False
+
+    def episode_seed(self, k: int) -> int:
+        """The reset seed of seed k's next episode, for envs that are seeded at every reset."""
+        sequence = np.random.SeedSequence(self.env_seeds[k], spawn_key=(int(self.resets[k]),))
+        return int(sequence.generate_state(1, np.uint64)[0] >> 1)
 
     def reset(self, k: int) -> None:
-        env = self.envs[k].unwrapped
-        self.episode_start[k] = {"rng": env.np_random.bit_generator.state}
-        self.episode_actions[k] = []
-        self.obs[k] = self.spaces.encode(self.envs[k].reset()[0])
-        self.needs_reset[k] = False
+        if self.seed_every_reset:
+            self.resets[k] += 1
+            self._reset_with(k, {"seed": self.episode_seed(k)})
+        else:
+            self._reset_with(k, {"rng": self.envs[k].unwrapped.np_random.bit_generator.state})
 
     def step(self, k: int, action) -> tuple[np.ndarray, float, bool, bool]:
         """Step seed k's env with an action in the engine's units: (next obs, reward, terminated, truncated)."""
-        raw, reward, terminated, truncated, _ = self.envs[k].step(self.spaces.to_env(action))
+        raw, reward, terminated, truncated, info = self.envs[k].step(self.spaces.to_env(action))
         self.episode_actions[k].append(action)
+        lives = int(info.get("lives", 0))
+        self.life_lost[k] = lives < self.lives[k] and not (terminated or truncated)
+        self.lives[k] = lives
         return self.spaces.encode(raw), float(reward), bool(terminated), bool(truncated)
 
     def step_all(self, actions: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -53,6 +82,7 @@ class SeedEnvs:
         (a masked seed's entries are its current obs and zeros)."""
         k_seeds = len(self.envs)
         next_obs = self.obs.copy()
+        self.life_lost[:] = False
         rewards, terminated, truncated = np.zeros(k_seeds), np.zeros(k_seeds, bool), np.zeros(k_seeds, bool)
         for k in np.flatnonzero(alive):
             next_obs[k], rewards[k], terminated[k], truncated[k] = self.step(k, actions[k])
@@ -65,29 +95,23 @@ class SeedEnvs:
 
     def state(self, k: int) -> dict[str, Any]:
         if self.needs_reset[k]:   # between episodes: the next reset draws from the stream as it is now
-            return {"needs_reset": True, "rng": self.envs[k].unwrapped.np_random.bit_generator.state}
-        return {"needs_reset": False, "start": self.episode_start[k],
+            return {"needs_reset": True, "rng": self.envs[k].unwrapped.np_random.bit_generator.state,
+                    "resets": int(self.resets[k])}
+        return {"needs_reset": False, "start": self.episode_start[k], "resets": int(self.resets[k]),
                 "actions": np.array(self.episode_actions[k])}
 
     def restore(self, k: int, state: dict[str, Any]) -> None:
         env = self.envs[k]
+        self.resets[k] = state.get("resets", 0)
         env.reset(seed=self.env_seeds[k])   # creates the env's stream; then set it to the saved state
         if state["needs_reset"]:
             env.unwrapped.np_random.bit_generator.state = state["rng"]
             self.needs_reset[k] = True
             return
-        start = state["start"]
-        if "seed" in start:
-            raw, _ = env.reset(seed=start["seed"])
-        else:
-            env.unwrapped.np_random.bit_generator.state = start["rng"]
-            raw, _ = env.reset()
-        self.episode_start[k] = start
-        self.obs[k] = self.spaces.encode(raw)
-        self.episode_actions[k] = []
+        self._reset_with(k, state["start"])
         for action in state["actions"]:
             self.obs[k] = self.step(k, action)[0]
-        self.needs_reset[k] = False
+        self.life_lost[k] = False
 
     def close(self) -> None:
         for env in self.envs:

@@ -23,6 +23,14 @@ class Task:
     settings: dict[str, Any] = field(default_factory=dict)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     extra: str | None = None         # the pip extra that provides the environment
+    family: str = "gym"              # gym (gym.make), atari (ALE under the protocol settings), minatar
+
+    @property
+    def seeds_every_reset(self) -> bool:
+        """ALE and MinAtar keep random streams of their own (sticky actions) that a reset without a seed does not
+        reseed, so each of their episodes is reset with a seed of its own: an episode is then replayable from its
+        reset seed and actions, which checkpoints need."""
+        return self.family in ("atari", "minatar")
 
 
 # rl-baselines3-zoo's dqn.yml counts its target period in env steps; ours counts gradient steps, converted here
@@ -53,6 +61,22 @@ _DDPG_LIKE = {"lr": 1e-3, "actor_lr": 1e-3, "batch_size": 256, "target_update": 
 _MUJOCO = {**_DDPG_LIKE, "gamma": 0.99, "buffer_size": 1_000_000, "warmup_env_steps": 10_000,
            "total_env_steps": 1_000_000, "eval_interval_env_steps": 25_000, "eval_episodes": 5}
 
+# MinAtar (Young and Tian 2019, examples/dqn.py): replay 100k, batch 32, one gradient step per env step, target every
+# 1000, epsilon 1 -> 0.1 over the first 100k steps, 5000 steps before learning, gamma 0.99, conv 16 3x3 + 128 units,
+# 5M steps, sticky actions 0.1 (MinAtar's own default). Two departures, both to keep qbench's variants what their names
+# say: the optimiser is Adam at the paper's learning rate (the paper: centred RMSProp, alpha 0.95, eps 0.01), and the
+# loss is each variant's own (dqn: MSE; huber_dqn is the paper's Huber loss).
+_MINATAR = {"encoder": "minatar_cnn", "image_layout": "channels_last", "hidden_sizes": [128],
+            "sticky_action_prob": 0.1, "buffer_size": 100_000, "batch_size": 32, "warmup_env_steps": 5_000,
+            "env_steps_per_update": 1, "grad_steps_per_update": 1, "target_period_grad_steps": 1_000,
+            "eps_start": 1.0, "eps_end": 0.1, "eps_decay_fraction": 0.02, "lr": 2.5e-4, "gamma": 0.99,
+            "huber_delta": 1.0, "max_grad_norm": 10.0,
+            "total_env_steps": 5_000_000, "eval_interval_env_steps": 100_000, "eval_episodes": 10,
+            "checkpoint_interval_env_steps": 50_000}
+_MINATAR_WHAT = {"Asterix": "collect gold, dodge enemies", "Breakout": "break bricks with a paddle and ball",
+                 "Freeway": "cross a road of cars", "Seaquest": "shoot subs, rescue divers, surface for air",
+                 "SpaceInvaders": "shoot down descending aliens"}
+
 TASKS: dict[str, Task] = {t.name: t for t in [
     Task("CartPole-v1", "CartPole-v1", "balance a pole; 500 is the maximum return",
          {"lr": 2.3e-3, "lr_schedule": "linear", "lr_end": 0.0, "buffer_size": 100_000, "warmup_env_steps": 1000,
@@ -80,6 +104,8 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     Task("HalfCheetah-v5", "HalfCheetah-v5", "run forward (MuJoCo)", dict(_MUJOCO), extra="mujoco"),
     Task("Hopper-v5", "Hopper-v5", "hop forward without falling (MuJoCo)", dict(_MUJOCO), extra="mujoco"),
     Task("Walker2d-v5", "Walker2d-v5", "walk forward without falling (MuJoCo)", dict(_MUJOCO), extra="mujoco"),
+    *(Task(f"MinAtar/{game}-v1", f"MinAtar/{game}-v1", f"MinAtar {game}: {_MINATAR_WHAT[game]} (10x10 grid)",
+           dict(_MINATAR), extra="minatar", family="minatar") for game in _MINATAR_WHAT),
 ]}
 
 
@@ -116,7 +142,13 @@ def _entry_point(spec: str) -> Callable[..., gym.Env]:
     return obj
 
 
-def make_env(task: Task) -> gym.Env:
+def make_env(task: Task, cfg: Any = None) -> gym.Env:
+    """The task's env; an Atari or MinAtar task reads its protocol (sticky actions, frame skip, ...) from cfg (a
+    Config; None: the defaults)."""
+    if task.family in ("atari", "minatar"):
+        from qbench.config import Config
+        from qbench.envs.pixels import make_pixel_env  # ale-py and minatar are optional extras
+        return make_pixel_env(task, cfg if cfg is not None else Config())
     try:
         if ":" in task.env_id and task.env_id not in gym.registry:
             make = _entry_point(task.env_id)
@@ -145,6 +177,14 @@ class Spaces:
     n_actions: int = 0               # discrete
     action_low: np.ndarray | None = None   # box
     action_high: np.ndarray | None = None  # box
+    obs_shape: tuple[int, ...] = ()  # what encode returns: (obs_dim,) for vectors, the image's shape for images
+    obs_dtype: Any = np.float32      # float32 for vectors; uint8 for images (kept until the network scales it)
+    image_layout: str | None = None  # "channels_first" or "channels_last" for images, None for vectors
+    pixel_scale: float = 1.0         # what the network multiplies image values by (1/255 for 0-255 pixels)
+
+    @property
+    def is_image(self) -> bool:
+        return self.image_layout is not None
 
     @property
     def action_dim(self) -> int:
@@ -158,14 +198,44 @@ class Spaces:
         return (self.action_low + unit * (self.action_high - self.action_low)).reshape(self.action_low.shape)
 
 
+def is_image_space(space: gym.Space) -> bool:
+    """A Box of 3 dimensions, or a uint8 or bool Box of 2 (one greyscale frame), is an image."""
+    return isinstance(space, gym.spaces.Box) and (
+        len(space.shape) >= 3 or (len(space.shape) == 2 and space.dtype in (np.uint8, np.bool_)))
+
+
+def image_encoding(space: gym.spaces.Box, layout: str = "auto") -> tuple[tuple[int, ...], str, float,
+                                                                         Callable[[Any], np.ndarray]]:
+    """(stored shape, layout, pixel scale, encode) for an image observation space. Images stay uint8 (bool
+    becomes 0/1) in the buffer and reach the network as they are; the network scales them by pixel_scale (1/255
+    for 0-255 pixels, 1 for MinAtar's booleans). A 2-D frame gets a channel axis in front."""
+    shape = tuple(int(d) for d in space.shape)
+    if len(shape) > 3:
+        raise ConfigError(f"image observations of shape {shape} are not supported; supported: (H, W), (C, H, W) "
+                          "and (H, W, C)")
+    if space.dtype not in (np.uint8, np.bool_):
+        raise ConfigError(f"image observations must be uint8 or bool, not {space.dtype} (shape {shape}); "
+                          "supported: uint8 pixels (scaled by 1/255 in the network) and bool channels")
+    if len(shape) == 2:
+        shape, layout = (1, *shape), "channels_first"
+    elif layout == "auto":
+        layout = "channels_first" if shape[0] < min(shape[1:]) else "channels_last"
+    high = float(np.max(space.high)) if space.dtype == np.uint8 else 1.0
+    scale = 1.0 / high if high > 0 else 1.0
+
+    def encode(obs) -> np.ndarray:
+        # a copy, always (see observation_encoder); bool -> 0/1
+        return np.array(obs, dtype=np.uint8, copy=True).reshape(shape)
+    return shape, layout, scale, encode
+
+
 def observation_encoder(space: gym.Space, scaling: str = "none") -> tuple[int, Callable[[Any], np.ndarray]]:
     """Box observations are flattened to float32, and with scaling "bounds" mapped from [low, high] to [-1, 1];
-    Discrete ones become one-hot vectors."""
+    Discrete ones become one-hot vectors. Images are encoded by image_encoding."""
     if isinstance(space, gym.spaces.Box):
-        if len(space.shape) >= 3 or (len(space.shape) == 2 and space.dtype == np.uint8):
-            raise ConfigError(f"image observations (a {space.dtype} Box of shape {space.shape}) need a "
-                              "convolutional encoder, which qbench does not have yet; supported: flat Box "
-                              "vectors (1-D, or small 2-D float arrays) and Discrete")
+        if is_image_space(space):
+            raise ConfigError(f"image observations (a {space.dtype} Box of shape {space.shape}) are read by "
+                              "image_encoding, not flattened into a vector")
         dim = int(np.prod(space.shape))
         if scaling == "none":
             # A copy, always: an env that mutates and returns one array would otherwise make every stored
@@ -192,24 +262,36 @@ def observation_encoder(space: gym.Space, scaling: str = "none") -> tuple[int, C
     raise ConfigError(f"observation space {type(space).__name__} is not supported; supported: Box, Discrete")
 
 
-def spaces_of(env: gym.Env, observation_scaling: str = "none") -> Spaces:
-    obs_dim, encode = observation_encoder(env.observation_space, observation_scaling)
+def spaces_of(env: gym.Env, observation_scaling: str = "none", image_layout: str = "auto") -> Spaces:
+    if is_image_space(env.observation_space):
+        if observation_scaling != "none":
+            raise ConfigError("observation_scaling 'bounds' is for vector observations; image observations are "
+                              "scaled inside the network: use observation_scaling 'none'")
+        obs_shape, layout, scale, encode = image_encoding(env.observation_space, image_layout)
+        obs = {"obs_dim": int(np.prod(obs_shape)), "encode": encode}
+        image = {"obs_shape": obs_shape, "obs_dtype": np.uint8, "image_layout": layout, "pixel_scale": scale}
+    else:
+        obs_dim, encode = observation_encoder(env.observation_space, observation_scaling)
+        obs = {"obs_dim": obs_dim, "encode": encode}
+        image = {"obs_shape": (obs_dim,)}
     a = env.action_space
     if isinstance(a, gym.spaces.Discrete):
         if a.start != 0:
             raise ConfigError("Discrete action spaces must start at 0")
-        return Spaces(obs_dim, encode, "discrete", n_actions=int(a.n))
+        return Spaces(**obs, action_kind="discrete", n_actions=int(a.n), **image)
     if isinstance(a, gym.spaces.Box):
         if not (np.all(np.isfinite(a.low)) and np.all(np.isfinite(a.high))):
             raise ConfigError("Box action spaces must have finite bounds (actions are scaled to them)")
-        return Spaces(obs_dim, encode, "box", action_low=a.low.astype(np.float32),
-                      action_high=a.high.astype(np.float32))
+        return Spaces(**obs, action_kind="box", action_low=a.low.astype(np.float32),
+                      action_high=a.high.astype(np.float32), **image)
     raise ConfigError(f"action space {type(a).__name__} is not supported; supported: Discrete, Box")
 
 
-def probe_spaces(task: Task, observation_scaling: str = "none") -> Spaces:
-    env = make_env(task)
+def probe_spaces(task: Task, cfg: Any = None) -> Spaces:
+    """The spaces of the task's env under cfg (a Config: observation scaling, image layout and, for pixel tasks,
+    the protocol)."""
+    env = make_env(task, cfg)
     try:
-        return spaces_of(env, observation_scaling)
+        return spaces_of(env, getattr(cfg, "observation_scaling", "none"), getattr(cfg, "image_layout", "auto"))
     finally:
         env.close()

@@ -65,16 +65,21 @@ class ExactMaximiser(Maximiser):
 def q_of_candidates(q_fn, obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """Q(s_b, a_bn) for candidates of shape (K, B, n, d): one batched call, shape (K, B, n)."""
     k, b, n, d = candidates.shape
+    if hasattr(q_fn, "features"):   # encode each state once (an image encoder is the costly part), then repeat
+        features = q_fn.features(obs)
+        rep = features.unsqueeze(2).expand(k, b, n, features.shape[-1]).reshape(k, b * n, -1)
+        return q_fn.q_features(rep, candidates.reshape(k, b * n, d)).view(k, b, n)
     obs_rep = obs.unsqueeze(2).expand(k, b, n, obs.shape[-1]).reshape(k, b * n, -1)
     return q_fn.q(obs_rep, candidates.reshape(k, b * n, d)).view(k, b, n)
 
 
 class _SamplingMaximiser(Maximiser):
-    generators: list[torch.Generator]   # one per seed of the batch
+    generators: list[torch.Generator]   # one per seed of the batch, on the CPU (the same draws on every device)
+    device: torch.device | str = "cpu"  # where the networks run
 
     def draw(self, fn, *shape: int) -> torch.Tensor:
         """(K, *shape): seed k's slice drawn from seed k's generator."""
-        return torch.stack([fn(*shape, generator=g) for g in self.generators])
+        return torch.stack([fn(*shape, generator=g) for g in self.generators]).to(self.device)
 
     def state_dict(self) -> dict:
         """The generators' states stacked along the seed axis."""
@@ -133,10 +138,10 @@ class CEMMaximiser(_SamplingMaximiser):
 
     def best(self, q_fn, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, b, d = obs.shape[0], obs.shape[1], self.action_dim
-        mean = torch.zeros(k, b, d)
-        std = torch.ones(k, b, d)
-        best_action = torch.zeros(k, b, d)
-        best_value = torch.full((k, b), -torch.inf)
+        mean = torch.zeros(k, b, d, device=obs.device)
+        std = torch.ones(k, b, d, device=obs.device)
+        best_action = torch.zeros(k, b, d, device=obs.device)
+        best_value = torch.full((k, b), -torch.inf, device=obs.device)
         for _ in range(self.iterations):
             noise = self.draw(torch.randn, b, self.population, d)
             candidates = (mean.unsqueeze(2) + std.unsqueeze(2) * noise).clamp(-1.0, 1.0)

@@ -52,6 +52,103 @@ class BatchedLinear(nn.Module):
         return y.view(*lead, y.shape[-1])
 
 
+class BatchedConv2d(nn.Module):
+    """K conv layers: weight (K, out, in, kh, kw), bias (K, out). Each seed's convolution is its own call: its
+    numbers are then exactly those of the seed alone whatever the batch (a grouped convolution over K*C channels
+    computes the same thing but is free to block and round differently), and at image sizes one call per seed
+    costs little next to the convolution itself."""
+
+    def __init__(self, generators: list[torch.Generator], in_channels: int, out_channels: int, kernel: int,
+                 stride: int):
+        super().__init__()
+        weights, biases = [], []
+        fan_in = in_channels * kernel * kernel
+        for g in generators:   # torch.nn.Conv2d's initialisation, from seed k's generator
+            w = torch.empty(out_channels, in_channels, kernel, kernel)
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=g)
+            bound = 1 / math.sqrt(fan_in)
+            weights.append(w)
+            biases.append(torch.empty(out_channels).uniform_(-bound, bound, generator=g))
+        self.weight = nn.Parameter(torch.stack(weights))
+        self.bias = nn.Parameter(torch.stack(biases))
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (K, N, C, H, W) -> (K, N, out, H', W')."""
+        return torch.stack([torch.nn.functional.conv2d(x[k], self.weight[k], self.bias[k], self.stride)
+                            for k in range(x.shape[0])])
+
+    def out_size(self, size: int) -> int:
+        return (size - self.weight.shape[-1]) // self.stride + 1
+
+
+# The image encoders: (out channels, kernel, stride) per conv layer, ReLU after each.
+CONV_STACKS = {
+    "nature_cnn": [(32, 8, 4), (64, 4, 2), (64, 3, 1)],   # Mnih et al. (2015), for 84x84 Atari frames
+    "minatar_cnn": [(16, 3, 1)],                          # Young and Tian (2019), for MinAtar's 10x10 grids
+}
+
+
+class ImageEncoder(nn.Module):
+    """Convolutions over image observations, then flattened: (K, B, *obs_shape) uint8 -> (K, B, features) float.
+    The observation stays uint8 until here (a quarter of the memory and bandwidth in replay), and is scaled and
+    put channels first here."""
+
+    def __init__(self, generators: list[torch.Generator], kind: str, obs_shape: tuple[int, ...], layout: str,
+                 pixel_scale: float):
+        super().__init__()
+        if layout == "channels_last":
+            h, w, c = obs_shape
+        else:
+            c, h, w = obs_shape
+        self.layout, self.pixel_scale = layout, pixel_scale
+        self.convs = nn.ModuleList()
+        for out, kernel, stride in CONV_STACKS[kind]:
+            conv = BatchedConv2d(generators, c, out, kernel, stride)
+            h, w, c = conv.out_size(h), conv.out_size(w), out
+            if h < 1 or w < 1:
+                raise ValueError(f"observations of shape {obs_shape} are too small for the {kind} encoder")
+            self.convs.append(conv)
+        self.out_dim = c * h * w
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        k, n = obs.shape[0], obs.shape[1]
+        x = obs.reshape(k * n, *obs.shape[2:])
+        if self.layout == "channels_last":
+            x = x.permute(0, 3, 1, 2)
+        x = (x.float() * self.pixel_scale).reshape(k, n, *x.shape[1:])
+        for conv in self.convs:
+            x = torch.relu(conv.forward(x))
+        return x.reshape(k, n, -1)
+
+
+class Flat(nn.Module):
+    """The encoder of vector observations: none (they reach the MLP as they are)."""
+
+    def __init__(self, obs_dim: int):
+        super().__init__()
+        self.out_dim = obs_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs
+
+
+def build_encoder(generators: list[torch.Generator], kind: str, spaces) -> nn.Module:
+    """The encoder a head reads its observations through: `kind` is the encoder setting (auto: nature_cnn for
+    images, none for vectors). Its parameters are drawn before the head's, from the same generators."""
+    if not spaces.is_image:
+        if kind not in ("auto", "none"):
+            raise ValueError(f"encoder '{kind}' reads images and this task's observations are vectors")
+        return Flat(spaces.obs_dim)
+    if kind == "none":
+        raise ValueError("image observations need an image encoder (encoder auto, nature_cnn or minatar_cnn)")
+    return ImageEncoder(generators, "nature_cnn" if kind == "auto" else kind, spaces.obs_shape,
+                        spaces.image_layout, spaces.pixel_scale)
+
+
+# The layers whose parameters live in an arena.
+SEED_LAYERS = (BatchedLinear, BatchedConv2d)
+
 # A layer parameter that is a view of its network's arena is not dense on its own; autograd says so once and still
 # accumulates into the arena's gradient in place, as intended.
 warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
@@ -62,25 +159,29 @@ warnings.filterwarnings("ignore", message="grad and param do not obey the gradie
 ARENA_ALIGN = 64
 
 
-def flatten_parameters(module: nn.Module) -> nn.Module:
+def flatten_parameters(module: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
     """Lay every BatchedLinear parameter of `module` out in one (K, P) tensor, the arena (each seed's row padded to
     a multiple of ARENA_ALIGN), and their gradients in a second one. The layers' parameters stay leaves of their
     own, but their storage and their .grad are views of the two arenas, so that autograd accumulates into the grad
     arena in place and the optimiser, per-seed norms, clipping and target updates each act on one tensor (one
     kernel instead of one per layer). Gradients must then be zeroed in place (zero_grad(set_to_none=False)),
     never set to None."""
-    layers = [m for m in module.modules() if isinstance(m, BatchedLinear)]
+    layers = [m for m in module.modules() if isinstance(m, SEED_LAYERS)]
     k_seeds = layers[0].weight.shape[0]
     offset = 0
     for layer in layers:
         layer.arena_offsets = (offset, offset + layer.weight[0].numel())
         offset += layer.weight[0].numel() + layer.bias[0].numel()
-    arena = torch.zeros(k_seeds, -(-offset // ARENA_ALIGN) * ARENA_ALIGN)
+    arena = torch.zeros(k_seeds, -(-offset // ARENA_ALIGN) * ARENA_ALIGN)   # filled on the CPU, then moved:
+    # a seed's initial parameters are the same numbers on every device
     for layer in layers:
         for name, start in zip(("weight", "bias"), layer.arena_offsets, strict=True):
             old = getattr(layer, name)
             arena[:, start:start + old[0].numel()] = old.detach().reshape(k_seeds, -1)
-    module.arena = nn.Parameter(arena, requires_grad=False)   # what the optimiser steps
+    module.arena = nn.Parameter(arena.to(device), requires_grad=False)   # what the optimiser steps
+    for buffer_name, buf in list(module.named_buffers()):
+        owner = module.get_submodule(buffer_name.rpartition(".")[0]) if "." in buffer_name else module
+        setattr(owner, buffer_name.rpartition(".")[2], buf.to(device))
     return bind_to_arena(module)
 
 
@@ -89,7 +190,7 @@ def bind_to_arena(module: nn.Module) -> nn.Module:
     of a module, e.g. a target network, holds clones that no longer share the arena's storage)."""
     arena = module.arena
     arena.grad = torch.zeros_like(arena)
-    for layer in (m for m in module.modules() if isinstance(m, BatchedLinear)):
+    for layer in (m for m in module.modules() if isinstance(m, SEED_LAYERS)):
         for name, start in zip(("weight", "bias"), layer.arena_offsets, strict=True):
             old = getattr(layer, name)
             n = old[0].numel()
@@ -128,35 +229,50 @@ def mlp(generators: list[torch.Generator], in_dim: int, hidden_sizes: list[int],
     return MLP(generators, in_dim, hidden_sizes, out_dim)
 
 
+def _encoder_or_flat(encoder: nn.Module | None, obs_dim: int) -> nn.Module:
+    return Flat(obs_dim) if encoder is None else encoder
+
+
 class DiscreteQ(nn.Module):
     """Q(s, .) for a finite action set: one output per action."""
 
-    def __init__(self, generators: list[torch.Generator], obs_dim: int, n_actions: int, hidden_sizes: list[int]):
+    def __init__(self, generators: list[torch.Generator], obs_dim: int, n_actions: int, hidden_sizes: list[int],
+                 encoder: nn.Module | None = None):
         super().__init__()
         self.n_actions = n_actions
-        self.net = mlp(generators, obs_dim, hidden_sizes, n_actions)
+        self.encoder = _encoder_or_flat(encoder, obs_dim)
+        self.net = mlp(generators, self.encoder.out_dim, hidden_sizes, n_actions)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net.forward(obs)
+        return self.net.forward(self.encoder.forward(obs))
 
     def all_actions(self, obs: torch.Tensor) -> torch.Tensor:
         """Q(s, a) for every action: shape (K, B, n_actions)."""
-        return self.net.forward(obs)
+        return self.net.forward(self.encoder.forward(obs))
 
     def q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q(s, a) for the given actions (K, B): shape (K, B)."""
-        return self.net.forward(obs).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+        return self.all_actions(obs).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
 
 
 class StateActionQ(nn.Module):
-    """Q(s, a) with the (normalised) action as an input: one scalar per (state, action) pair."""
+    """Q(s, a) with the (normalised) action as an input: one scalar per (state, action) pair. The observation is
+    encoded first (features), so that a sampling maximiser encodes each state once for all its candidates."""
 
-    def __init__(self, generators: list[torch.Generator], obs_dim: int, action_dim: int, hidden_sizes: list[int]):
+    def __init__(self, generators: list[torch.Generator], obs_dim: int, action_dim: int, hidden_sizes: list[int],
+                 encoder: nn.Module | None = None):
         super().__init__()
-        self.net = mlp(generators, obs_dim + action_dim, hidden_sizes, 1)
+        self.encoder = _encoder_or_flat(encoder, obs_dim)
+        self.net = mlp(generators, self.encoder.out_dim + action_dim, hidden_sizes, 1)
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.encoder.forward(obs)
+
+    def q_features(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.net.forward(torch.cat([features, actions], dim=-1)).squeeze(-1)
 
     def q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self.net.forward(torch.cat([obs, actions], dim=-1)).squeeze(-1)
+        return self.q_features(self.encoder.forward(obs), actions)
 
 
 class NAFQ(nn.Module):
@@ -166,48 +282,61 @@ class NAFQ(nn.Module):
     advantage is a concave quadratic whose maximum, 0, lies at mu(s): argmax and max come in closed form.
     """
 
-    def __init__(self, generators: list[torch.Generator], obs_dim: int, action_dim: int, hidden_sizes: list[int]):
+    def __init__(self, generators: list[torch.Generator], obs_dim: int, action_dim: int, hidden_sizes: list[int],
+                 encoder: nn.Module | None = None):
         super().__init__()
         self.action_dim = action_dim
+        self.encoder = _encoder_or_flat(encoder, obs_dim)
         width = hidden_sizes[-1]
-        self.trunk = MLP(generators, obs_dim, hidden_sizes[:-1], width, relu_last=True)
+        self.trunk = MLP(generators, self.encoder.out_dim, hidden_sizes[:-1], width, relu_last=True)
         self.value_head = BatchedLinear(generators, width, 1)
         self.mu_head = BatchedLinear(generators, width, action_dim)
         self.l_head = BatchedLinear(generators, width, action_dim * (action_dim + 1) // 2)
         self.register_buffer("tril_rows", torch.tril_indices(action_dim, action_dim)[0], persistent=False)
         self.register_buffer("tril_cols", torch.tril_indices(action_dim, action_dim)[1], persistent=False)
 
-    def terms(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """V(s) (K, B), mu(s) (K, B, d) in [-1, 1], P(s) (K, B, d, d)."""
-        h = self.trunk.forward(obs)
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.encoder.forward(obs)
+
+    def terms_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.trunk.forward(features)
         value = self.value_head.forward(h).squeeze(-1)
         mu = torch.tanh(self.mu_head.forward(h))
         entries = self.l_head.forward(h)
         d = self.action_dim
-        lower = torch.zeros(*obs.shape[:-1], d, d, dtype=obs.dtype, device=obs.device)
+        lower = torch.zeros(*features.shape[:-1], d, d, dtype=features.dtype, device=features.device)
         lower[..., self.tril_rows, self.tril_cols] = entries
         diag = torch.diagonal(lower, dim1=-2, dim2=-1)
         lower = lower - torch.diag_embed(diag) + torch.diag_embed(torch.exp(diag.clamp(max=10.0)))
         return value, mu, lower @ lower.transpose(-1, -2)
 
-    def q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        value, mu, p = self.terms(obs)
+    def terms(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """V(s) (K, B), mu(s) (K, B, d) in [-1, 1], P(s) (K, B, d, d)."""
+        return self.terms_features(self.encoder.forward(obs))
+
+    def q_features(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        value, mu, p = self.terms_features(features)
         diff = (actions - mu).unsqueeze(-1)
         return value - 0.5 * (diff.transpose(-1, -2) @ p @ diff).squeeze(-1).squeeze(-1)
+
+    def q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.q_features(self.encoder.forward(obs), actions)
 
     def mu(self, obs: torch.Tensor) -> torch.Tensor:
         return self.terms(obs)[1]
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.value_head.forward(self.trunk.forward(obs)).squeeze(-1)
+        return self.value_head.forward(self.trunk.forward(self.encoder.forward(obs))).squeeze(-1)
 
 
 class Actor(nn.Module):
     """A deterministic policy mu_theta(s) in [-1, 1]^d (tanh), scaled to the env's bounds outside the network."""
 
-    def __init__(self, generators: list[torch.Generator], obs_dim: int, action_dim: int, hidden_sizes: list[int]):
+    def __init__(self, generators: list[torch.Generator], obs_dim: int, action_dim: int, hidden_sizes: list[int],
+                 encoder: nn.Module | None = None):
         super().__init__()
-        self.net = mlp(generators, obs_dim, hidden_sizes, action_dim)
+        self.encoder = _encoder_or_flat(encoder, obs_dim)
+        self.net = mlp(generators, self.encoder.out_dim, hidden_sizes, action_dim)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net.forward(obs))
+        return torch.tanh(self.net.forward(self.encoder.forward(obs)))

@@ -31,13 +31,14 @@ class ReplayBuffer:
     """
 
     def __init__(self, seeds: int, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
-                 action_dtype: type, n_step: int, gamma: float):
+                 action_dtype: type, n_step: int, gamma: float, obs_dtype: type = np.float32):
         self.seeds = seeds
         self.capacity = capacity
         self.n_step = n_step
         self.gamma = gamma
-        self.obs = np.zeros((seeds, capacity, *obs_shape), dtype=np.float32)
-        self.next_obs = np.zeros((seeds, capacity, *obs_shape), dtype=np.float32)
+        # float32 vectors; uint8 images (MinAtar's grids) stay uint8 until the network
+        self.obs = np.zeros((seeds, capacity, *obs_shape), dtype=obs_dtype)
+        self.next_obs = np.zeros((seeds, capacity, *obs_shape), dtype=obs_dtype)
         self.actions = np.zeros((seeds, capacity, *action_shape), dtype=action_dtype)
         self.rewards = np.zeros((seeds, capacity), dtype=np.float64)
         self.terminated = np.zeros((seeds, capacity), dtype=bool)
@@ -50,8 +51,14 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
-        """One transition per seed: each argument has the seed axis first."""
+    def bytes_per_transition(self) -> float:
+        """Bytes of all the arrays held, per transition and seed."""
+        return sum(getattr(self, k).nbytes for k in self._ARRAYS) / self.capacity / self.seeds
+
+    def add(self, obs, action, reward, next_obs, terminated, truncated, life_lost=None, live=None) -> None:
+        """One transition per seed: each argument has the seed axis first. life_lost and live are accepted for
+        FrameReplayBuffer's interface and mean nothing here: a life loss is passed as terminated, and next_obs
+        is stored explicitly."""
         i = self.pos
         self.obs[:, i] = obs
         self.actions[:, i] = action
