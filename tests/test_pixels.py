@@ -3,10 +3,8 @@ with the seed axis, and checkpoint + resume of a pixel job."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from qbench.engine import run_batch
 from qbench.jobs import build_job

@@ -129,6 +129,7 @@ ATARI_100K_GAMES, ATARI_57_GAMES = _read_games()   # ALE ids, in the csv's (alph
 # ------------------------------------------------------------------------------------------------- one env
 def _register() -> None:
     import ale_py  # optional extra: qbench[atari]
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)   # no banner on stdout at every ROM load
     gym.register_envs(ale_py)
 
 

@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from qbench.config import ConfigError
+from qbench.envs.atari import ATARI_57_GAMES
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,20 @@ _MINATAR = {"encoder": "minatar_cnn", "image_layout": "channels_last", "hidden_s
             "huber_delta": 1.0, "max_grad_norm": 10.0,
             "total_env_steps": 5_000_000, "eval_interval_env_steps": 100_000, "eval_episodes": 10,
             "checkpoint_interval_env_steps": 50_000}
+# Atari (ALE) under the protocol of Machado et al. (2018) (the ALE settings' defaults: sticky actions 0.25, frame skip 4
+# with max-pooling, 84x84 grey, a stack of 4, no life-loss terminal, 108k frames at most, minimal action sets), with
+# the Nature DQN network and rl-baselines3-zoo's Atari DQN settings (hyperparams/dqn.yml: Adam 1e-4, buffer 1M,
+# batch 32, one gradient step every 4 agent steps, epsilon 1 -> 0.01 over 10% of the run, gamma 0.99, rewards
+# clipped to [-1, 1] for learning). Departures: learning starts after 20k agent steps (Dopamine's
+# min_replay_history; the zoo waits 100k), the target is copied every 2,000 gradient steps (Dopamine's 8,000 agent
+# steps; the zoo: 1,000 agent steps), and the loss is each variant's own (dqn: MSE; huber_dqn the Nature DQN's
+# clipped error). 2.5M agent steps = 10M frames, Machado et al.'s shorter budget; atari100k sets its own.
+_ATARI = {"encoder": "nature_cnn", "hidden_sizes": [512], "reward_clip": 1.0, "buffer_size": 1_000_000,
+          "batch_size": 32, "warmup_env_steps": 20_000, "env_steps_per_update": 4, "grad_steps_per_update": 1,
+          "target_period_grad_steps": 2_000, "eps_start": 1.0, "eps_end": 0.01, "eps_decay_fraction": 0.1,
+          "lr": 1e-4, "gamma": 0.99, "huber_delta": 1.0, "max_grad_norm": 10.0,
+          "total_env_steps": 2_500_000, "eval_interval_env_steps": 250_000, "eval_episodes": 10,
+          "eval_max_episode_steps": 27_000, "checkpoint_interval_env_steps": 50_000}
 _MINATAR_WHAT = {"Asterix": "collect gold, dodge enemies", "Breakout": "break bricks with a paddle and ball",
                  "Freeway": "cross a road of cars", "Seaquest": "shoot subs, rescue divers, surface for air",
                  "SpaceInvaders": "shoot down descending aliens"}
@@ -106,6 +121,8 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     Task("Walker2d-v5", "Walker2d-v5", "walk forward without falling (MuJoCo)", dict(_MUJOCO), extra="mujoco"),
     *(Task(f"MinAtar/{game}-v1", f"MinAtar/{game}-v1", f"MinAtar {game}: {_MINATAR_WHAT[game]} (10x10 grid)",
            dict(_MINATAR), extra="minatar", family="minatar") for game in _MINATAR_WHAT),
+    *(Task(game, game, f"Atari 2600 {game[4:-3]} (ALE, Machado et al. 2018 protocol; env steps are agent steps of "
+           "4 frames)", dict(_ATARI), extra="atari", family="atari") for game in ATARI_57_GAMES),
 ]}
 
 

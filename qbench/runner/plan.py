@@ -128,20 +128,58 @@ def check_seed_batch(seed_batch: int | None) -> None:
         raise ConfigError(f"--seed-batch must be a positive integer, got {seed_batch}")
 
 
-def make_batches(jobs: list[Job], seed_batch: int | None = None, slots: int = 1) -> list[list[Job]]:
+def replay_bytes_estimate(job: Job) -> float:
+    """Bytes one seed's replay buffer will allocate, from its config alone (no env is made): Atari stores one
+    screen_size^2 frame per transition (qbench/replay/frames.py), MinAtar obs and next obs of at most 10x10x10 bytes
+    each; vector tasks are small enough to ignore (0)."""
+    c = job.config
+    if job.task.family == "atari":
+        return c.buffer_size * (c.screen_size ** 2 + 20)
+    if job.task.family == "minatar":
+        return c.buffer_size * (2 * 1000 + 20)
+    return 0.0
+
+
+def memory_bytes_available() -> float:
+    """Memory this machine can still give (MemAvailable), or inf where /proc/meminfo is not there."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return math.inf
+
+
+def memory_cap(jobs: list[Job], slots: int, memory_bytes: float | None) -> int | None:
+    """The most seeds a batch may hold so that every slot's batch fits in 70% of the memory left (Atari's 1M
+    replay is 7 GB a seed: 5 seeds a batch would not fit this machine); None when memory does not bind."""
+    per_seed = max((replay_bytes_estimate(j) for j in jobs), default=0.0)
+    budget = 0.7 * (memory_bytes_available() if memory_bytes is None else memory_bytes) / max(slots, 1)
+    if per_seed == 0 or not math.isfinite(budget):
+        return None
+    return max(1, int(budget // per_seed))
+
+
+def make_batches(jobs: list[Job], seed_batch: int | None = None, slots: int = 1,
+                 memory_bytes: float | None = None) -> list[list[Job]]:
     """Group jobs into batches that train together: a batch holds jobs of one ``batch_key`` only (never two
     configs), in the order given; groups in the order of their first job.
 
     ``seed_batch`` K: at most K jobs a batch (each group cut into runs of K, the last shorter). None: a whole group
     a batch, but when that makes fewer batches than ``slots`` (the backend's workers), groups are cut into near-equal
     parts (the largest batch first) until every slot has a batch or every batch is one job: 8 seeds on 2 workers
-    are 2 batches of 4.
+    are 2 batches of 4. Either way a batch never holds more seeds than their replay buffers fit in memory
+    (memory_cap; memory_bytes: what to count as available, default this machine's).
     """
     check_seed_batch(seed_batch)
     groups: dict[tuple[str, str, str], list[Job]] = {}
     for job in jobs:
         groups.setdefault(batch_key(job), []).append(job)
     sizes = [len(g) for g in groups.values()]
+    cap = memory_cap(jobs, slots, memory_bytes)
+    if cap is not None and max(sizes, default=0) > cap and (seed_batch is None or seed_batch > cap):
+        seed_batch = cap
     if seed_batch is not None:
         parts = [math.ceil(n / seed_batch) for n in sizes]
     else:
