@@ -134,7 +134,8 @@ def _list_suites(console) -> int:
 
 
 def _default_run_path(job) -> Path:
-    return Path("results") / "runs" / "train" / job.task.name / job.variant / f"seed{job.seed}-{job.hash}"
+    task = job.task.name.replace("/", "_")   # ALE/Pong-v5 -> ALE_Pong-v5: one folder per task, as qbench run
+    return Path("results") / "runs" / "train" / task / job.variant / f"seed{job.seed}-{job.hash}"
 
 
 def _train_layers(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:

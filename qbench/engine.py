@@ -119,14 +119,10 @@ def build_maximisers(cfg: Config, spaces: Spaces, init: list[torch.Generator],
     if cfg.maximiser == "exact":
         m: Maximiser = ExactMaximiser()
     elif cfg.maximiser == "random":
-        pair = (RandomSamplingMaximiser(cfg.random_samples_act, d, sampling),
-                RandomSamplingMaximiser(cfg.random_samples_target, d, sampling))
-        for each in pair:
-            each.device = device
-        return pair
+        return (RandomSamplingMaximiser(cfg.random_samples_act, d, sampling, device),
+                RandomSamplingMaximiser(cfg.random_samples_target, d, sampling, device))
     elif cfg.maximiser == "cem":
-        m = CEMMaximiser(cfg.cem_iterations, cfg.cem_population, cfg.cem_elites, d, sampling)
-        m.device = device
+        m = CEMMaximiser(cfg.cem_iterations, cfg.cem_population, cfg.cem_elites, d, sampling, device=device)
     elif cfg.maximiser == "naf":
         m = NAFMaximiser()
     elif cfg.maximiser == "actor":

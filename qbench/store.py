@@ -351,13 +351,24 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
             "attempts": attempts, "code_version": code_version(runner) or code_version(metadata),
             "attempt_code_versions": ", ".join(dict.fromkeys(v for v in versions if v)),
             "job_hash": config_hash(job) if job is not None else "", "problems": "; ".join(damage + notes),
-            "run_dir": str(run_dir)}
+            "run_dir": str(run_dir), "frames_per_env_step": frames_per_env_step(job)}
     if job is None or rows.empty:
         return info, None
     rows = rows.sort_values("env_steps", kind="stable")
     info["env_steps"] = float(rows["env_steps"].iloc[-1])
     info["last_return"] = float(rows["return_mean"].iloc[-1])
     return info, rows
+
+
+def frames_per_env_step(job: dict[str, Any] | None) -> float:
+    """Emulator frames per env step: the frame skip of an ALE job (an env step is an agent step), else 1."""
+    if not isinstance(job, dict) or not str(job.get("env_id", "")).startswith("ALE/"):
+        return 1.0
+    config = job.get("config") if isinstance(job.get("config"), dict) else {}
+    try:
+        return float(config.get("frame_skip", 4))
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def run_directories(path: str | Path) -> list[Path]:
@@ -396,6 +407,7 @@ def load_runs_and_results(path: str | Path = "results"):
     per_run["failed"] = [o["status"] in ("diverged", "crashed") for o in owners]
     for column, values in per_run.items():
         df[column] = pd.Series(values).repeat(counts).to_numpy()
+    df["frames"] = df["env_steps"] * pd.Series([o["frames_per_env_step"] for o in owners]).repeat(counts).to_numpy()
     extra = [c for c in df.columns if c not in RESULT_COLUMNS]
     return runs, df[[*RESULT_COLUMNS, *extra]]
 
@@ -432,7 +444,9 @@ def load_results(path: str | Path = "results"):
 
     - ``suite``: the suite that ran the job (from runner.json; empty for ``qbench train`` runs)
     - ``task``, ``variant``, ``seed``, ``env_id``: the job
-    - ``env_steps``: env steps of training at the evaluation
+    - ``env_steps``: env steps of training at the evaluation (for ALE tasks agent steps, each ``frame_skip``
+      emulator frames); ``frames``: emulator frames by then (env_steps x frame_skip for ALE tasks, env_steps
+      for every other task)
     - ``return_mean``, ``return_std``, ``return_min``, ``return_max``: greedy returns over ``n_episodes`` episodes
     - ``grad_steps``: gradient steps taken by then; ``wall_s``: seconds of training so far, summed over the
       attempts of a resumed run (time between attempts is not counted)

@@ -124,8 +124,13 @@ def test_a_diverging_seed_is_masked_and_recorded_while_the_others_complete(tmp_p
 def test_a_killed_batch_resumes_to_the_uninterrupted_numbers(variant, task, settings, n, tmp_path):
     """Checkpoints fall mid-episode (the interval is no multiple of any episode length): each env is restored by
     replaying its episode's actions, and the batch goes on as if never stopped."""
-    seeds = [1, 4, 6]
-    jobs = [build_job(variant, task, s, settings) for s in seeds]
+    kill_and_resume([build_job(variant, task, s, settings) for s in (1, 4, 6)], tmp_path, n)
+
+
+def kill_and_resume(jobs, tmp_path, n: int) -> tuple[list, list]:
+    """Run the batch straight, and again interrupted after its n-th checkpoint and resumed; assert that every row
+    and summary figure of the resumed run equals the straight one's; return both lists of summaries."""
+    seeds = [job.seed for job in jobs]
     straight = run_batch(jobs, [RunDir(tmp_path / "straight" / str(s)) for s in seeds])
     cut = [RunDir(tmp_path / "cut" / str(s)) for s in seeds]
     with pytest.raises(Interrupt):
@@ -137,6 +142,7 @@ def test_a_killed_batch_resumes_to_the_uninterrupted_numbers(variant, task, sett
             pd.testing.assert_frame_equal(rows(tmp_path / "straight" / str(s), name),
                                           rows(tmp_path / "cut" / str(s), name))
         assert (a["final_return_mean"], a["episodes"]) == (b["final_return_mean"], b["episodes"])
+    return straight, resumed
 
 
 def test_seeds_whose_checkpoints_differ_resume_as_separate_batches(tmp_path):

@@ -130,6 +130,14 @@ def _grid(n_panels: int, cols: int = 3, extra_width: float = 0.0, min_height: fl
     return fig, list(axes.flat[:n_panels])
 
 
+def steps_label(task: str, rows) -> str:
+    """x-axis words: ALE tasks count agent steps, each frame_skip emulator frames; say so, never leave it to guess."""
+    if not str(task).startswith("ALE/") or "frames" not in rows or not len(rows):
+        return "env steps"
+    ratio = float((rows["frames"] / rows["env_steps"].where(rows["env_steps"] > 0)).median())
+    return f"agent steps ({ratio:g} frames each)" if math.isfinite(ratio) else "agent steps"
+
+
 def step_ticks(ax, steps) -> None:
     """Env steps on x: at each evaluation step when there are few (300 and 600, not 320, 400, ...), else on round
     numbers (1, 2, 2.5 or 5 times a power of ten); labelled 20k, 1M (full numbers collide at any panel width)."""
@@ -238,7 +246,7 @@ def _per_task_panels(table: pd.DataFrame, value: str, draw, ylabel: str, title: 
             if len(tied) > 1:   # and the ones drawn first have larger markers, seen around the later ones
                 line.set_markersize(line.get_markersize() + 2.5 * (len(tied) - 1 - tied.index(variant)))
             lines[variant] = line
-        ax.set(title=task, xlabel="env steps", ylabel=ylabel)
+        ax.set(title=task, xlabel=steps_label(task, panel), ylabel=ylabel)
         step_ticks(ax, panel["env_steps"])
         if after is not None:
             after(ax, panel)

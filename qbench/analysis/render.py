@@ -53,6 +53,13 @@ def _steps(n: float) -> str:
     return "–" if n is None or (isinstance(n, float) and math.isnan(n)) else f"{int(n):,}"
 
 
+def _steps_and_frames(env_steps: float, frames: float) -> str:
+    """'100,000 (400,000 frames)' for ALE tasks, whose env steps are agent steps of several frames; else steps."""
+    if math.isfinite(frames) and math.isfinite(env_steps) and frames != env_steps:
+        return f"{_steps(env_steps)} ({_steps(frames)} frames)"
+    return _steps(env_steps)
+
+
 def _with_diverged(n: int, diverged: int) -> str:
     """'4' or '4 (1 diverged)': how many runs, and how many of them diverged."""
     return f"{int(n)} ({int(diverged)} diverged)" if diverged else f"{int(n)}"
@@ -67,7 +74,7 @@ def per_task_display(report: Report) -> pd.DataFrame:
             reference = (f"{_pm(r.reference_mean, r.reference_std)} at {_steps(r.reference_env_steps)} steps, "
                          f"{int(r.reference_runs)} run(s): {r.reference_source}")
         rows.append({"task": r.task, "variant": r.variant, "seeds": _with_diverged(r.seeds, r.diverged),
-                     "env steps": _steps(r.env_steps),
+                     "env steps": _steps_and_frames(r.env_steps, r.frames),
                      "final return mean ± std": _pm(r.mean, r.std),
                      f"IQM [{pct} CI]": _ci(r.iqm, r.iqm_lower, r.iqm_upper),
                      "mean return over training (AUC)": _num(r.auc_mean), "published reference": reference})

@@ -371,6 +371,15 @@ def _budget(group: pd.DataFrame) -> float:
     return float(steps.max()) if not steps.empty else math.nan
 
 
+def _frames_per_env_step(results: pd.DataFrame, task: str) -> float:
+    """Emulator frames per env step of a task's runs (ALE: the frame skip; 1 elsewhere, and for results read
+    without a frames column)."""
+    if "frames" not in results.columns:
+        return 1.0
+    rows = results[(results["task"] == task) & (results["env_steps"] > 0)]
+    return float((rows["frames"] / rows["env_steps"]).median()) if len(rows) else 1.0
+
+
 def per_task_table(finals: pd.DataFrame, results: pd.DataFrame, references: pd.DataFrame, *, seed: int,
                    reps: int, confidence: float) -> pd.DataFrame:
     """Final return per (task, variant) over the runs in the statistics (``seeds``, of which ``diverged``
@@ -387,7 +396,7 @@ def per_task_table(finals: pd.DataFrame, results: pd.DataFrame, references: pd.D
         budget = _budget(group)
         aucs = [stats.area_under_curve(curves[d].index.to_numpy(), curves[d].to_numpy()) for d in group["run_dir"]]
         row = {"task": task, "variant": variant, "seeds": len(scores), "diverged": _diverged(group),
-               "env_steps": budget, "mean": scores.mean(), "std": scores.std(ddof=1) if len(scores) > 1 else math.nan,
+               "env_steps": budget, "frames": budget * _frames_per_env_step(results, task), "mean": scores.mean(), "std": scores.std(ddof=1) if len(scores) > 1 else math.nan,
                "iqm": ci.point, "iqm_lower": ci.lower, "iqm_upper": ci.upper,
                "auc_mean": float(np.mean(aucs)),
                "reference_mean": math.nan, "reference_std": math.nan, "reference_env_steps": math.nan,
@@ -398,7 +407,7 @@ def per_task_table(finals: pd.DataFrame, results: pd.DataFrame, references: pd.D
                        reference_env_steps=int(ref["train_steps"]), reference_runs=int(ref["n_runs"]),
                        reference_source=f"{ref['source']} ({ref['env_id']})")
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["task", "variant", "seeds", "diverged", "env_steps", "mean", "std", "iqm",
+    table = pd.DataFrame(rows, columns=["task", "variant", "seeds", "diverged", "env_steps", "frames", "mean", "std", "iqm",
                                         "iqm_lower", "iqm_upper", "auc_mean", "reference_mean", "reference_std",
                                         "reference_env_steps", "reference_runs", "reference_source"])
     if not table.empty and table["env_steps"].notna().all():

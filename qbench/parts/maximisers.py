@@ -75,7 +75,7 @@ def q_of_candidates(q_fn, obs: torch.Tensor, candidates: torch.Tensor) -> torch.
 
 class _SamplingMaximiser(Maximiser):
     generators: list[torch.Generator]   # one per seed of the batch, on the CPU (the same draws on every device)
-    device: torch.device | str = "cpu"  # where the networks run
+    device: torch.device | str          # where the networks run (candidates are moved there)
 
     def draw(self, fn, *shape: int) -> torch.Tensor:
         """(K, *shape): seed k's slice drawn from seed k's generator."""
@@ -113,8 +113,9 @@ class _SamplingMaximiser(Maximiser):
 class RandomSamplingMaximiser(_SamplingMaximiser):
     """The best of n_samples uniform actions in the box, per state."""
 
-    def __init__(self, n_samples: int, action_dim: int, generators: list[torch.Generator]):
-        self.n_samples, self.action_dim, self.generators = n_samples, action_dim, generators
+    def __init__(self, n_samples: int, action_dim: int, generators: list[torch.Generator],
+                 device: torch.device | str = "cpu"):
+        self.n_samples, self.action_dim, self.generators, self.device = n_samples, action_dim, generators, device
 
     def best(self, q_fn, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = obs.shape[1]
@@ -132,9 +133,9 @@ class CEMMaximiser(_SamplingMaximiser):
     """
 
     def __init__(self, iterations: int, population: int, elites: int, action_dim: int,
-                 generators: list[torch.Generator], min_std: float = 1e-3):
+                 generators: list[torch.Generator], min_std: float = 1e-3, device: torch.device | str = "cpu"):
         self.iterations, self.population, self.elites = iterations, population, elites
-        self.action_dim, self.generators, self.min_std = action_dim, generators, min_std
+        self.action_dim, self.generators, self.min_std, self.device = action_dim, generators, min_std, device
 
     def best(self, q_fn, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, b, d = obs.shape[0], obs.shape[1], self.action_dim

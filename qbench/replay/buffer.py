@@ -33,6 +33,7 @@ class ReplayBuffer:
     def __init__(self, seeds: int, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
                  action_dtype: type, n_step: int, gamma: float, obs_dtype: type = np.float32):
         self.seeds = seeds
+        self.obs_shape = tuple(obs_shape)
         self.capacity = capacity
         self.n_step = n_step
         self.gamma = gamma
@@ -110,26 +111,41 @@ class ReplayBuffer:
 
     def gather(self, idx: np.ndarray, greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Batch:
         """The batch of windows starting at idx, shape (K, B)."""
-        rows = self._rows
-        n = self.n_step
-        if n == 1:   # a 1-step window is the transition itself: no window arithmetic
-            terminated = self.terminated[rows, idx]
-            return Batch(self.obs[rows, idx], self.actions[rows, idx], self.rewards[rows, idx].astype(np.float32),
-                         np.where(terminated, np.float32(0.0), np.float32(self.gamma)), self.next_obs[rows, idx],
-                         np.ones(idx.shape, int))
-        k, b = idx.shape
-        window = (idx[..., None] + np.arange(n)) % self.capacity                 # (K, B, n)
-        row3 = rows[..., None]
-        available = (self.pos - 1 - idx) % self.capacity + 1
-        lengths = window_lengths(self.episode_end[row3, window].reshape(k * b, n), available.reshape(-1))
-        if greedy_fn is not None:
-            later = window[..., 1:]
-            greedy = greedy_fn(self.obs[row3, later].reshape(k, b * (n - 1), *self.obs.shape[2:]))
-            lengths = cut_trace_lengths(lengths, self.actions[row3, later].reshape(k * b, n - 1),
-                                        np.asarray(greedy).reshape(k * b, n - 1))
-        reward_n, discount_n = discounted_window(self.rewards[row3, window].reshape(k * b, n),
-                                                 self.terminated[row3, window].reshape(k * b, n), lengths, self.gamma)
-        lengths = lengths.reshape(k, b)
-        last = np.take_along_axis(window, (lengths - 1)[..., None], axis=2)[..., 0]
-        return Batch(self.obs[rows, idx], self.actions[rows, idx], reward_n.reshape(k, b).astype(np.float32),
-                     discount_n.reshape(k, b).astype(np.float32), self.next_obs[rows, last], lengths)
+        return gather_windows(self, np.asarray(idx), greedy_fn, self._stored(self.obs), self._stored(self.next_obs))
+
+    def _stored(self, array: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """slots (K, ...) -> array's entries there, (K, ..., *obs_shape)."""
+        return lambda slots: array[np.arange(self.seeds).reshape(-1, *[1] * (slots.ndim - 1)), slots]
+
+
+def gather_windows(buffer, idx: np.ndarray, greedy_fn: Callable[[np.ndarray], np.ndarray] | None,
+                   obs_at: Callable[[np.ndarray], np.ndarray], next_obs_at: Callable[[np.ndarray], np.ndarray]) -> Batch:
+    """The batch of n-step windows starting at slots idx (K, B) of a buffer with a seed axis (ReplayBuffer or
+    FrameReplayBuffer: rewards, terminated, episode_end, actions, pos, capacity, n_step, gamma, obs_shape).
+    obs_at(slots) and next_obs_at(slots) give the states and next states stored at slots of any shape (K, ...):
+    stored as they are, or rebuilt from frames."""
+    rows = np.arange(buffer.seeds)[:, None]
+    n = buffer.n_step
+    if n == 1:   # a 1-step window is the transition itself: no window arithmetic
+        terminated = buffer.terminated[rows, idx]
+        return Batch(obs_at(idx), buffer.actions[rows, idx], buffer.rewards[rows, idx].astype(np.float32),
+                     np.where(terminated, np.float32(0.0), np.float32(buffer.gamma)), next_obs_at(idx),
+                     np.ones(idx.shape, int))
+    k, b = idx.shape
+    window = (idx[..., None] + np.arange(n)) % buffer.capacity                 # (K, B, n)
+    row3 = rows[..., None]
+    available = (buffer.pos - 1 - idx) % buffer.capacity + 1
+    lengths = window_lengths(buffer.episode_end[row3, window].reshape(k * b, n), available.reshape(-1))
+    if greedy_fn is not None:
+        # states past a window's end (another episode, or past the newest transition) may be anything finite:
+        # cut_trace_lengths never lengthens a window, so their greedy actions cannot matter
+        later = window[..., 1:]
+        greedy = greedy_fn(obs_at(later).reshape(k, b * (n - 1), *buffer.obs_shape))
+        lengths = cut_trace_lengths(lengths, buffer.actions[row3, later].reshape(k * b, n - 1),
+                                    np.asarray(greedy).reshape(k * b, n - 1))
+    reward_n, discount_n = discounted_window(buffer.rewards[row3, window].reshape(k * b, n),
+                                             buffer.terminated[row3, window].reshape(k * b, n), lengths, buffer.gamma)
+    lengths = lengths.reshape(k, b)
+    last = np.take_along_axis(window, (lengths - 1)[..., None], axis=2)[..., 0]
+    return Batch(obs_at(idx), buffer.actions[rows, idx], reward_n.reshape(k, b).astype(np.float32),
+                 discount_n.reshape(k, b).astype(np.float32), next_obs_at(last), lengths)

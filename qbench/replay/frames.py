@@ -32,8 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from qbench.replay.buffer import Batch
-from qbench.replay.nstep import cut_trace_lengths, discounted_window, window_lengths
+from qbench.replay.buffer import Batch, gather_windows
 
 
 class FrameReplayBuffer:
@@ -232,32 +231,7 @@ class FrameReplayBuffer:
     def gather(self, idx: np.ndarray, greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Batch:
         """The batch of windows starting at idx, shape (K, B), as ReplayBuffer.gather; obs and bootstrap_obs are
         uint8 stacks (K, B, S, H, W). A slot that is not valid gives finite but meaningless stacks."""
-        idx = np.asarray(idx)
-        rows = self._rows
-        n = self.n_step
-        if n == 1:   # a 1-step window is the transition itself: no window arithmetic
-            terminated = self.terminated[rows, idx]
-            return Batch(self._obs_stacks(idx), self.actions[rows, idx], self.rewards[rows, idx].astype(np.float32),
-                         np.where(terminated, np.float32(0.0), np.float32(self.gamma)), self._next_stacks(idx),
-                         np.ones(idx.shape, int))
-        k, b = idx.shape
-        window = (idx[..., None] + np.arange(n)) % self.capacity                 # (K, B, n)
-        row3 = rows[..., None]
-        available = (self.pos - 1 - idx) % self.capacity + 1
-        lengths = window_lengths(self.episode_end[row3, window].reshape(k * b, n), available.reshape(-1))
-        if greedy_fn is not None:
-            # states past a window's end (another episode, or past the newest transition) may be any finite
-            # stacks: cut_trace_lengths never lengthens a window, so their greedy actions cannot matter
-            later = window[..., 1:]
-            greedy = greedy_fn(self._obs_stacks(later).reshape(k, b * (n - 1), *self.obs_shape))
-            lengths = cut_trace_lengths(lengths, self.actions[row3, later].reshape(k * b, n - 1),
-                                        np.asarray(greedy).reshape(k * b, n - 1))
-        reward_n, discount_n = discounted_window(self.rewards[row3, window].reshape(k * b, n),
-                                                 self.terminated[row3, window].reshape(k * b, n), lengths, self.gamma)
-        lengths = lengths.reshape(k, b)
-        last = np.take_along_axis(window, (lengths - 1)[..., None], axis=2)[..., 0]
-        return Batch(self._obs_stacks(idx), self.actions[rows, idx], reward_n.reshape(k, b).astype(np.float32),
-                     discount_n.reshape(k, b).astype(np.float32), self._next_stacks(last), lengths)
+        return gather_windows(self, np.asarray(idx), greedy_fn, self._obs_stacks, self._next_stacks)
 
     # ---- checkpoint chunks: the contract of ReplayBuffer's. A chunk [start, end) is obsolete once every one of
     # its slots has been written again, i.e. once total_added >= end + capacity; the frames a later chunk's
