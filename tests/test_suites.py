@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from qbench import cli
+from qbench.analysis.report import atari_scoring
 from qbench.config import ConfigError
 from qbench.runner import expand, parse_only, run_path
-from qbench.analysis.report import atari_scoring
 from qbench.suites import SUITES_DIR, find_suite, list_suites, load_suite
 from tests.harness import REPO, run_qbench
 
