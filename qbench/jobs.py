@@ -92,12 +92,10 @@ def check_encoder(task: Task, config: Config, spaces: Spaces) -> None:
         raise ConfigError(f"encoder '{config.encoder}' reads images and task '{task.name}' has vector "
                           "observations; valid encoders for vectors: auto, none")
     if spaces.is_image:
-        from qbench.parts.networks import CONV_STACKS
+        from qbench.parts.networks import conv_output_hw
         kind = "nature_cnn" if config.encoder == "auto" else config.encoder
-        h, w = ((spaces.obs_shape[0], spaces.obs_shape[1]) if spaces.image_layout == "channels_last"
-                else spaces.obs_shape[1:])
-        for _, kernel, stride in CONV_STACKS[kind]:
-            h, w = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+        h, w = conv_output_hw(kind, *(spaces.obs_shape[:2] if spaces.image_layout == "channels_last"
+                                      else spaces.obs_shape[1:]))
         if h < 1 or w < 1:
             raise ConfigError(f"image observations {spaces.obs_shape} of task '{task.name}' are too small for "
                               f"encoder '{kind}'; valid encoders: nature_cnn (84x84 frames), minatar_cnn (from 3x3)")

@@ -96,6 +96,7 @@ def test_a_minatar_seed_in_a_batch_equals_the_seed_alone(tmp_path):
     ({"frame_skip": 2}, "part of the Atari protocol"),
     ({"encoder": "nature_cnn"}, "reads images"),
     ({"sticky_action_prob": 0.1}, "part of the Atari protocol"),
+    ({"terminal_on_life_loss": True}, "part of the Atari protocol"),
 ])
 def test_pixel_settings_on_a_vector_task_are_refused(settings, says):
     from qbench.config import ConfigError

@@ -16,17 +16,10 @@ import numpy as np
 
 from qbench.config import ConfigError
 
-# MinAtar (Young and Tian 2019), v1 ids: the minimal action set of each game.
-MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
-
 # The settings that describe the ALE protocol (refused on other tasks when changed: they would be ignored).
 ATARI_PROTOCOL_KEYS = ("frame_skip", "frame_stack", "screen_size", "noop_max", "max_episode_frames",
-                       "full_action_space")
+                       "full_action_space", "terminal_on_life_loss")
 STICKY_KEY = "sticky_action_prob"
-
-
-def minatar_id(game: str) -> str:
-    return f"MinAtar/{game}-v1"
 
 
 def make_pixel_env(task, cfg) -> gym.Env:

@@ -89,6 +89,13 @@ CONV_STACKS = {
 }
 
 
+def conv_output_hw(kind: str, height: int, width: int) -> tuple[int, int]:
+    """The (height, width) an encoder's convolutions leave of an image (below 1: too small for it)."""
+    for _, kernel, stride in CONV_STACKS[kind]:
+        height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+    return height, width
+
+
 class ImageEncoder(nn.Module):
     """Convolutions over image observations, then flattened: (K, B, *obs_shape) uint8 -> (K, B, features) float.
     The observation stays uint8 until here (a quarter of the memory and bandwidth in replay), and is scaled and
