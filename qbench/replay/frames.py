@@ -73,7 +73,6 @@ class FrameReplayBuffer:
         self.pos = 0
         self.size = 0
         self.total_added = 0   # transitions ever added per seed: global index g lives in slot g % capacity
-        self._rows = np.arange(seeds)[:, None]
 
     def __len__(self) -> int:
         return self.size
