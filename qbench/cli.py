@@ -125,7 +125,7 @@ def _list_suites(console) -> int:
         except ConfigError as exc:
             rows.append([name, where, "-", "-", "-", f"invalid: {exc}"])
             continue
-        n_jobs = sum(len(e.variants) for e in suite.entries) * suite.seeds
+        n_jobs = sum(len(e.variants) * (e.seeds or suite.seeds) for e in suite.entries)
         tasks = ", ".join(e.name for e in suite.entries)
         rows.append([name, where, str(suite.seeds), str(n_jobs), tasks, suite.description])
     print_table(console, "suites (qbench run SUITE; your own in ./suites/, found first; the shipped ones in "

@@ -34,9 +34,10 @@ class Config:
     """Every knob of the engine. Each field is one slot choice or one number, with its unit in the name."""
 
     # --- q head and maximiser
-    q_head: str = _setting("discrete", "how Q(s, a) is computed: discrete (one output per action), state_action "
-                           "(the action is an input), naf (V(s) - 1/2 (a-mu)^T P (a-mu))",
-                           choices=("discrete", "state_action", "naf"))
+    q_head: str = _setting("discrete", "how Q(s, a) is computed: discrete (one output per action), table (one "
+                           "entry per state and action, zero at the start: a linear Q without bias on one-hot "
+                           "states; Discrete observations only), state_action (the action is an input), naf "
+                           "(V(s) - 1/2 (a-mu)^T P (a-mu))", choices=("discrete", "table", "state_action", "naf"))
     maximiser: str = _setting("exact", "how argmax_a Q is found: exact over a discrete set, random (uniform "
                               "samples), cem (cross-entropy method), naf (mu(s) in closed form), actor (a learned "
                               "deterministic policy, DDPG)", choices=("exact", "random", "cem", "naf", "actor"))
@@ -86,7 +87,9 @@ class Config:
                               "max_grad_norm)", choices=("off", "norm"))
     max_grad_norm: float = _setting(10.0, "threshold of grad_clip = norm; gradient norms scale with the task's "
                                     "returns, so tasks tune it", minimum=0.0, exclusive_minimum=True)
-    optimizer: str = _setting("adam", "optimiser of the Q network", choices=("adam", "rmsprop"))
+    optimizer: str = _setting("adam", "optimiser of the Q network: adam, rmsprop, or sgd (plain steps of lr "
+                              "times the gradient: with q_head table, mse and a batch of one, Q(s, a) += lr (y - "
+                              "Q(s, a)), Watkins' update at step size lr)", choices=("adam", "rmsprop", "sgd"))
     lr: float = _setting(1e-3, "learning rate at the start", minimum=0.0, exclusive_minimum=True)
     lr_schedule: str = _setting("constant", "learning-rate schedule over the run", choices=("constant", "linear"))
     lr_end: float = _setting(0.0, "learning rate after the decay when lr_schedule is linear", minimum=0.0)
@@ -94,8 +97,12 @@ class Config:
                                         "linearly to lr_end (then stays there)", minimum=0.0, maximum=1.0)
     # --- target update
     target_update: str = _setting("hard", "how the target net follows the online net: hard copy every "
-                                  "target_period_grad_steps, polyak averaging every gradient step, or none "
-                                  "(the online net is its own target: no lag)", choices=("hard", "polyak", "none"))
+                                  "target_period_grad_steps, polyak averaging every gradient step, none (the "
+                                  "online net is its own target: no lag), or swap (two estimators trained alike: "
+                                  "before each gradient step they exchange roles with probability 1/2, so with "
+                                  "target double each step updates one at random, selected by itself and "
+                                  "evaluated by the other: Double Q-learning, van Hasselt 2010; the behaviour "
+                                  "and evaluation act on their mean)", choices=("hard", "polyak", "none", "swap"))
     target_period_grad_steps: int = _setting(500, "gradient steps between hard target copies", minimum=1)
     tau: float = _setting(0.005, "polyak rate: target <- tau*online + (1-tau)*target", minimum=0.0, maximum=1.0,
                           exclusive_minimum=True)
@@ -137,6 +144,11 @@ class Config:
     checkpoint_interval_env_steps: int = _setting(10_000, "env steps between checkpoints for resuming (taken at "
                                                   "the next episode end)", minimum=1)
     torch_threads: int = _setting(1, "torch intra-op threads for this run", minimum=1)
+    divergence_bound_factor: float = _setting(10.0, "divergence watch: a seed whose |Q| on a sampled batch exceeds "
+                                              "this factor times r_max / (1 - gamma) is stopped and recorded as "
+                                              "diverged (r_max: the largest |reward| the learner has seen; no "
+                                              "watch while r_max is 0 or gamma is 1); 0 switches it off, NaN "
+                                              "and inf are caught regardless", minimum=0.0)
     # --- the Atari protocol (Machado et al. 2018), for ALE tasks only; recorded with every run in config.json
     sticky_action_prob: float = _setting(0.25, "ALE and MinAtar: probability that the env repeats the previous "
                                          "action instead of the chosen one, per frame (MinAtar tasks set 0.1, "
@@ -169,6 +181,9 @@ class Variant:
 
 
 _DQN = "replay buffer + hard target network"
+# No replay and no lag: every env step is one gradient step on the transition just seen.
+_ONLINE = {"buffer_size": 1, "batch_size": 1, "warmup_env_steps": 0, "env_steps_per_update": 1,
+           "grad_steps_per_update": 1, "target_update": "none"}
 VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("dqn", f"DQN: {_DQN}, max target, 1-step, MSE loss", {}),
     Variant("double_dqn", f"Double DQN: {_DQN}, online net selects and target net evaluates", {"target": "double"}),
@@ -180,6 +195,13 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("online_q", "Online Q-learning: no replay (buffer of 1), one gradient step per env step, no target lag",
             {"buffer_size": 1, "batch_size": 1, "warmup_env_steps": 1, "env_steps_per_update": 1,
              "grad_steps_per_update": 1, "target_update": "none"}),
+    Variant("tabular_q", "Watkins' Q-learning: a table (zero at the start), constant step size lr = 0.1, no "
+            "replay (buffer of 1), no target lag", {"q_head": "table", "optimizer": "sgd", "lr": 0.1,
+                                                   "lr_schedule": "constant", "loss": "mse", **_ONLINE}),
+    Variant("tabular_double_q", "Double Q-learning (van Hasselt 2010): two tables, one updated at random per "
+            "step, selected by itself and evaluated by the other; acts on their mean",
+            {"q_head": "table", "optimizer": "sgd", "lr": 0.1, "lr_schedule": "constant", "loss": "mse",
+             **_ONLINE, "target": "double", "target_update": "swap"}),
     Variant("fitted_q", "Fitted Q-iteration: collect 1000 env steps, then 4 target refreshes of 250 gradient "
             "steps each", {"env_steps_per_update": 1000, "grad_steps_per_update": 1000,
                            "target_period_grad_steps": 250, "target_update": "hard"}),
@@ -277,7 +299,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 
 # Which maximisers can serve each q head.
-HEAD_MAXIMISERS = {"discrete": ("exact",), "state_action": ("random", "cem", "actor"),
+HEAD_MAXIMISERS = {"discrete": ("exact",), "table": ("exact",), "state_action": ("random", "cem", "actor"),
                    "naf": ("naf", "random", "cem")}
 
 
@@ -293,6 +315,16 @@ def check_consistency(cfg: Config) -> None:
         raise ConfigError(f"cem_elites ({cfg.cem_elites}) exceeds cem_population ({cfg.cem_population})")
     if cfg.target in ("double", "policy") and cfg.target_update == "none":
         raise ConfigError(f"target '{cfg.target}' needs a target network; set target_update to hard or polyak")
+    if cfg.target_update == "swap" and cfg.optimizer != "sgd":
+        raise ConfigError(f"target_update 'swap' exchanges the two estimators' parameters and optimizer "
+                          f"'{cfg.optimizer}' keeps a state per parameter that would stay behind; use optimizer sgd")
+    if cfg.target_update == "swap" and cfg.q_head not in ("discrete", "table"):
+        raise ConfigError(f"target_update 'swap' acts on the mean of two estimators, which q_head "
+                          f"'{cfg.q_head}' does not provide; q heads for swap: discrete, table")
+    if cfg.target_update == "swap" and cfg.target != "double":
+        raise ConfigError("target_update 'swap' trains two estimators that evaluate each other's choice; it "
+                          "needs target 'double' (with target max each would bootstrap from the other's own max, which keeps the "
+                          "maximisation bias)")
     if cfg.batch_size > cfg.buffer_size:
         raise ConfigError(f"batch_size ({cfg.batch_size}) exceeds buffer_size ({cfg.buffer_size}); "
                           f"lower batch_size or raise buffer_size")

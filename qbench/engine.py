@@ -52,6 +52,7 @@ from qbench.parts.networks import (
     Actor,
     DiscreteQ,
     StateActionQ,
+    TableQ,
     bind_to_arena,
     build_encoder,
     flatten_parameters,
@@ -101,12 +102,37 @@ def build_q(cfg: Config, spaces: Spaces, generators: list[torch.Generator],
             device: torch.device | str = "cpu") -> torch.nn.Module:
     """The Q network of every seed: the head on top of its encoder (an image encoder for pixels, none for
     vectors), whose parameters are drawn first."""
-    head = {"discrete": DiscreteQ, "state_action": StateActionQ, "naf": NAFQ}.get(cfg.q_head)
+    if cfg.q_head == "table":
+        return flatten_parameters(TableQ(generators, spaces.obs_dim, spaces.n_actions, spaces.valid_actions), device)
+    if cfg.q_head == "discrete":
+        return flatten_parameters(DiscreteQ(generators, spaces.obs_dim, spaces.n_actions, cfg.hidden_sizes,
+                                            encoder=build_encoder(generators, cfg.encoder, spaces),
+                                            valid_actions=spaces.valid_actions), device)
+    head = {"state_action": StateActionQ, "naf": NAFQ}.get(cfg.q_head)
     if head is None:
         raise ValueError(f"unknown q head {cfg.q_head!r}")
     encoder = build_encoder(generators, cfg.encoder, spaces)
-    width = spaces.n_actions if cfg.q_head == "discrete" else spaces.action_dim
-    return flatten_parameters(head(generators, spaces.obs_dim, width, cfg.hidden_sizes, encoder=encoder), device)
+    return flatten_parameters(head(generators, spaces.obs_dim, spaces.action_dim, cfg.hidden_sizes,
+                                   encoder=encoder), device)
+
+
+class MeanQ(torch.nn.Module):
+    """The mean of two estimators, which Double Q-learning's behaviour acts on (van Hasselt 2010; Sutton and Barto
+    act on the sum, whose argmax is the same) and which estimates Q in its evaluations."""
+
+    def __init__(self, first: torch.nn.Module, second: torch.nn.Module):
+        super().__init__()
+        self.first, self.second = first, second
+
+    @property
+    def arena(self) -> torch.Tensor:
+        return self.first.arena
+
+    def all_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (self.first.all_actions(obs) + self.second.all_actions(obs))
+
+    def q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (self.first.q(obs, actions) + self.second.q(obs, actions))
 
 
 def build_maximisers(cfg: Config, spaces: Spaces, init: list[torch.Generator],
@@ -149,6 +175,8 @@ def build_optimiser(cfg: Config, params, lr: float) -> torch.optim.Optimizer:
             return torch.optim.Adam(params, lr=lr, foreach=True)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, foreach=True)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, foreach=True)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
@@ -160,6 +188,36 @@ class Evaluation:
     discounted_returns: np.ndarray  # sum_t gamma^t r_t from each episode's first state
     q_start: np.ndarray             # the network's Q(s_0, a_0) for the greedy first action: what it predicted
     capped: int = 0                 # episodes cut at max_episode_steps (the env never ended them)
+    # Q(s_t, a_t) and the discounted return collected from s_t, summed over the visited states whose return is
+    # known (see visited_returns), and how many those are
+    q_visited_sum: float = 0.0
+    return_visited_sum: float = 0.0
+    visited_states: int = 0
+
+
+# A state of an episode cut by a time limit counts only when the part of its return the cut hid weighs at most this
+# much: gamma^(T - t) <= TAIL_WEIGHT, so that the return measured from it is within 1% of the largest value.
+TAIL_WEIGHT = 0.01
+
+
+def visited_returns(q_values: list[float], rewards: list[float], gamma: float,
+                    terminated: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(Q(s_t, a_t), discounted return from s_t) for the states of one episode whose return is known: every state
+    of an episode that terminated; of one that was cut (time limit, or the evaluation's step cap), only those at
+    least log(TAIL_WEIGHT) / log(gamma) steps before the cut (none when gamma = 1). van Hasselt et al. (2016)
+    measure overestimation along such trajectories, not only at s_0."""
+    rewards_np = np.asarray(rewards, dtype=np.float64)
+    returns = np.zeros(len(rewards_np))
+    running = 0.0
+    for t in range(len(rewards_np) - 1, -1, -1):
+        running = rewards_np[t] + gamma * running
+        returns[t] = running
+    keep = len(rewards_np)
+    if not terminated and gamma >= 1.0:
+        keep = 0
+    elif not terminated and gamma > 0.0:
+        keep = max(0, len(rewards_np) - int(np.ceil(np.log(TAIL_WEIGHT) / np.log(gamma))) + 1)
+    return np.asarray(q_values[:keep], dtype=np.float64), returns[:keep]
 
 
 def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: list[int], gamma: float,
@@ -171,8 +229,9 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
     limit would otherwise never end. Inactive seeds get None.
 
     Q(s_0, a_0) against the discounted return actually collected from s_0 is the overestimation diagnostic of
-    van Hasselt et al. (2016); reading it costs one forward pass per step that starts an episode and draws no
-    random numbers.
+    van Hasselt et al. (2016); the same comparison over every visited state whose return is known
+    (visited_returns) goes into q_visited_sum, return_visited_sum and visited_states. Reading Q costs one forward
+    pass per step and draws no random numbers.
     """
     k_seeds = len(envs)
     running = np.ones(k_seeds, dtype=bool) if active is None else np.array(active, dtype=bool)
@@ -182,6 +241,8 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
     device = q_fn.arena.device if hasattr(q_fn, "arena") else torch.device("cpu")
     episode, t = np.zeros(k_seeds, dtype=int), np.zeros(k_seeds, dtype=int)
     total, total_discounted, discount = np.zeros(k_seeds), np.zeros(k_seeds), np.ones(k_seeds)
+    q_trace: list[list[float]] = [[] for _ in range(k_seeds)]
+    reward_trace: list[list[float]] = [[] for _ in range(k_seeds)]
     for k in np.flatnonzero(running):
         obs[k] = spaces.encode(envs[k].reset(seed=seeds[k])[0])
     with maximiser.reseeded(seeds if maximiser_seeds is None else maximiser_seeds):
@@ -189,17 +250,19 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
             obs_t = torch.as_tensor(obs)[:, None].to(device)
             with torch.inference_mode():
                 action = maximiser.argmax(q_fn, obs_t)
-                q_first = q_fn.q(obs_t, action)[:, 0].cpu().numpy() if (t[running] == 0).any() else None
+                q_now = q_fn.q(obs_t, action)[:, 0].cpu().numpy()
             action_np = action[:, 0].cpu().numpy()
             for k in np.flatnonzero(running):
                 ev = evaluations[k]
                 if t[k] == 0:
-                    ev.q_start[episode[k]] = float(q_first[k])
+                    ev.q_start[episode[k]] = float(q_now[k])
                 raw, reward, terminated, truncated, _ = envs[k].step(spaces.to_env(action_np[k]))
                 total[k] += float(reward)
                 total_discounted[k] += discount[k] * float(reward)
                 discount[k] *= gamma
                 t[k] += 1
+                q_trace[k].append(float(q_now[k]))
+                reward_trace[k].append(float(reward))
                 done = terminated or truncated
                 if not done and t[k] >= max_episode_steps:
                     ev.capped += 1
@@ -207,6 +270,11 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
                 if not done:
                     obs[k] = spaces.encode(raw)
                     continue
+                q_kept, returns_kept = visited_returns(q_trace[k], reward_trace[k], gamma, bool(terminated))
+                ev.q_visited_sum += float(q_kept.sum())
+                ev.return_visited_sum += float(returns_kept.sum())
+                ev.visited_states += len(q_kept)
+                q_trace[k], reward_trace[k] = [], []
                 ev.returns[episode[k]], ev.discounted_returns[episode[k]] = total[k], total_discounted[k]
                 episode[k] += 1
                 total[k], total_discounted[k], discount[k], t[k] = 0.0, 0.0, 1.0, 0
@@ -236,6 +304,9 @@ class Behaviour:
         an untrained actor plus small noise covers little of the box)."""
         cfg, spaces = self.cfg, self.spaces
         if warming_up:
+            if self.discrete and spaces.valid_actions is not None:   # uniform over what each state offers
+                offered = [np.flatnonzero(spaces.valid_actions[int(np.argmax(o))]) for o in obs]
+                return np.array([a[rng.integers(len(a))] for a, rng in zip(offered, self.rngs)]), float("nan")
             if self.discrete:
                 return np.array([rng.integers(spaces.n_actions) for rng in self.rngs]), float("nan")
             return np.stack([rng.uniform(-1.0, 1.0, spaces.action_dim).astype(np.float32)
@@ -275,10 +346,23 @@ class Learner:
                                                                      self.device)
         self.target = self.online if cfg.target_update == "none" else _frozen_copy(self.online)
         self.optimiser = build_optimiser(cfg, [self.online.arena], cfg.lr)
-        pairs = [] if cfg.target_update == "none" else [(self.target, self.online),
-                                                         *self.act_maximiser.target_pairs()]
+        # What acts and what is evaluated: the online net, or for two estimators that swap roles their mean
+        self.acting = MeanQ(self.online, self.target) if cfg.target_update == "swap" else self.online
+        pairs = [] if cfg.target_update in ("none", "swap") else [(self.target, self.online),
+                                                                  *self.act_maximiser.target_pairs()]
         self.follower_params = [follower.arena for follower, _ in pairs]
         self.leader_params = [leader.arena for _, leader in pairs]
+
+    @torch.no_grad()
+    def swap_roles(self, rngs: list[np.random.Generator]) -> None:
+        """Double Q-learning's coin, one per seed from its own stream: where it falls, the two estimators exchange
+        parameters, so the step that follows updates the other one (selected by itself, evaluated by its twin)."""
+        coins = torch.as_tensor(np.array([rng.random() < 0.5 for rng in rngs])).to(self.device)
+        if bool(coins.any()):
+            first, second = self.online.arena.data, self.target.arena.data
+            held = first[coins].clone()
+            first[coins] = second[coins]
+            second[coins] = held
 
     def set_lr(self, cfg: Config, lr: float) -> None:
         for group in self.optimiser.param_groups:
@@ -307,16 +391,18 @@ class UpdateStats:
     arithmetic per step)."""
 
     KEYS = ("td_loss", "q_mean", "grad_norm", "actor_loss")
+    MAX_KEYS = ("q_abs_max",)   # the largest |Q| predicted on a sampled batch: what the divergence watch reads
 
     def __init__(self, k_seeds: int):
-        self.sums = {key: torch.zeros(k_seeds, dtype=torch.float64) for key in self.KEYS}
-        self.pending: dict[str, list[torch.Tensor]] = {key: [] for key in self.KEYS}
+        self.sums = {key: torch.zeros(k_seeds, dtype=torch.float64) for key in self.KEYS + self.MAX_KEYS}
+        self.pending: dict[str, list[torch.Tensor]] = {key: [] for key in self.KEYS + self.MAX_KEYS}
         self.n = 0
         self.has_actor = False
 
     def add(self, loss, q_pred, grad_norm, actor_loss) -> None:
         self.pending["td_loss"].append(loss.detach())
         self.pending["q_mean"].append(q_pred.detach())
+        self.pending["q_abs_max"].append(q_pred.detach().abs().amax(dim=-1))
         self.pending["grad_norm"].append(grad_norm)
         if actor_loss is not None:
             self.pending["actor_loss"].append(actor_loss)
@@ -327,7 +413,10 @@ class UpdateStats:
         for key, values in self.pending.items():
             if values:
                 stacked = torch.stack(values).double().cpu()
-                self.sums[key] += (stacked.mean(dim=-1) if key == "q_mean" else stacked).sum(dim=0)
+                if key in self.MAX_KEYS:
+                    self.sums[key] = torch.maximum(self.sums[key], stacked.amax(dim=0))
+                else:
+                    self.sums[key] += (stacked.mean(dim=-1) if key == "q_mean" else stacked).sum(dim=0)
                 values.clear()
 
     def non_finite(self) -> np.ndarray:
@@ -338,16 +427,23 @@ class UpdateStats:
     def means(self, k: int) -> dict[str, float]:
         self.fold()
         means = {key: float(self.sums[key][k]) / self.n if self.n else float("nan") for key in self.KEYS}
+        means["q_abs_max"] = float(self.sums["q_abs_max"][k]) if self.n else float("nan")
         if not self.has_actor:
             means["actor_loss"] = float("nan")
         return means
 
     def seed_state(self, k: int) -> dict[str, float]:
         self.fold()
-        return {**{key: float(self.sums[key][k]) for key in self.KEYS}, "n": self.n, "actor": self.has_actor}
+        return {**{key: float(self.sums[key][k]) for key in self.KEYS + self.MAX_KEYS}, "n": self.n,
+                "actor": self.has_actor}
+
+    def q_abs_max(self) -> np.ndarray:
+        """(K,) the largest |Q| on any batch since the last log row (0 before the first update)."""
+        self.fold()
+        return self.sums["q_abs_max"].numpy()
 
     def load(self, states: list[dict[str, float]]) -> None:
-        for key in self.KEYS:
+        for key in self.KEYS + self.MAX_KEYS:
             self.sums[key] = torch.tensor([s.get(key, 0.0) for s in states], dtype=torch.float64)
         self.n = int(states[0].get("n", 0))
         self.has_actor = bool(states[0].get("actor", False))
@@ -376,15 +472,16 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
     task = jobs[0].task
     probe = make_env(task, cfg)
     spaces = spaces_of(probe, cfg.observation_scaling, cfg.image_layout)
+    known = known_dynamics(probe, spaces, cfg.gamma)
     probe.close()
-    envs = SeedEnvs(task, spaces, [stream_seed(seed, "env") for seed in seeds], cfg)
+    envs = SeedEnvs(task, spaces, [stream_seed(seed, "env") for seed in seeds], cfg, task.episode_info)
     eval_envs = [make_env(task, cfg) for _ in seeds]
 
     # Parts. Initialisation draws from private torch streams, so the process-wide RNG stays untouched.
     learner = Learner(cfg, spaces, seeds)
     online, target, optimiser = learner.online, learner.target, learner.optimiser
     act_maximiser, target_maximiser = learner.act_maximiser, learner.target_maximiser
-    behaviour = Behaviour(cfg, spaces, online, act_maximiser, rngs)
+    behaviour = Behaviour(cfg, spaces, learner.acting, act_maximiser, rngs)
     buffer = make_buffer(cfg, spaces, task, k_seeds)
     device = learner.device
 
@@ -394,7 +491,7 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
     cut_trace = greedy_np if cfg.nstep_correction == "cut" and cfg.n_step > 1 else None
 
     # Loop state: everything that changes as the loop runs, so that a checkpoint is this plus the parts' state.
-    book = Bookkeeper(jobs, runs, progress, cfg, started, eval_envs, spaces)
+    book = Bookkeeper(jobs, runs, progress, cfg, started, eval_envs, spaces, known)
     if all(c is None for c in checkpoints):
         envs.start()
         book.start_fresh()
@@ -415,10 +512,10 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
         actions, explore_level = behaviour.act(envs.obs, progress_frac, env_steps <= cfg.warmup_env_steps)
         next_obs, rewards, terminated, truncated = envs.step_all(actions, alive)
         life_lost = envs.life_lost & cfg.terminal_on_life_loss
-        buffer.add(envs.obs, actions, clip_rewards(rewards, cfg.reward_clip), next_obs, terminated | life_lost,
-                   truncated, life_lost, alive)
+        learn_rewards = clip_rewards(rewards, cfg.reward_clip)
+        buffer.add(envs.obs, actions, learn_rewards, next_obs, terminated | life_lost, truncated, life_lost, alive)
         envs.advance(next_obs, terminated | truncated, alive)
-        book.record_steps(rewards, terminated | truncated, explore_level)
+        book.record_steps(env_steps, rewards, learn_rewards, terminated | truncated, explore_level, envs.last_info)
 
         # 2. Regress Q on targets: grad_steps_per_update steps every env_steps_per_update env steps.
         if env_steps >= cfg.warmup_env_steps and env_steps % cfg.env_steps_per_update == 0:
@@ -427,6 +524,8 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
                 learner.set_lr(cfg, lr)
             weights = None if alive.all() else torch.as_tensor(alive).to(device)   # a diverged seed's loss counts 0
             for _ in range(cfg.grad_steps_per_update):
+                if cfg.target_update == "swap":
+                    learner.swap_roles(rngs)
                 batch = buffer.sample(cfg.batch_size, rngs, cut_trace)
                 obs_b, actions_b = to_device(device, batch.obs, batch.actions)
                 with torch.no_grad():
@@ -462,6 +561,35 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
     return book.results(grad_steps, buffer)
 
 
+@dataclasses.dataclass(frozen=True)
+class KnownDynamics:
+    """A task whose transition probabilities the env publishes (Gymnasium's toy text, qbench's small MDPs): Q* by
+    value iteration, once per batch, so that every evaluation can say how far the learned Q is from it."""
+
+    mdp: Any
+    q_star: np.ndarray
+    gamma: float
+
+    def distance(self, q_fn, k_seeds: int, device: torch.device) -> dict[str, np.ndarray]:
+        """q_error_max, q_error_mean, greedy_value, optimal_value per seed (qbench.theory.mdp.q_distance)."""
+        from qbench.theory.mdp import q_distance
+        states = torch.eye(self.mdp.n_states).expand(k_seeds, -1, -1).to(device)
+        with torch.inference_mode():
+            q = q_fn.all_actions(states).double().cpu().numpy()
+        return q_distance(self.mdp, self.q_star, q, self.gamma)
+
+
+def known_dynamics(env, spaces: Spaces, gamma: float) -> KnownDynamics | None:
+    """The env's known dynamics, for Discrete states and actions whose env publishes P (else None)."""
+    if not spaces.discrete_states or spaces.action_kind != "discrete":
+        return None
+    from qbench.theory.mdp import known_mdp, q_iteration
+    mdp = known_mdp(env)
+    if mdp is None or mdp.n_states != spaces.discrete_states or mdp.n_actions != spaces.n_actions:
+        return None
+    return KnownDynamics(mdp, q_iteration(mdp, gamma).q_star, gamma)
+
+
 def make_buffer(cfg: Config, spaces: Spaces, task, k_seeds: int) -> ReplayBuffer | FrameReplayBuffer:
     """A frame-stacking buffer for ALE's frame stacks (each frame stored once: about 7 KB per transition instead
     of 56 KB), else a plain one that stores obs and next obs."""
@@ -489,9 +617,10 @@ class Bookkeeper:
     checkpoints and summaries, for the seeds of one batch."""
 
     def __init__(self, jobs: list[Job], runs: list[RunDir | None], progress, cfg: Config, started: float,
-                 eval_envs: list, spaces: Spaces):
+                 eval_envs: list, spaces: Spaces, known: KnownDynamics | None = None):
         self.jobs, self.runs, self.progress, self.cfg, self.started = jobs, runs, progress, cfg, started
-        self.eval_envs, self.spaces = eval_envs, spaces
+        self.eval_envs, self.spaces, self.known = eval_envs, spaces, known
+        self.episode_info = jobs[0].task.episode_info
         self.seeds = [job.seed for job in jobs]
         self.states = [LoopState(lr=cfg.lr, next_checkpoint_env_steps=cfg.checkpoint_interval_env_steps)
                        for _ in jobs]
@@ -506,6 +635,8 @@ class Bookkeeper:
             if run is not None:   # rows are appended from here on: drop those of an attempt that left no checkpoint
                 run.write_evaluations([])
                 run.write_diagnostics([])
+                if self.episode_info:
+                    run.write_episodes([])
 
     def restore(self, checkpoints: list[dict[str, Any]], learner: Learner, buffer: ReplayBuffer, envs: SeedEnvs,
                 behaviour: Behaviour, rngs: list[np.random.Generator]) -> None:
@@ -521,6 +652,9 @@ class Bookkeeper:
             if self.runs[k] is not None:
                 self.runs[k].write_evaluations(self.states[k].evaluations)
                 self.runs[k].write_diagnostics(self.states[k].diagnostics)
+                if self.episode_info:
+                    self.runs[k].write_episodes(self.states[k].episode_rows)
+            self.states[k].episodes_flushed = len(self.states[k].episode_rows)
         self.started -= self.states[0].elapsed_s
         self.next_checkpoint = self.states[0].next_checkpoint_env_steps
         self.last_log = (time.perf_counter(), self.states[0].env_steps)
@@ -530,21 +664,48 @@ class Bookkeeper:
         st = self.states[0]
         return st.env_steps, st.grad_steps, st.lr
 
-    def record_steps(self, rewards: np.ndarray, ended: np.ndarray, explore_level: float) -> None:
+    def record_steps(self, env_steps: int, rewards: np.ndarray, learn_rewards: np.ndarray, ended: np.ndarray,
+                     explore_level: float, infos: list[dict[str, Any]]) -> None:
+        """rewards as the env gave them (the score), learn_rewards as the learner saw them (clipped where the
+        task clips): their largest size scales the divergence bound."""
         for k in np.flatnonzero(self.alive):
-            self.states[k].record_step(rewards[k], ended[k], explore_level)
+            self.states[k].record_step(rewards[k], ended[k], explore_level, abs(float(learn_rewards[k])),
+                                       env_steps, infos[k] if self.episode_info else None)
+
+    def divergence_bounds(self) -> np.ndarray:
+        """(K,) the |Q| above which a seed counts as diverged: divergence_bound_factor * r_max / (1 - gamma), with
+        r_max the largest |reward| the seed's learner has seen; inf (no watch) while r_max is 0, for gamma 1, or
+        with the factor 0. A Q-learner that converges stays within r_max / (1 - gamma) where targets average
+        rewards and bootstrapped values; function approximation may overshoot a little, never by the factor."""
+        r_max = np.array([st.reward_abs_max for st in self.states])
+        factor, gamma = self.cfg.divergence_bound_factor, self.cfg.gamma
+        if factor == 0 or gamma >= 1.0:
+            return np.full(len(r_max), np.inf)
+        return np.where(r_max > 0, factor * r_max / (1.0 - gamma), np.inf)
 
     def mask_diverged(self, env_steps: int, grad_steps: int) -> None:
         """Record every seed whose loss or gradient went non-finite in this round as diverged (error.json) and
         mask it out of the batch; the other seeds go on."""
-        for k in np.flatnonzero(self.stats.non_finite() & self.alive):
+        non_finite = self.stats.non_finite()
+        bounds = self.divergence_bounds()
+        q_abs_max = self.stats.q_abs_max()
+        for k in np.flatnonzero((non_finite | (q_abs_max > bounds)) & self.alive):
             means = self.stats.means(k)
-            message = (f"TD loss became {means['td_loss']} (gradient norm {means['grad_norm']}) in the gradient "
-                       f"steps at env step {env_steps} (gradient steps "
-                       f"{grad_steps - self.cfg.grad_steps_per_update + 1}-{grad_steps})")
+            steps = (f"at env step {env_steps} (gradient steps {grad_steps - self.cfg.grad_steps_per_update + 1}-"
+                     f"{grad_steps})")
+            if non_finite[k]:
+                message = (f"TD loss became {means['td_loss']} (gradient norm {means['grad_norm']}) in the "
+                           f"gradient steps {steps}")
+            else:
+                message = (f"Q exceeded the divergence bound: |Q| reached {q_abs_max[k]:.4g} on a sampled batch "
+                           f"{steps}, above {self.cfg.divergence_bound_factor:g} x r_max / (1 - gamma) = "
+                           f"{bounds[k]:.4g} (r_max = {self.states[k].reward_abs_max:.4g}, the largest |reward| "
+                           f"seen; gamma = {self.cfg.gamma:g})")
             self.alive[k] = False
             self.outcomes[k] = DivergedError(message)
             if self.runs[k] is not None:
+                if self.episode_info:
+                    self.runs[k].append_episodes(self.states[k].unflushed_episodes())
                 self.runs[k].write_error({"error": "diverged", "message": message})
             if self.progress is not None:
                 self.progress(env_steps, {"seed": self.seeds[k], "diverged": message})
@@ -555,6 +716,10 @@ class Bookkeeper:
         next (fresh after a log row)."""
         cfg, alive, seeds = self.cfg, np.flatnonzero(self.alive), self.seeds
         if env_steps % cfg.log_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
+            if self.episode_info:
+                for k in alive:
+                    if self.runs[k] is not None:
+                        self.runs[k].append_episodes(self.states[k].unflushed_episodes())
             now = time.perf_counter()
             for k in alive:
                 self.states[k].log_row(env_steps, grad_steps, lr, self.stats.means(k),
@@ -565,13 +730,16 @@ class Bookkeeper:
             self.last_log = (now, env_steps)
 
         if env_steps % cfg.eval_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
-            evaluations = evaluate(learner.online, learner.act_maximiser, self.eval_envs, self.spaces,
+            evaluations = evaluate(learner.acting, learner.act_maximiser, self.eval_envs, self.spaces,
                                    cfg.eval_episodes, [stream_seed(seed, "eval_env", env_steps) for seed in seeds],
                                    cfg.gamma, cfg.eval_max_episode_steps,
                                    [stream_seed(seed, "eval_maximiser", env_steps) for seed in seeds], self.alive)
+            distance = (self.known.distance(learner.acting, len(seeds), learner.device) if self.known is not None
+                        else None)
             for k in alive:
                 self.states[k].evaluation_row(env_steps, grad_steps, evaluations[k],
-                                              time.perf_counter() - self.started)
+                                              time.perf_counter() - self.started,
+                                              {key: float(v[k]) for key, v in distance.items()} if distance else {})
                 self.emit(k, env_steps, "evaluation", self.states[k].evaluations[-1])
 
         if env_steps >= self.next_checkpoint and env_steps < cfg.total_env_steps:
@@ -657,14 +825,31 @@ class LoopState:
     sums: dict = dataclasses.field(default_factory=dict)             # UpdateStats.seed_state at the checkpoint
     evaluations: list = dataclasses.field(default_factory=list)
     diagnostics: list = dataclasses.field(default_factory=list)
+    reward_abs_max: float = 0.0        # the largest |reward| the learner has seen: scales the divergence bound
+    episode_steps: int = 0
+    episode_rows: list = dataclasses.field(default_factory=list)     # for tasks that record episode info
+    episodes_flushed: int = 0          # episode_rows already in episodes.csv
 
-    def record_step(self, reward: float, episode_ended: bool, explore_level: float) -> None:
+    def record_step(self, reward: float, episode_ended: bool, explore_level: float, learn_reward_abs: float = 0.0,
+                    env_steps: int = 0, info: dict[str, Any] | None = None) -> None:
         self.explore_level = explore_level
         self.episode_return += float(reward)
+        self.episode_steps += 1
+        if learn_reward_abs > self.reward_abs_max:
+            self.reward_abs_max = learn_reward_abs
         if episode_ended:
             self.episodes += 1
             self.recent_returns.append(self.episode_return)
+            if info is not None:
+                self.episode_rows.append({"episode": self.episodes, "env_steps": env_steps,
+                                          "return": self.episode_return, "length": self.episode_steps, **info})
             self.episode_return = 0.0
+            self.episode_steps = 0
+
+    def unflushed_episodes(self) -> list[dict[str, Any]]:
+        rows = self.episode_rows[self.episodes_flushed:]
+        self.episodes_flushed = len(self.episode_rows)
+        return rows
 
     def log_row(self, env_steps: int, grad_steps: int, lr: float, update_means: dict[str, float],
                 steps_per_s: float, wall_s: float) -> None:
@@ -675,14 +860,20 @@ class LoopState:
             "steps_per_s": steps_per_s, "wall_s": wall_s})
         self.recent_returns = []
 
-    def evaluation_row(self, env_steps: int, grad_steps: int, ev: Evaluation, wall_s: float) -> None:
+    def evaluation_row(self, env_steps: int, grad_steps: int, ev: Evaluation, wall_s: float,
+                       extra: dict[str, float] | None = None) -> None:
+        """extra: columns only some tasks have (the distance to Q* on tasks with known dynamics)."""
         returns = ev.returns
+        visited = ev.visited_states
         self.evaluations.append({
             "env_steps": env_steps, "return_mean": float(returns.mean()), "return_std": float(returns.std()),
             "return_min": float(returns.min()), "return_max": float(returns.max()),
             "n_episodes": len(returns), "grad_steps": grad_steps,
             "q_start_mean": float(ev.q_start.mean()),
             "discounted_return_mean": float(ev.discounted_returns.mean()),
+            "q_visited_mean": ev.q_visited_sum / visited if visited else float("nan"),
+            "discounted_return_visited_mean": ev.return_visited_sum / visited if visited else float("nan"),
+            "visited_states": visited, **(extra or {}),
             "capped_episodes": ev.capped, "wall_s": wall_s})
 
     def at_checkpoint(self, env_steps: int, grad_steps: int, lr: float, elapsed_s: float, next_checkpoint: int,

@@ -10,7 +10,7 @@ from qbench.envs.pixels import ATARI_PROTOCOL_KEYS, STICKY_KEY
 from qbench.envs.tasks import Spaces, Task, get_task, probe_spaces
 
 # Which action space each q head serves.
-HEAD_ACTION_KIND = {"discrete": "discrete", "state_action": "box", "naf": "box"}
+HEAD_ACTION_KIND = {"discrete": "discrete", "table": "discrete", "state_action": "box", "naf": "box"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,10 @@ def build_job(variant_name: str, task_name: str, seed: int, *overrides: dict[str
             f"variant '{variant_name}' needs a {kind_name[needs]} action space but task '{task.name}' has "
             f"{kind_name[spaces.action_kind]} actions; variants for {kind_name[spaces.action_kind]} actions: "
             f"{', '.join(fitting) if fitting else 'none yet'}")
+    if config.q_head == "table" and not spaces.discrete_states:
+        raise ConfigError(f"q_head 'table' keeps one entry per state and task '{task.name}' has "
+                          f"{'image' if spaces.is_image else 'Box'} observations; a table needs Discrete "
+                          "observations; for these use q_head discrete (a network)")
     defaults = Config()
     if spaces.action_kind == "box" and config.exploration != defaults.exploration:
         raise ConfigError(f"exploration '{config.exploration}' chooses among discrete actions and task "

@@ -25,8 +25,12 @@ class SeedEnvs:
     "lives" entry of the step's info, where the env reports one).
     """
 
-    def __init__(self, task, spaces: Spaces, env_seeds: list[int], cfg: Any = None):
+    def __init__(self, task, spaces: Spaces, env_seeds: list[int], cfg: Any = None,
+                 info_keys: tuple[str, ...] = ()):
         self.spaces = spaces
+        self.info_keys = tuple(info_keys)
+        # per seed, the named info entries of its last step ("" where the env gave none)
+        self.last_info: list[dict[str, Any]] = [dict.fromkeys(self.info_keys, "") for _ in env_seeds]
         self.envs = [make_env(task, cfg) for _ in env_seeds]
         self.env_seeds = env_seeds
         self.seed_every_reset = task.seeds_every_reset
@@ -72,6 +76,8 @@ class SeedEnvs:
         """Step seed k's env with an action in the engine's units: (next obs, reward, terminated, truncated)."""
         raw, reward, terminated, truncated, info = self.envs[k].step(self.spaces.to_env(action))
         self.episode_actions[k].append(action)
+        if self.info_keys:
+            self.last_info[k] = {key: _plain(info.get(key, "")) for key in self.info_keys}
         lives = int(info.get("lives", 0))
         self.life_lost[k] = lives < self.lives[k] and not (terminated or truncated)
         self.lives[k] = lives
@@ -116,6 +122,11 @@ class SeedEnvs:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def _plain(value: Any) -> Any:
+    """An info value as a CSV cell: numpy scalars as Python numbers."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def slice_seed(state: Any, k: int) -> Any:

@@ -24,6 +24,7 @@ CONFIG = "config.json"
 METADATA = "metadata.json"
 EVALUATIONS = "evaluations.csv"
 DIAGNOSTICS = "diagnostics.csv"
+EPISODES = "episodes.csv"  # one row per training episode, for tasks that name info keys to record (Task.episode_info)
 SUMMARY = "summary.json"   # written last: its presence marks a complete run
 ERROR = "error.json"
 CHECKPOINT = "checkpoint.pt"  # engine state at an episode boundary; removed once the run is complete
@@ -158,6 +159,20 @@ class RunDir:
 
     def append_diagnostics(self, row: dict[str, Any]) -> None:
         append_csv_row(self.path / DIAGNOSTICS, row)
+
+    def write_episodes(self, rows: list[dict[str, Any]]) -> None:
+        atomic_write_text(self.path / EPISODES, rows_to_csv(rows))
+
+    def append_episodes(self, rows: list[dict[str, Any]]) -> None:
+        """Many rows in one write: a run of short episodes (the maximisation-bias MDP ends in two steps) would
+        otherwise open the file once per episode."""
+        if rows:
+            path = self.path / EPISODES
+            text = rows_to_csv(rows)
+            if path.exists() and path.stat().st_size > 0:
+                text = text.split("\n", 1)[1]   # the header is already there
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(text)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / SUMMARY, summary)
@@ -464,6 +479,39 @@ def load_results(path: str | Path = "results"):
     directory, with what is wrong with each.
     """
     return load_runs_and_results(path)[1]
+
+
+EPISODE_COLUMNS = ("suite", "task", "variant", "seed", "status", "complete", "run_dir", "episode", "env_steps",
+                   "return", "length")
+
+
+def load_episodes(path: str | Path = "results"):
+    """Every training episode recorded under ``path`` as one pandas DataFrame, one row per episode: the runs of
+    tasks that name info keys to record (``Task.episode_info``; e.g. the maximisation-bias MDP's ``left``)
+    write ``episodes.csv`` beside ``evaluations.csv``. Columns: the run's ``suite, task, variant, seed, status,
+    complete, run_dir`` (as in ``load_runs``), then ``episode`` (1-based, in the order the run's episodes
+    ended), ``env_steps`` (env steps of training when it ended), ``return`` (undiscounted, as the env gave it),
+    ``length`` (steps), and one column per recorded info key (its value in the info of the episode's last step;
+    empty where the env did not give it). A half-written last line is dropped."""
+    import pandas as pd
+
+    frames = []
+    for run_dir in run_directories(path):
+        if not (run_dir / EPISODES).exists():
+            continue
+        info, _ = _read_run(run_dir)
+        rows = read_csv_rows(run_dir / EPISODES, required=("episode", "env_steps")).rows
+        if rows.empty or info["task"] == UNKNOWN:
+            continue
+        for column in ("suite", "task", "variant", "seed", "status", "run_dir"):
+            rows[column] = info[column]
+        rows["complete"] = info["status"] == "complete"
+        frames.append(rows)
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in EPISODE_COLUMNS})
+    df = pd.concat(frames, ignore_index=True)
+    extra = [c for c in df.columns if c not in EPISODE_COLUMNS]
+    return df[[*EPISODE_COLUMNS, *extra]]
 
 
 def read_json_or_empty(path: Path) -> dict[str, Any]:

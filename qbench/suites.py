@@ -54,6 +54,8 @@ TASK_KEYS = {
     "env_kwargs": "keyword arguments for the environment (new tasks only)",
     "tuned_settings": "a new task's tuned settings, applied before the variant like a built-in task's",
     "variants": "the variants run on this task (default: the suite's variants)",
+    "seeds": "this task's number of seeds (default: the suite's seeds)",
+    "episode_info": "a new task's info keys recorded per training episode into episodes.csv (new tasks only)",
     "budget": "this task's budget: " + ", ".join(BUDGET_KEYS),
     "settings": "this task's setting overrides, applied after the variant and the suite's settings",
     "random_score": "score of a uniformly random policy, for normalisation",
@@ -78,6 +80,7 @@ class TaskEntry:
     random_score: float | None = None
     reference_score: float | None = None
     thresholds: dict[str, float] = field(default_factory=dict)
+    seeds: int | None = None             # this task's own seed count (None: the suite's)
 
 
 @dataclass(frozen=True)
@@ -327,9 +330,11 @@ def _task_entry(source: str, name: str, raw: Any, default_variants: tuple[str, .
                     raw.get("description", f"defined in {source}"),
                     _settings(source, f"{key}.tuned_settings", raw.get("tuned_settings", {}),
                               allow_budget=True),
-                    dict(env_kwargs))
+                    dict(env_kwargs),
+                    episode_info=(_names(source, f"{key}.episode_info", raw["episode_info"])
+                                  if "episode_info" in raw else ()))
     else:
-        for only_new in ("env_kwargs", "tuned_settings"):
+        for only_new in ("env_kwargs", "tuned_settings", "episode_info"):
             if only_new in raw:
                 raise _fail(source, f"{key}.{only_new}", "only a new task (one with env_id) takes this key")
         try:
@@ -358,6 +363,7 @@ def _task_entry(source: str, name: str, raw: Any, default_variants: tuple[str, .
             raise _fail(source, f"{key}.thresholds.{v}", f"variant '{v}' is not run on this task; variants "
                         f"here: {', '.join(variants)}")
         thresholds[v] = _number(source, f"{key}.thresholds.{v}", value)
+    own_seeds = _positive_int(source, f"{key}.seeds", raw["seeds"]) if "seeds" in raw else None
     entry = TaskEntry(name, variants, (suite_layer, task_layer), source, scores.get("random_score"),
-                      scores.get("reference_score"), thresholds)
+                      scores.get("reference_score"), thresholds, own_seeds)
     return entry, task

@@ -8,10 +8,22 @@ def test_every_variant_resolves_on_its_action_space():
     from qbench.jobs import HEAD_ACTION_KIND
 
     for name, variant in VARIANTS.items():
-        kind = HEAD_ACTION_KIND[variant.settings.get("q_head", "discrete")]
-        task = "CartPole-v1" if kind == "discrete" else "Pendulum-v1"
+        head = variant.settings.get("q_head", "discrete")
+        kind = HEAD_ACTION_KIND[head]
+        # a table needs Discrete states: FrozenLake's 16
+        task = "FrozenLake-v1" if head == "table" else "CartPole-v1" if kind == "discrete" else "Pendulum-v1"
         job = build_job(name, task, 0)
-        assert job.config.total_env_steps == (50_000 if kind == "discrete" else 20_000)
+        assert job.config.total_env_steps == {"FrozenLake-v1": 100_000, "CartPole-v1": 50_000,
+                                              "Pendulum-v1": 20_000}[task]
+
+
+def test_a_table_on_box_observations_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="q_head 'table' keeps one entry per state .* Discrete observations"):
+        build_job("tabular_q", "CartPole-v1", 0)
+    with pytest.raises(ConfigError, match="target_update 'swap' .* optimizer 'adam'"):
+        build_job("tabular_double_q", "FrozenLake-v1", 0, {"optimizer": "adam"})
+    with pytest.raises(ConfigError, match="needs target 'double'"):
+        build_job("tabular_double_q", "FrozenLake-v1", 0, {"target": "max"})
 
 
 def test_resolution_order_task_then_variant_then_overrides():
@@ -71,8 +83,8 @@ def test_discrete_variant_on_box_actions_is_refused():
 
 
 def test_any_registered_gymnasium_id_is_a_task():
-    job = build_job("dqn", "FrozenLake-v1", 0)
-    assert job.task.env_id == "FrozenLake-v1" and job.config == Config(total_env_steps=50_000)
+    job = build_job("dqn", "FrozenLake8x8-v1", 0)
+    assert job.task.env_id == "FrozenLake8x8-v1" and job.config == Config(total_env_steps=50_000)
 
 
 def test_parse_assignment_reads_toml_values():

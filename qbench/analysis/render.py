@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from qbench.analysis.report import Report
+from qbench.analysis.report import Report, has_theory
 from qbench.store import atomic_write_bytes, atomic_write_text
 
 FORMATS = ("md", "html", "tex", "csv")
@@ -25,6 +25,9 @@ class Section:
     text: str
     table: pd.DataFrame | None = None
     figure: str | None = None        # a key of Report.figures()
+    level: int = 2                   # heading level: 3 under a section of level 2 (Theory's parts)
+    # Without a table or figure a section is left out, unless it is a heading with text of its own (Theory).
+    heading: bool = False
 
 
 # --- numbers as a reader wants them --------------------------------------------------------------------------
@@ -139,6 +142,153 @@ def overestimation_display(report: Report) -> pd.DataFrame:
                          for r in last.sort_values(["task", "variant"]).itertuples(index=False)])
 
 
+def _table(report: Report, name: str) -> pd.DataFrame:
+    """A table of the report, empty when the report has none of that name (one built by older code, or by
+    hand)."""
+    return report.tables.get(name, pd.DataFrame())
+
+
+def overestimation_visited_display(report: Report) -> pd.DataFrame:
+    table = _table(report, "overestimation_visited")
+    if table.empty:
+        return pd.DataFrame()
+    last = table.sort_values("env_steps").groupby(["task", "variant"], sort=True).tail(1)
+    return pd.DataFrame([{"task": r.task, "variant": r.variant, "env steps": _steps(r.env_steps),
+                          "predicted Q along visited states": _num(r.q_visited_mean),
+                          "measured discounted return": _num(r.discounted_return_visited_mean),
+                          "overestimation (CI)": _ci(r.overestimation_visited, r.overestimation_visited_lower,
+                                                     r.overestimation_visited_upper),
+                          "seeds": r.seeds}
+                         for r in last.sort_values(["task", "variant"]).itertuples(index=False)])
+
+
+def overestimation_final_display(report: Report) -> pd.DataFrame:
+    pct = f"{report.confidence:.0%}"
+
+    def cell(point, lower, upper, seeds):
+        return f"{_ci(point, lower, upper)}, {int(seeds)} seeds" if seeds else "–"
+
+    return pd.DataFrame([{"task": r.task, "variant": r.variant, "env steps": _steps(r.env_steps),
+                          f"from s0: Q − return [{pct} CI]": cell(r.start_overestimation, r.start_lower,
+                                                                 r.start_upper, r.start_seeds),
+                          f"along visited states: Q − return [{pct} CI]": cell(
+                              r.visited_overestimation, r.visited_lower, r.visited_upper, r.visited_seeds),
+                          "visited states": _num(r.visited_states, 1)}
+                         for r in _table(report, "overestimation_final").itertuples(index=False)])
+
+
+def diverged_runs_display(report: Report) -> pd.DataFrame:
+    return pd.DataFrame([{"task": r.task, "variant": r.variant, "diverged": f"{r.diverged}/{r.runs}",
+                          "NaN or inf loss": r.nan_or_inf, "Q beyond the divergence bound": r.bound}
+                         for r in _table(report, "diverged_runs").itertuples(index=False)])
+
+
+def _share(x: float) -> str:
+    return "–" if x is None or math.isnan(x) else f"{x:.1%}"
+
+
+def maximisation_bias_display(report: Report) -> pd.DataFrame:
+    return pd.DataFrame([{"task": r.task, "variant": r.variant, "runs": r.runs,
+                          "peak left fraction": f"{_share(r.peak_left_fraction)} (episode {r.peak_episode})",
+                          "final left fraction": f"{_share(r.final_left_fraction)} (episodes "
+                                                 f"{r.final_first_episode}–{r.final_last_episode})"}
+                         for r in _table(report, "maximisation_bias_summary").itertuples(index=False)])
+
+
+def q_distance_display(report: Report) -> pd.DataFrame:
+    table = _table(report, "q_distance")
+    if table.empty:
+        return pd.DataFrame()
+    last = table.sort_values("env_steps").groupby(["task", "variant"], sort=True).tail(1)
+    return pd.DataFrame([{"task": r.task, "variant": r.variant, "env steps": _steps(r.env_steps),
+                          "max |Q − Q*| (CI)": _ci(r.q_error_max, r.q_error_max_lower, r.q_error_max_upper),
+                          "mean |Q − Q*| (CI)": _ci(r.q_error_mean, r.q_error_mean_lower, r.q_error_mean_upper),
+                          "greedy value (CI)": _ci(r.greedy_value, r.greedy_value_lower, r.greedy_value_upper),
+                          "optimal value V*": _num(r.optimal_value), "seeds": r.seeds}
+                         for r in last.sort_values(["task", "variant"]).itertuples(index=False)])
+
+
+def contraction_display(report: Report) -> pd.DataFrame:
+    return pd.DataFrame([{"task": r.task, "gamma": f"{r.gamma:g}", "states": r.states, "actions": r.actions,
+                          "sweeps": r.sweeps, "first error": _num(r.first_error),
+                          "largest ratio": _num(r.max_ratio, 4), "mean ratio": _num(r.mean_ratio, 4),
+                          "bound": _num(r.bound, 4)}
+                         for r in _table(report, "contraction").itertuples(index=False)])
+
+
+def divergence_display(report: Report) -> pd.DataFrame:
+    return pd.DataFrame([{"example": r.example, "method": r.method, "iterations": r.iterations,
+                          "first weight norm": f"{r.first_norm:.3g}", "last weight norm": f"{r.last_norm:.3g}",
+                          "growth per iteration": _num(r.growth_factor, 4),
+                          "analytical": _num(r.analytical_growth_factor, 4)}
+                         for r in _table(report, "divergence_summary").itertuples(index=False)])
+
+
+def maximisation_bias_text(report: Report) -> str:
+    pct = f"{report.confidence:.0%}"
+    parts = [f"{r.task} / {r.variant}: the fraction of runs that go left peaks at {_share(r.peak_left_fraction)} "
+             f"(episode {r.peak_episode}) and is {_share(r.final_left_fraction)} over episodes "
+             f"{r.final_first_episode}–{r.final_last_episode} ({r.runs} runs)."
+             for r in _table(report, "maximisation_bias_summary").itertuples(index=False)]
+    return (f"Fraction of the runs that went left in each training episode, with a {pct} Wilson score interval. "
+            + " ".join(parts) + " Part of the left choices are forced by epsilon-greedy exploration whatever Q "
+            "says (the report does not know each variant's epsilon; the dashed line is the share with epsilon "
+            "0.1 over two actions).")
+
+
+def contraction_text(report: Report) -> str:
+    parts = []
+    for r in _table(report, "contraction").itertuples(index=False):
+        within = "within" if r.max_ratio <= r.bound * (1 + 1e-9) else "above"
+        parts.append(f"{r.task}: the largest error ratio between sweeps is {_num(r.max_ratio, 4)} (mean "
+                     f"{_num(r.mean_ratio, 4)}) over {r.sweeps} sweeps, {within} the bound {_num(r.bound, 4)} at "
+                     f"gamma {r.gamma:g}.")
+    return ("Q-value iteration from Q = 0 on each known-dynamics task at its runs' gamma: max over (s, a) of "
+            "|Q_k − Q*| per sweep k; the Bellman optimality operator is a gamma-contraction in that norm. "
+            + " ".join(parts))
+
+
+def divergence_text(report: Report) -> str:
+    parts = []
+    for r in _table(report, "divergence_summary").itertuples(index=False):
+        analytical = (f" (analytical {_num(r.analytical_growth_factor, 4)})"
+                      if not math.isnan(r.analytical_growth_factor) else "")
+        trend = "grows" if r.growth_factor > 1 else "shrinks"
+        parts.append(f"{r.example} / {r.method}: the weight norm {trend} by a factor "
+                     f"{_num(r.growth_factor, 4)} per iteration{analytical}, from {r.first_norm:.3g} to "
+                     f"{r.last_norm:.3g} in {r.iterations} iterations.")
+    return ("Textbook counterexamples, the same for every results folder: Tsitsiklis and Van Roy's fitted value "
+            "iteration and Baird's counterexample, with the tabular case beside them; the weight norm per "
+            "iteration (dashed: analytical), and its mean growth factor per iteration over the second half of the "
+            "iterations. " + " ".join(parts))
+
+
+def theory_sections(report: Report) -> list[Section]:
+    """The Theory section and its parts, or nothing when no results-derived theory table has a row."""
+    if not has_theory(report.tables):
+        return []
+    pct = f"{report.confidence:.0%}"
+    out = [Section("Theory", "The learners checked against exact dynamic programming on the tasks whose dynamics "
+                   "are known, and the classic cases where value-function approximation diverges.", heading=True)]
+    if not _table(report, "maximisation_bias").empty:
+        out.append(Section("Maximisation bias", maximisation_bias_text(report), maximisation_bias_display(report),
+                           "maximisation_bias", level=3))
+    if not _table(report, "q_distance").empty:
+        out.append(Section("Distance to Q*", "At the last evaluation step shared by the complete runs that logged "
+                           "it: max and mean over the states the agent can be in of max_a |Q − Q*|, and the exact "
+                           "value of the greedy policy of the learned Q from the initial states against V*; mean "
+                           f"over seeds with a {pct} bootstrap CI over seeds.", q_distance_display(report),
+                           "q_distance", level=3))
+        out.append(Section("Greedy policy value", "The exact value of each variant's greedy policy from the initial "
+                           "states against V* (dashed), mean over seeds.", figure="greedy_value", level=3))
+    if not _table(report, "contraction").empty:
+        out.append(Section("Contraction of Q-value iteration", contraction_text(report), contraction_display(report),
+                           "contraction", level=3))
+    out.append(Section("Divergence counterexamples", divergence_text(report), divergence_display(report),
+                       "divergence", level=3))
+    return out
+
+
 def cost_display(report: Report) -> pd.DataFrame:
     return pd.DataFrame([{"task": r.task, "variant": r.variant, "runs": r.runs,
                           "wall s per run": _num(r.wall_s_mean), "wall s, all runs": _num(r.wall_s_total),
@@ -166,6 +316,9 @@ def sections(report: Report) -> list[Section]:
                 "their final evaluation and diverged runs at their last evaluation before they diverged (the "
                 "task's random score if that came before any evaluation): in_statistics counts both. Crashed, "
                 "unfinished and damaged runs are left out, and named in the notes.", report.tables["runs"]),
+        Section("Diverged runs", "Diverged runs per (task, variant) by what stopped them: a NaN or inf loss, or Q "
+                "beyond the engine's divergence bound (a multiple of r_max / (1 − gamma)).",
+                diverged_runs_display(report)),
         Section("Final return per task",
                 f"Final greedy evaluation return per run (a diverged run: its last evaluation before it "
                 f"diverged, counted in seeds); IQM over seeds with a {pct} percentile bootstrap CI "
@@ -196,6 +349,17 @@ def sections(report: Report) -> list[Section]:
                 "one seed whose Q runs away), the overestimation being the IQM of each seed's own difference, with "
                 f"a {pct} bootstrap CI over seeds.",
                 overestimation_display(report), "overestimation"),
+        Section("Overestimation along visited states",
+                "The network's Q(s_t, a_t) averaged over the states the greedy evaluation policy visited, against "
+                "the discounted return collected from each of them, at the last evaluation: IQM over seeds, the "
+                f"overestimation with a {pct} bootstrap CI over seeds.",
+                overestimation_visited_display(report), "overestimation_visited"),
+        Section("Overestimation at the last evaluation",
+                "Per variant at the last evaluation step all its complete runs share: predicted Q minus the "
+                f"measured discounted return, from s0 and along the visited states, IQM over seeds with a {pct} "
+                "bootstrap CI over seeds: the row to compare variants on (dqn against double_dqn).",
+                overestimation_final_display(report)),
+        *theory_sections(report),
         Section("Cost", "Wall time and throughput of the complete runs; peak memory is the largest resident set "
                 "of the worker process (an upper bound when a worker ran several jobs).", cost_display(report)),
         Section("Published references", "From qbench/data/zoo_reference.csv; the budgets and protocols differ "
@@ -226,9 +390,9 @@ def to_markdown(report: Report, figures: dict[str, str]) -> str:
         lines += ["**Notes**", "", *(f"- {n}" for n in report.notes), ""]
     for s in sections(report):
         has_table = s.table is not None and not s.table.empty
-        if not has_table and (s.figure is None or s.figure not in figures):
+        if not has_table and (s.figure is None or s.figure not in figures) and not s.heading:
             continue
-        lines += [f"## {s.title}", ""]
+        lines += [f"{'#' * s.level} {s.title}", ""]
         if s.text:
             lines += [s.text, ""]
         if has_table:
@@ -267,9 +431,9 @@ def to_html(report: Report, figures: dict[str, bytes]) -> str:
                      + "".join(f"<li>{html.escape(n)}</li>" for n in report.notes) + "</ul></div>")
     for s in sections(report):
         has_table = s.table is not None and not s.table.empty
-        if not has_table and (s.figure is None or s.figure not in figures):
+        if not has_table and (s.figure is None or s.figure not in figures) and not s.heading:
             continue
-        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        parts.append(f"<h{s.level}>{html.escape(s.title)}</h{s.level}>")
         if s.text:
             parts.append(f"<p>{html.escape(s.text)}</p>")
         if has_table:

@@ -15,8 +15,22 @@ computes every table as a pandas DataFrame of plain numbers:
 - ``curves``: IQM of the evaluation return over seeds at each evaluation step, with CI bands;
 - ``overestimation``: per step (complete runs), the predicted Q(s_0, a_0), the discounted return measured from
   s_0 and their difference, IQM over seeds, the difference with a CI over seeds;
+- ``overestimation_visited``: the same along the states the greedy evaluation policy visited (its mean
+  Q(s_t, a_t) against the discounted return collected from each); ``overestimation_final``: per (task, variant)
+  at the last evaluation step its complete runs share, both overestimations with CIs (to compare variants on);
+- ``diverged_runs``: diverged runs per (task, variant), by cause: NaN or inf loss, or Q beyond the bound;
 - ``cost``: wall time, env steps per second and peak memory per (task, variant) (complete runs);
 - ``finals``: one row per run directory: state, score, where the score comes from, code version, problems.
+
+Theory (each empty when the results hold nothing for it; ``THEORY_TABLES`` non-empty makes a Theory section):
+
+- ``maximisation_bias``: per (task, variant, training episode) the fraction of runs that went left, with a
+  Wilson interval (tasks recording ``left`` in episodes.csv); ``maximisation_bias_summary``: its peak and final;
+- ``q_distance``: on known-dynamics tasks, max and mean |Q - Q*| and the greedy policy's exact value against
+  V*, mean over seeds with CIs, per evaluation step;
+- ``contraction``, ``contraction_curves``: exact Q-value iteration on those tasks at their runs' gamma;
+- ``divergence``, ``divergence_summary``: the Tsitsiklis-Van Roy and Baird counterexamples (only with a Theory
+  section: they do not depend on the results).
 
 Which runs count: a complete run at its final evaluation; a diverged run (an outcome of the algorithm) at its
 last evaluation before it diverged, or at the task's random score if it diverged before any evaluation (left out,
@@ -507,20 +521,41 @@ def profiles_table(normalised: dict[str, dict[str, np.ndarray]], *, seed: int, r
     return pd.concat(frames, ignore_index=True)[columns]
 
 
+# Bootstrap replicates are drawn in chunks of at most this many resampled values: the maximisation-bias
+# experiment has ~1000 seeds a variant, and (2000 reps, 1000 seeds, steps) at once would be gigabytes.
+_BOOTSTRAP_CHUNK = 4_000_000
+
+
+def _bootstrap_over_seeds(curves: np.ndarray, rng: np.random.Generator, reps: int, confidence: float,
+                          trim: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``trim``-trimmed mean over seeds (axis 0; 0.25: the IQM, 0: the mean) of a (seeds, steps) array at
+    every step, with percentile bootstrap bounds; seeds are resampled whole, so one replicate keeps each seed's
+    curve together."""
+    point = scipy_stats.trim_mean(curves, trim, axis=0)
+    n = curves.shape[0]
+    draws = rng.integers(0, n, size=(reps, n))
+    # scipy's trim_mean, cutting int(trim * n) from each end, by a sort: on a handful of seeds it is several
+    # times faster than scipy's partition on the (reps, seeds, steps) array.
+    cut = int(trim * n)
+    per_chunk = max(1, _BOOTSTRAP_CHUNK // max(1, n * curves.shape[1]))
+    replicates = np.concatenate([
+        (np.sort(curves[part], axis=1)[:, cut:n - cut] if cut else curves[part]).mean(axis=1)
+        for part in (draws[i:i + per_chunk] for i in range(0, reps, per_chunk))])
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    lower, upper = np.percentile(replicates, [tail, 100.0 - tail], axis=0)
+    return point, lower, upper
+
+
 def _bootstrap_iqm_over_seeds(curves: np.ndarray, rng: np.random.Generator, reps: int,
                               confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """IQM over seeds (axis 0) of a (seeds, steps) array at every step, with percentile bootstrap bounds; seeds
     are resampled whole, so one replicate keeps each seed's curve together."""
-    point = scipy_stats.trim_mean(curves, 0.25, axis=0)
-    n = curves.shape[0]
-    draws = rng.integers(0, n, size=(reps, n))
-    # scipy's trim_mean, cutting int(n / 4) from each end, by a sort: on a handful of seeds it is several times
-    # faster than scipy's partition on the (reps, seeds, steps) array.
-    cut = int(0.25 * n)
-    replicates = np.sort(curves[draws], axis=1)[:, cut:n - cut].mean(axis=1)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    lower, upper = np.percentile(replicates, [tail, 100.0 - tail], axis=0)
-    return point, lower, upper
+    return _bootstrap_over_seeds(curves, rng, reps, confidence, 0.25)
+
+
+def _bootstrap_mean_over_seeds(curves: np.ndarray, rng: np.random.Generator, reps: int,
+                               confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return _bootstrap_over_seeds(curves, rng, reps, confidence, 0.0)
 
 
 def curves_table(results: pd.DataFrame, finals: pd.DataFrame, *, seed: int, reps: int,
@@ -561,34 +596,107 @@ def overestimation_table(results: pd.DataFrame, finals: pd.DataFrame, *, seed: i
 
     IQM, not the mean: one seed whose Q runs away (its loss finite, so it is not diverged) moves the IQM by no
     more than the spread of the other seeds, where a mean follows it (one seed at 2e8 among five: 4e7)."""
-    columns = ["task", "variant", "env_steps", "statistic", "seeds", "q_start_mean", "discounted_return_mean",
-               "overestimation", "overestimation_lower", "overestimation_upper", "overestimation_min",
-               "overestimation_max"]
-    if not {"q_start_mean", "discounted_return_mean"} <= set(results.columns):
+    return _overestimation(results, finals, "q_start_mean", "discounted_return_mean", "overestimation",
+                           seed=seed, reps=reps, confidence=confidence)
+
+
+def _overestimation(results: pd.DataFrame, finals: pd.DataFrame, q_column: str, measured_column: str, name: str,
+                    *, seed: int, reps: int, confidence: float) -> pd.DataFrame:
+    """``overestimation_table`` of any pair of logged columns, its difference called ``name`` (also the key of
+    its generators)."""
+    columns = ["task", "variant", "env_steps", "statistic", "seeds", q_column, measured_column, name,
+               f"{name}_lower", f"{name}_upper", f"{name}_min", f"{name}_max"]
+    if not {q_column, measured_column} <= set(results.columns):
         return pd.DataFrame(columns=columns)
     logged = results[results["run_dir"].isin(set(_complete(finals)["run_dir"]))].dropna(
-        subset=["q_start_mean", "discounted_return_mean"])
+        subset=[q_column, measured_column])
     frames = []
     for (task, variant), group in logged.groupby(["task", "variant"], sort=True):
-        wide = {name: group.pivot_table(index="run_dir", columns="env_steps", values=name).dropna(axis=1)
-                for name in ("q_start_mean", "discounted_return_mean")}
-        steps = wide["q_start_mean"].columns.intersection(wide["discounted_return_mean"].columns)
+        wide = {c: group.pivot_table(index="run_dir", columns="env_steps", values=c).dropna(axis=1)
+                for c in (q_column, measured_column)}
+        steps = wide[q_column].columns.intersection(wide[measured_column].columns)
         if steps.empty:
             continue
-        q = wide["q_start_mean"][steps].to_numpy(float)
-        measured = wide["discounted_return_mean"][steps].to_numpy(float)
+        q = wide[q_column][steps].to_numpy(float)
+        measured = wide[measured_column][steps].to_numpy(float)
         over = q - measured
-        point, lower, upper = _bootstrap_iqm_over_seeds(over, _generator(seed, "overestimation", task, variant),
-                                                        reps, confidence)
+        point, lower, upper = _bootstrap_iqm_over_seeds(over, _generator(seed, name, task, variant), reps,
+                                                        confidence)
         frames.append(pd.DataFrame({
             "task": task, "variant": variant, "env_steps": steps.astype(int), "statistic": OVERESTIMATION_STATISTIC,
-            "seeds": len(q), "q_start_mean": scipy_stats.trim_mean(q, 0.25, axis=0),
-            "discounted_return_mean": scipy_stats.trim_mean(measured, 0.25, axis=0), "overestimation": point,
-            "overestimation_lower": lower, "overestimation_upper": upper,
-            "overestimation_min": over.min(axis=0), "overestimation_max": over.max(axis=0)}))
+            "seeds": len(q), q_column: scipy_stats.trim_mean(q, 0.25, axis=0),
+            measured_column: scipy_stats.trim_mean(measured, 0.25, axis=0), name: point,
+            f"{name}_lower": lower, f"{name}_upper": upper, f"{name}_min": over.min(axis=0),
+            f"{name}_max": over.max(axis=0)}))
     if not frames:
         return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)[columns]
+
+
+def overestimation_visited_table(results: pd.DataFrame, finals: pd.DataFrame, *, seed: int, reps: int,
+                                 confidence: float) -> pd.DataFrame:
+    """``overestimation_table`` along the states the greedy evaluation policy visited instead of from s_0:
+    ``q_visited_mean`` (the network's mean Q(s_t, a_t) over them) against ``discounted_return_visited_mean``
+    (the mean discounted return collected from each), and ``overestimation_visited`` = their difference, IQM
+    over seeds with its CI. An evaluation where no state qualified logged NaN (``visited_states`` 0): its step
+    is not shared by every run, so it is not in the table."""
+    return _overestimation(results, finals, "q_visited_mean", "discounted_return_visited_mean",
+                           "overestimation_visited", seed=seed, reps=reps, confidence=confidence)
+
+
+OVERESTIMATION_FINAL_COLUMNS = [
+    "task", "variant", "env_steps", "statistic",
+    "start_q", "start_return", "start_overestimation", "start_lower", "start_upper", "start_seeds",
+    "visited_q", "visited_return", "visited_overestimation", "visited_lower", "visited_upper", "visited_seeds",
+    "visited_states"]
+
+
+def overestimation_final_table(results: pd.DataFrame, finals: pd.DataFrame, *, seed: int, reps: int,
+                               confidence: float) -> pd.DataFrame:
+    """One row per (task, variant): the overestimation at the last evaluation step that all its complete runs
+    share (``env_steps``), from s_0 (``start_*``: q_start_mean - discounted_return_mean) and along the visited
+    states (``visited_*``: q_visited_mean - discounted_return_visited_mean): for each, the IQM over seeds of the
+    predicted Q, of the measured return and of each seed's difference (``*_overestimation``) with its percentile
+    bootstrap CI, and the seeds that logged it at that step (``*_seeds``; 0 and NaN values when none did);
+    ``visited_states``: the mean over those seeds of the states the greedy policy visited. The table to compare
+    variants on (dqn against double_dqn): every variant at its own budget, the same statistic."""
+    measures = {"start": ("q_start_mean", "discounted_return_mean"),
+                "visited": ("q_visited_mean", "discounted_return_visited_mean")}
+    present = {k: v for k, v in measures.items() if set(v) <= set(results.columns)}
+    if not present:
+        return pd.DataFrame(columns=OVERESTIMATION_FINAL_COLUMNS)
+    complete = results[results["run_dir"].isin(set(_complete(finals)["run_dir"]))]
+    rows = []
+    for (task, variant), group in complete.groupby(["task", "variant"], sort=True):
+        shared = set.intersection(*(set(g["env_steps"]) for _, g in group.groupby("run_dir", sort=False)))
+        if not shared:
+            continue
+        step = max(shared)
+        at = group[group["env_steps"] == step].drop_duplicates("run_dir", keep="last")
+        row: dict[str, Any] = {"task": task, "variant": variant, "env_steps": int(step),
+                               "statistic": OVERESTIMATION_STATISTIC}
+        for measure in measures:
+            row.update({f"{measure}_{k}": math.nan for k in ("q", "return", "overestimation", "lower", "upper")})
+            row[f"{measure}_seeds"] = 0
+            if measure not in present:
+                continue
+            q_column, measured_column = present[measure]
+            logged = at.dropna(subset=[q_column, measured_column])
+            if logged.empty:
+                continue
+            q = logged[q_column].to_numpy(float)[:, None]
+            measured = logged[measured_column].to_numpy(float)[:, None]
+            point, lower, upper = _bootstrap_iqm_over_seeds(
+                q - measured, _generator(seed, "overestimation_final", measure, task, variant), reps, confidence)
+            row.update({f"{measure}_q": float(scipy_stats.trim_mean(q[:, 0], 0.25)),
+                        f"{measure}_return": float(scipy_stats.trim_mean(measured[:, 0], 0.25)),
+                        f"{measure}_overestimation": float(point[0]), f"{measure}_lower": float(lower[0]),
+                        f"{measure}_upper": float(upper[0]), f"{measure}_seeds": len(logged)})
+            if measure == "visited" and "visited_states" in logged:
+                row["visited_states"] = float(logged["visited_states"].mean())
+        if row["start_seeds"] or row["visited_seeds"]:
+            rows.append(row)
+    return pd.DataFrame(rows, columns=OVERESTIMATION_FINAL_COLUMNS)
 
 
 def cost_table(finals: pd.DataFrame) -> pd.DataFrame:
@@ -611,6 +719,272 @@ def cost_table(finals: pd.DataFrame) -> pd.DataFrame:
                      "peak_rss_mb_max": float(max(peaks)) if peaks else math.nan})
     return pd.DataFrame(rows, columns=["task", "variant", "runs", "wall_s_mean", "wall_s_total", "steps_per_s_mean",
                                        "peak_rss_mb_max"])
+
+
+# --- theory ----------------------------------------------------------------------------------------------------
+
+DIVERGENCE_BOUND_MESSAGE = "Q exceeded the divergence bound"   # how the engine's divergence watch begins error.json
+
+
+def _divergence_cause(run_dir: str) -> str:
+    """bound (the Q divergence watch stopped the run) or nan_or_inf (a non-finite loss or gradient), from the
+    message in error.json; a diverged run whose message cannot be read counts as nan_or_inf, the only cause
+    before the watch existed."""
+    try:
+        message = json.loads((Path(run_dir) / "error.json").read_text()).get("message", "")
+    except (OSError, ValueError, AttributeError):
+        return "nan_or_inf"
+    return "bound" if str(message).startswith(DIVERGENCE_BOUND_MESSAGE) else "nan_or_inf"
+
+
+def diverged_runs_table(finals: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, variant) with a diverged run: of its ``runs`` (every state but damaged), how many ``diverged``,
+    of those how many stopped on a NaN or inf loss (``nan_or_inf``) and how many because Q exceeded the divergence
+    bound (``bound``)."""
+    columns = ["task", "variant", "runs", "diverged", "nan_or_inf", "bound"]
+    known = finals[finals["status"] != "damaged"]
+    rows = []
+    for (task, variant), group in known.groupby(["task", "variant"], sort=True):
+        causes = [_divergence_cause(d) for d in group.loc[group["status"] == "diverged", "run_dir"]]
+        if causes:
+            rows.append({"task": task, "variant": variant, "runs": len(group), "diverged": len(causes),
+                         "nan_or_inf": causes.count("nan_or_inf"), "bound": causes.count("bound")})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def wilson_interval(successes, trials, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """The Wilson score interval of a binomial proportion (NaN where ``trials`` is 0): unlike p ± z se it stays
+    inside [0, 1] and is not empty at 0 or n successes, which a left fraction near 5% over 1000 runs needs."""
+    k, n = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
+    z = scipy_stats.norm.ppf(0.5 + confidence / 2.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+MAXIMISATION_BIAS_COLUMNS = ["task", "variant", "episode", "left_fraction", "runs", "lower", "upper"]
+FINAL_EPISODES = 100
+
+
+def _with_left(episodes: pd.DataFrame) -> pd.DataFrame:
+    """The episodes of complete runs of the tasks that record ``left``, as for every other statistic."""
+    if "left" not in episodes.columns or episodes.empty:
+        return episodes.iloc[0:0]
+    rows = episodes[episodes["complete"].astype(bool)] if "complete" in episodes.columns else episodes
+    rows = rows.assign(left=pd.to_numeric(rows["left"], errors="coerce")).dropna(subset=["left"])
+    return rows
+
+
+def maximisation_bias_table(episodes: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per (task, variant, training episode), over the complete runs that recorded ``left`` in that episode
+    (``runs``): the fraction that went left (``left_fraction``) with its Wilson score interval (``lower``,
+    ``upper``); ``episodes`` is ``qbench.store.load_episodes``'s frame."""
+    rows = _with_left(episodes)
+    if rows.empty:
+        return pd.DataFrame(columns=MAXIMISATION_BIAS_COLUMNS)
+    table = (rows.groupby(["task", "variant", "episode"], sort=True)["left"]
+             .agg(left_fraction="mean", runs="size", successes="sum").reset_index())
+    table["lower"], table["upper"] = wilson_interval(table["successes"], table["runs"], confidence)
+    table["episode"] = table["episode"].astype(int)
+    return table[MAXIMISATION_BIAS_COLUMNS]
+
+
+MAXIMISATION_BIAS_SUMMARY_COLUMNS = ["task", "variant", "runs", "peak_left_fraction", "peak_episode",
+                                     "final_left_fraction", "final_first_episode", "final_last_episode"]
+
+
+def maximisation_bias_summary(episodes: pd.DataFrame, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per (task, variant): the largest left fraction over episodes and the first episode it is reached at
+    (from ``maximisation_bias_table``), and the left fraction over the last ``FINAL_EPISODES`` episodes that
+    every one of its ``runs`` has (``final_first_episode`` to ``final_last_episode``), each run weighing the
+    same. How much of it epsilon-greedy exploration forces is not known here (the report does not know
+    epsilon)."""
+    rows = _with_left(episodes)
+    if rows.empty:
+        return pd.DataFrame(columns=MAXIMISATION_BIAS_SUMMARY_COLUMNS)
+    table = maximisation_bias_table(episodes) if table is None else table
+    out = []
+    for (task, variant), group in rows.groupby(["task", "variant"], sort=True):
+        per_episode = table[(table["task"] == task) & (table["variant"] == variant)]
+        peak = per_episode.loc[per_episode["left_fraction"].idxmax()]
+        last = int(group.groupby("run_dir")["episode"].max().min())
+        first = max(1, last - FINAL_EPISODES + 1)
+        window = group[(group["episode"] >= first) & (group["episode"] <= last)]
+        out.append({"task": task, "variant": variant, "runs": int(group["run_dir"].nunique()),
+                    "peak_left_fraction": float(peak["left_fraction"]), "peak_episode": int(peak["episode"]),
+                    "final_left_fraction": float(window.groupby("run_dir")["left"].mean().mean()),
+                    "final_first_episode": first, "final_last_episode": last})
+    return pd.DataFrame(out, columns=MAXIMISATION_BIAS_SUMMARY_COLUMNS)
+
+
+Q_DISTANCE_METRICS = ("q_error_max", "q_error_mean", "greedy_value", "optimal_value")
+Q_DISTANCE_STATISTIC = "mean over seeds"
+
+
+def q_distance_table(results: pd.DataFrame, finals: pd.DataFrame, *, seed: int = 0, reps: int = 2000,
+                     confidence: float = 0.95) -> pd.DataFrame:
+    """On tasks with known dynamics: per (task, variant, env_steps), over the complete runs that logged
+    ``q_error_max`` at the steps all of them share, the mean over seeds (``statistic``) of ``q_error_max`` and
+    ``q_error_mean`` (max and mean over the states the agent can be in of max_a |Q - Q*|), ``greedy_value``
+    (the exact value of the learned Q's greedy policy from the initial states) and ``optimal_value`` (V*
+    there), each with a percentile bootstrap CI over seeds (``<metric>_lower``, ``<metric>_upper``).
+
+    The mean, not the IQM: these are exact distances of each seed's Q, not noisy returns, and a seed far from
+    Q* is what the table is there to show."""
+    columns = ["task", "variant", "env_steps", "statistic", "seeds"]
+    columns += [f"{m}{part}" for m in Q_DISTANCE_METRICS for part in ("", "_lower", "_upper")]
+    if "q_error_max" not in results.columns:
+        return pd.DataFrame(columns=columns)
+    logged = results[results["run_dir"].isin(set(_complete(finals)["run_dir"]))].dropna(subset=["q_error_max"])
+    frames = []
+    for (task, variant), group in logged.groupby(["task", "variant"], sort=True):
+        errors = group.pivot_table(index="run_dir", columns="env_steps", values="q_error_max").dropna(axis=1)
+        if errors.empty:
+            continue
+        frame = pd.DataFrame({"task": task, "variant": variant, "env_steps": errors.columns.astype(int),
+                              "statistic": Q_DISTANCE_STATISTIC, "seeds": len(errors)})
+        for metric in Q_DISTANCE_METRICS:
+            if metric not in group.columns:
+                frame[[metric, f"{metric}_lower", f"{metric}_upper"]] = math.nan
+                continue
+            # The runs and steps of q_error_max; a metric missing in any of them leaves that step NaN.
+            wide = (group.drop_duplicates(["run_dir", "env_steps"], keep="last")
+                    .pivot(index="run_dir", columns="env_steps", values=metric)
+                    .reindex(index=errors.index, columns=errors.columns).to_numpy(float))
+            point, lower, upper = _bootstrap_mean_over_seeds(wide, _generator(seed, "q_distance", task, variant,
+                                                                              metric), reps, confidence)
+            frame[metric], frame[f"{metric}_lower"], frame[f"{metric}_upper"] = point, lower, upper
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def _read_config(run_dir: str) -> dict[str, Any]:
+    try:
+        job = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return job if isinstance(job, dict) else {}
+
+
+def known_dynamics_mdps(results: pd.DataFrame, finals: pd.DataFrame,
+                        notes: list[str] | None = None) -> dict[str, tuple[Any, float]]:
+    """The exact models of the tasks in ``results`` with known dynamics (their complete runs logged
+    ``q_error_max``), each with the gamma its runs trained with, as ``qbench.theory.counterexamples``'s
+    ``contraction_table`` takes them: task -> (KnownMDP, gamma), or 'task (gamma g)' per gamma where the runs
+    of a task disagree. The env is made from config.json's env_id and env_kwargs (qbench's own ids registered
+    by importing ``qbench.envs.toy``); a task whose env cannot be made or modelled, or whose runs record no
+    gamma, is said in ``notes``."""
+    if "q_error_max" not in results.columns:
+        return {}
+    complete = set(_complete(finals)["run_dir"])
+    logged = results[results["run_dir"].isin(complete)].dropna(subset=["q_error_max"])
+    if logged.empty:
+        return {}
+    import gymnasium as gym
+
+    import qbench.envs.toy  # noqa: F401  (registers qbench's own known-dynamics ids)
+    from qbench.theory.mdp import known_mdp
+
+    notes = notes if notes is not None else []
+    mdps: dict[str, tuple[Any, float]] = {}
+    for task, group in logged.groupby("task", sort=True):
+        by_gamma: dict[float, dict[str, Any]] = {}
+        for run_dir in sorted(set(group["run_dir"])):
+            job = _read_config(run_dir)
+            gamma = (job.get("config") or {}).get("gamma") if isinstance(job.get("config"), dict) else None
+            if isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
+                by_gamma.setdefault(float(gamma), job)
+        if not by_gamma:
+            notes.append(f"{task}: its runs' config.json record no gamma: no contraction table for it")
+            continue
+        for gamma, job in sorted(by_gamma.items()):
+            name = task if len(by_gamma) == 1 else f"{task} (gamma {gamma:g})"
+            try:
+                env = gym.make(job.get("env_id", task), **(job.get("env_kwargs") or {}))
+            except (gym.error.Error, ImportError, TypeError, ValueError) as exc:   # another version, or package
+                notes.append(f"{name}: its env cannot be made here ({type(exc).__name__}: {exc}): no contraction "
+                             "table for it")
+                continue
+            try:
+                mdp = known_mdp(env)
+            finally:
+                env.close()
+            if mdp is None:
+                notes.append(f"{name}: its env exposes no model (P and initial_state_distrib): no contraction "
+                             "table for it")
+                continue
+            mdps[name] = (mdp, gamma)
+    return mdps
+
+
+CONTRACTION_COLUMNS = ["task", "gamma", "states", "actions", "sweeps", "first_error", "max_ratio", "mean_ratio",
+                       "bound"]
+CONTRACTION_CURVE_COLUMNS = ["task", "gamma", "sweep", "max_error", "ratio"]
+
+
+def contraction_tables(mdps: dict[str, tuple[Any, float]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``contraction_table`` and ``contraction_curves`` of ``qbench.theory.counterexamples`` for ``mdps``
+    (empty without any)."""
+    if not mdps:
+        return pd.DataFrame(columns=CONTRACTION_COLUMNS), pd.DataFrame(columns=CONTRACTION_CURVE_COLUMNS)
+    from qbench.theory import counterexamples
+
+    return counterexamples.contraction_table(mdps), counterexamples.contraction_curves(mdps)
+
+
+DIVERGENCE_COLUMNS = ["example", "method", "iteration", "weight_norm", "analytical_norm"]
+DIVERGENCE_SUMMARY_COLUMNS = ["example", "method", "iterations", "first_norm", "last_norm", "growth_factor",
+                              "analytical_growth_factor"]
+
+
+def divergence_table() -> pd.DataFrame:
+    """The weight norms of the divergence counterexamples (``qbench.theory.counterexamples``)."""
+    from qbench.theory import counterexamples
+
+    return counterexamples.divergence_curves()
+
+
+def _growth_factor(iterations: np.ndarray, norms: np.ndarray) -> float:
+    """The geometric mean factor per iteration over the second half of the iterations: the early ones hold the
+    modes that die out (Baird's first hundreds of iterations grow faster than its spectral radius)."""
+    keep = np.isfinite(norms) & (norms > 0)
+    if keep.sum() < 2:
+        return math.nan
+    it, nm = iterations[keep], norms[keep]
+    middle = int(np.searchsorted(it, it[0] + (it[-1] - it[0]) / 2.0))
+    middle = min(middle, len(it) - 2)
+    span = it[-1] - it[middle]
+    return float((nm[-1] / nm[middle]) ** (1.0 / span)) if span > 0 else math.nan
+
+
+def divergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per (example, method): its iterations, the weight norm at the first and last, and the mean factor it
+    grows by per iteration over the second half of them (below 1: it shrinks), measured and analytical (NaN
+    where there is none)."""
+    rows = []
+    for (example, method), group in curves.groupby(["example", "method"], sort=False):
+        group = group.sort_values("iteration")
+        it = group["iteration"].to_numpy(float)
+        norms = group["weight_norm"].to_numpy(float)
+        rows.append({"example": example, "method": method, "iterations": int(it[-1]) if len(it) else 0,
+                     "first_norm": float(norms[0]), "last_norm": float(norms[-1]),
+                     "growth_factor": _growth_factor(it, norms),
+                     "analytical_growth_factor": _growth_factor(it, group["analytical_norm"].to_numpy(float))})
+    return pd.DataFrame(rows, columns=DIVERGENCE_SUMMARY_COLUMNS)
+
+
+# Tables whose rows come from the results: any of them non-empty makes a Theory section, and brings the
+# divergence counterexamples (which are the same for every results folder) with it.
+THEORY_TABLES = ("maximisation_bias", "maximisation_bias_summary", "q_distance", "contraction",
+                 "contraction_curves")
+
+
+def has_theory(tables: dict[str, pd.DataFrame]) -> bool:
+    return any(name in tables and not tables[name].empty for name in THEORY_TABLES)
 
 
 # --- the report --------------------------------------------------------------------------------------------------
@@ -646,7 +1020,11 @@ def _notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, TaskScor
             else:
                 what = f"before any evaluation, and {task} has no random score: left out of every statistic"
             described.append(f"{r.run_dir} ({what})")
-        notes.append(f"{task} / {variant}: {len(group)} run(s) diverged (NaN or inf loss); they count against the "
+        causes = [_divergence_cause(d) for d in group["run_dir"]]
+        cause = ", ".join(f"{n} {what}" for n, what in ((causes.count("nan_or_inf"), "NaN or inf loss"),
+                                                         (causes.count("bound"), "Q beyond the divergence bound"))
+                          if n)
+        notes.append(f"{task} / {variant}: {len(group)} run(s) diverged ({cause}); they count against the "
                      "variant in every statistic, each at its last evaluation before it diverged, or at the task's "
                      "random score if it diverged before any: " + "; ".join(described))
     for row in runs[runs["crashed"] > 0].itertuples(index=False):
@@ -690,17 +1068,20 @@ def _notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, TaskScor
 
 def build_report(results: str | Path | pd.DataFrame, *, suite: str | None = None, seed: int = 0,
                  reps: int = 2000, confidence: float = 0.95, references: pd.DataFrame | None = None,
-                 runs: pd.DataFrame | None = None) -> Report:
+                 runs: pd.DataFrame | None = None, episodes: pd.DataFrame | None = None) -> Report:
     """Every table of the report for a results folder (or a ``load_results`` frame, for notebooks; pass
-    ``runs=load_runs(path)`` too to count the runs that have no evaluation row)."""
-    from qbench.store import load_runs_and_results
+    ``runs=load_runs(path)`` too to count the runs that have no evaluation row, and
+    ``episodes=load_episodes(path)`` for the maximisation-bias tables)."""
+    from qbench.store import load_episodes, load_runs_and_results
 
     if isinstance(results, pd.DataFrame):
         source, df = "DataFrame", results
         runs = runs_of_results(df) if runs is None else runs
+        episodes = pd.DataFrame() if episodes is None else episodes
     else:
         source = str(results)
         runs, df = load_runs_and_results(results)
+        episodes = load_episodes(results) if episodes is None else episodes
     if runs.empty:
         raise NoResultsError(f"no run with evaluations under '{source}' (a run directory holds config.json and "
                              "evaluations.csv)")
@@ -724,8 +1105,22 @@ def build_report(results: str | Path | pd.DataFrame, *, suite: str | None = None
         "profiles": profiles_table(normalised, **boot, diverged=diverged),
         "curves": curves_table(df, finals, **boot),
         "overestimation": overestimation_table(df, finals, **boot),
+        "overestimation_visited": overestimation_visited_table(df, finals, **boot),
+        "overestimation_final": overestimation_final_table(df, finals, **boot),
+        "diverged_runs": diverged_runs_table(finals),
         "cost": cost_table(finals),
         "finals": finals,
     }
-    notes += _notes(tables["runs"], finals, scoring, tables["overestimation"], tables["cost"])
+    theory_notes: list[str] = []
+    tables["maximisation_bias"] = maximisation_bias_table(episodes, confidence)
+    tables["maximisation_bias_summary"] = maximisation_bias_summary(episodes, tables["maximisation_bias"])
+    tables["q_distance"] = q_distance_table(df, finals, **boot)
+    tables["contraction"], tables["contraction_curves"] = contraction_tables(
+        known_dynamics_mdps(df, finals, theory_notes))
+    if has_theory(tables):
+        tables["divergence"] = divergence_table()
+    else:
+        tables["divergence"] = pd.DataFrame(columns=DIVERGENCE_COLUMNS)
+    tables["divergence_summary"] = divergence_summary(tables["divergence"])
+    notes += _notes(tables["runs"], finals, scoring, tables["overestimation"], tables["cost"]) + theory_notes
     return Report(source, tables, notes, scoring, seed, reps, confidence)

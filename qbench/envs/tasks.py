@@ -10,6 +10,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+import qbench.envs.toy  # noqa: F401 - registers qbench's small MDPs (qbench/MaximisationBias-v0, ...)
 from qbench.config import ConfigError
 from qbench.envs.atari import ATARI_57_GAMES
 
@@ -25,6 +26,8 @@ class Task:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     extra: str | None = None         # the pip extra that provides the environment
     family: str = "gym"              # gym (gym.make), atari (ALE under the protocol settings), minatar
+    # info keys recorded per training episode (from the info of its last step) into the run's episodes.csv
+    episode_info: tuple[str, ...] = ()
 
     @property
     def seeds_every_reset(self) -> bool:
@@ -88,6 +91,22 @@ _ATARI = {"encoder": "nature_cnn", "hidden_sizes": [512], "reward_clip": 1.0, "b
           "lr": 1e-4, "gamma": 0.99, "huber_delta": 1.0, "max_grad_norm": 10.0,
           "total_env_steps": 2_500_000, "eval_interval_env_steps": 250_000, "eval_episodes": 10,
           "eval_max_episode_steps": 27_000, "checkpoint_interval_env_steps": 50_000}
+# Known dynamics (Gymnasium's toy text publishes P): every evaluation also measures the distance to Q*. Settings for
+# the network variants (one-hot states into a 64-unit layer); the tabular variants bring their own step size and
+# rates, and take the exploration schedule from here.
+_TOY_TEXT = {"gamma": 0.99, "eps_start": 1.0, "eps_end": 0.1, "eps_decay_fraction": 0.2, "lr": 1e-3,
+             "hidden_sizes": [64], "buffer_size": 50_000, "batch_size": 64, "warmup_env_steps": 1_000,
+             "env_steps_per_update": 4, "grad_steps_per_update": 1, "target_period_grad_steps": 250,
+             "total_env_steps": 100_000, "eval_interval_env_steps": 10_000, "eval_episodes": 100,
+             "eval_max_episode_steps": 200}
+# Sutton and Barto's Example 6.7, as their Figure 6.5 runs it: alpha 0.1, gamma 1, epsilon-greedy with epsilon 0.1
+# there, which over A's two actions puts 5% on the other one: qbench's epsilon is the mass on the non-greedy actions
+# (eps / (|A| - 1) each), so 0.05 here. 600 env steps hold at least 300 episodes (an episode is 1 or 2 steps).
+# The network variants: one-hot states, 32 units, a gradient step per env step, target copied every 50.
+_MAXIMISATION_BIAS = {"gamma": 1.0, "eps_start": 0.05, "eps_end": 0.05, "lr": 1e-2, "hidden_sizes": [32],
+                      "buffer_size": 10_000, "batch_size": 32, "warmup_env_steps": 0, "env_steps_per_update": 1,
+                      "grad_steps_per_update": 1, "target_period_grad_steps": 50, "total_env_steps": 600,
+                      "eval_interval_env_steps": 600, "eval_episodes": 10, "log_interval_env_steps": 600}
 _MINATAR_WHAT = {"Asterix": "collect gold, dodge enemies", "Breakout": "break bricks with a paddle and ball",
                  "Freeway": "cross a road of cars", "Seaquest": "shoot subs, rescue divers, surface for air",
                  "SpaceInvaders": "shoot down descending aliens"}
@@ -119,6 +138,15 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     Task("HalfCheetah-v5", "HalfCheetah-v5", "run forward (MuJoCo)", dict(_MUJOCO), extra="mujoco"),
     Task("Hopper-v5", "Hopper-v5", "hop forward without falling (MuJoCo)", dict(_MUJOCO), extra="mujoco"),
     Task("Walker2d-v5", "Walker2d-v5", "walk forward without falling (MuJoCo)", dict(_MUJOCO), extra="mujoco"),
+    Task("FrozenLake-v1", "FrozenLake-v1", "cross a slippery frozen lake (4x4, known dynamics: distance to Q* "
+         "logged); about 0.74 is the best success rate", dict(_TOY_TEXT)),
+    Task("CliffWalking-v1", "CliffWalking-v1", "walk along a cliff (4x12, known dynamics); -13 is the best return",
+         dict(_TOY_TEXT)),
+    Task("Taxi-v4", "Taxi-v4", "pick up and drop off a passenger (500 states, known dynamics)",
+         {**_TOY_TEXT, "total_env_steps": 200_000, "eval_interval_env_steps": 20_000}),
+    Task("qbench/MaximisationBias-v0", "qbench/MaximisationBias-v0", "Sutton and Barto's Example 6.7: left "
+         "from A pays nothing and leads to B, whose 10 actions pay N(-0.1, 1); right ends at 0 (known "
+         "dynamics); records per episode whether A went left", dict(_MAXIMISATION_BIAS), episode_info=("left",)),
     *(Task(f"MinAtar/{game}-v1", f"MinAtar/{game}-v1", f"MinAtar {game}: {_MINATAR_WHAT[game]} (10x10 grid)",
            dict(_MINATAR), extra="minatar", family="minatar") for game in _MINATAR_WHAT),
     *(Task(game, game, f"Atari 2600 {game[4:-3]} (ALE, Machado et al. 2018 protocol; env steps are agent steps of "
@@ -198,6 +226,10 @@ class Spaces:
     obs_dtype: Any = np.float32      # float32 for vectors; uint8 for images (kept until the network scales it)
     image_layout: str | None = None  # "channels_first" or "channels_last" for images, None for vectors
     pixel_scale: float = 1.0         # what the network multiplies image values by (1/255 for 0-255 pixels)
+    # (states, actions) bool for Discrete observations and actions whose env offers only some actions in some
+    # states (its unwrapped env's `valid_actions`); None: every action everywhere
+    valid_actions: np.ndarray | None = None
+    discrete_states: int = 0         # the number of states of a Discrete observation space (one-hot), else 0
 
     @property
     def is_image(self) -> bool:
@@ -290,18 +322,35 @@ def spaces_of(env: gym.Env, observation_scaling: str = "none", image_layout: str
     else:
         obs_dim, encode = observation_encoder(env.observation_space, observation_scaling)
         obs = {"obs_dim": obs_dim, "encode": encode}
-        image = {"obs_shape": (obs_dim,)}
+        image = {"obs_shape": (obs_dim,), "discrete_states": (obs_dim if isinstance(env.observation_space,
+                                                                                  gym.spaces.Discrete) else 0)}
     a = env.action_space
     if isinstance(a, gym.spaces.Discrete):
         if a.start != 0:
             raise ConfigError("Discrete action spaces must start at 0")
-        return Spaces(**obs, action_kind="discrete", n_actions=int(a.n), **image)
+        return Spaces(**obs, action_kind="discrete", n_actions=int(a.n), **image,
+                      valid_actions=_valid_actions(env, int(a.n)))
     if isinstance(a, gym.spaces.Box):
         if not (np.all(np.isfinite(a.low)) and np.all(np.isfinite(a.high))):
             raise ConfigError("Box action spaces must have finite bounds (actions are scaled to them)")
         return Spaces(**obs, action_kind="box", action_low=a.low.astype(np.float32),
                       action_high=a.high.astype(np.float32), **image)
     raise ConfigError(f"action space {type(a).__name__} is not supported; supported: Discrete, Box")
+
+
+def _valid_actions(env: gym.Env, n_actions: int) -> np.ndarray | None:
+    """An env with Discrete states may say which actions each state offers (a (states, actions) bool array named
+    valid_actions on its unwrapped env); Q of the others is then -inf to every maximiser and behaviour policy."""
+    valid = getattr(env.unwrapped, "valid_actions", None)
+    if valid is None:
+        return None
+    space = env.observation_space
+    valid = np.asarray(valid, dtype=bool)
+    if not isinstance(space, gym.spaces.Discrete) or valid.shape != (int(space.n), n_actions) or not valid.any(1).all():
+        raise ConfigError(f"the env's valid_actions must be a (states, actions) = ({getattr(space, 'n', '?')}, "
+                          f"{n_actions}) bool array over Discrete states with at least one action per state, "
+                          f"got shape {valid.shape}")
+    return valid
 
 
 def probe_spaces(task: Task, cfg: Any = None) -> Spaces:

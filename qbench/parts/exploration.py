@@ -20,20 +20,23 @@ def capped_epsilon(eps: float, n_actions: int) -> float:
 
 
 def epsilon_greedy_probs(q_values: np.ndarray, eps: float) -> np.ndarray:
-    """1 - eps on the greedy action and eps / (|A| - 1) on each other one (ties go to the lowest index), with eps
-    capped at the uniform point (see capped_epsilon)."""
-    q_values = np.asarray(q_values)
-    n = q_values.shape[-1]
-    greedy = np.argmax(q_values, axis=-1)
+    """1 - eps on the greedy action and eps / (m - 1) on each of the other m - 1 available ones, with eps capped at
+    the uniform point (see capped_epsilon). An action whose Q is -inf is not available in that state
+    (probability 0). Tied greedy actions share the policy evenly: it is the mean of the epsilon-greedy policies
+    around each of them (a table starts with every entry tied, and sending ties to the lowest index would make
+    one action greedy until the others are learned, as in the maximisation-bias MDP, where Sutton and Barto
+    break ties at random)."""
+    q = np.asarray(q_values, dtype=np.float64)
+    n = q.shape[-1]
+    available = q > -np.inf
+    m = available.sum(axis=-1, keepdims=True)
+    tied = (q == q.max(axis=-1, keepdims=True)) & available
+    share = tied / tied.sum(axis=-1, keepdims=True)        # 1/|T| on each tied greedy action
     if n == 1:
-        return np.ones_like(q_values, dtype=np.float64)
-    eps = capped_epsilon(eps, n)
-    probs = np.full(q_values.shape, eps / (n - 1), dtype=np.float64)
-    if probs.ndim == 2:   # one row per seed: plain indexing is several times cheaper than put_along_axis
-        probs[np.arange(len(probs)), greedy] = 1.0 - eps
-    else:
-        np.put_along_axis(probs, np.expand_dims(greedy, -1), 1.0 - eps, axis=-1)
-    return probs
+        return np.ones_like(q)
+    eps = np.minimum(eps, (m - 1) / np.maximum(m, 1))
+    others = np.where(m > 1, eps / np.maximum(m - 1, 1), 0.0)
+    return np.where(available, (1.0 - eps) * share + others * (1.0 - share), 0.0)
 
 
 def boltzmann_probs(q_values: np.ndarray, temperature: float) -> np.ndarray:

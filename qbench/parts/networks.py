@@ -240,26 +240,68 @@ def _encoder_or_flat(encoder: nn.Module | None, obs_dim: int) -> nn.Module:
     return Flat(obs_dim) if encoder is None else encoder
 
 
+def mask_unavailable(q: torch.Tensor, obs: torch.Tensor, valid_actions: torch.Tensor | None) -> torch.Tensor:
+    """Q of actions the state does not offer set to -inf, so that no max, argmax or behaviour policy picks them.
+    valid_actions: (S, A) float 0/1 for one-hot states (an env's `valid_actions`), None when every action is
+    always available."""
+    if valid_actions is None:
+        return q
+    return q.masked_fill(obs @ valid_actions < 0.5, float("-inf"))
+
+
 class DiscreteQ(nn.Module):
     """Q(s, .) for a finite action set: one output per action."""
 
     def __init__(self, generators: list[torch.Generator], obs_dim: int, n_actions: int, hidden_sizes: list[int],
-                 encoder: nn.Module | None = None):
+                 encoder: nn.Module | None = None, valid_actions=None):
         super().__init__()
         self.n_actions = n_actions
         self.encoder = _encoder_or_flat(encoder, obs_dim)
         self.net = mlp(generators, self.encoder.out_dim, hidden_sizes, n_actions)
+        self.register_buffer("valid_actions", _valid_tensor(valid_actions))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net.forward(self.encoder.forward(obs))
+        return self.all_actions(obs)
 
     def all_actions(self, obs: torch.Tensor) -> torch.Tensor:
-        """Q(s, a) for every action: shape (K, B, n_actions)."""
-        return self.net.forward(self.encoder.forward(obs))
+        """Q(s, a) for every action: shape (K, B, n_actions); -inf where the state does not offer the action."""
+        return mask_unavailable(self.net.forward(self.encoder.forward(obs)), obs, self.valid_actions)
 
     def q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q(s, a) for the given actions (K, B): shape (K, B)."""
         return self.all_actions(obs).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+
+class TableQ(nn.Module):
+    """A table Q(s, a) for one-hot states, zero at the start: a linear layer without bias (its bias stays zero and
+    out of the product, so one state's entries never move another's). With SGD on 0.5 (y - Q)^2 at batch one,
+    a step of size lr is Q(s, a) += lr (y - Q(s, a)): the tabular update."""
+
+    def __init__(self, generators: list[torch.Generator], n_states: int, n_actions: int, valid_actions=None):
+        super().__init__()
+        self.n_actions = n_actions
+        self.table = BatchedLinear(generators, n_states, n_actions)
+        with torch.no_grad():
+            self.table.weight.zero_()
+            self.table.bias.zero_()
+        self.register_buffer("valid_actions", _valid_tensor(valid_actions))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.all_actions(obs)
+
+    def all_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        lead = obs.shape[:-1]
+        q = torch.bmm(obs.reshape(obs.shape[0], -1, obs.shape[-1]), self.table.weight).view(*lead, self.n_actions)
+        return mask_unavailable(q, obs, self.valid_actions)
+
+    def q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.all_actions(obs).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+
+def _valid_tensor(valid_actions) -> torch.Tensor | None:
+    if valid_actions is None:
+        return None
+    return torch.as_tensor(valid_actions, dtype=torch.float32)
 
 
 class StateActionQ(nn.Module):

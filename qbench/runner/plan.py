@@ -46,8 +46,10 @@ def expand(suite: Suite, seeds: int | None = None, only: dict[str, frozenset[str
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ConfigError(f"--seeds must be a positive integer, got {seeds!r}")
     only = only or {}
-    seed_list = range(seeds if seeds is not None else suite.seeds)
-    _check_only_matches(suite, seed_list, only)
+
+    def seeds_of(entry) -> range:   # --seeds, else the task's own count, else the suite's
+        return range(seeds if seeds is not None else entry.seeds or suite.seeds)
+    _check_only_matches(suite, range(max(len(seeds_of(e)) for e in suite.entries)), only)
     jobs: list[Job] = []
     seen: set[str] = set()
     for entry in suite.entries:
@@ -67,7 +69,7 @@ def expand(suite: Suite, seeds: int | None = None, only: dict[str, frozenset[str
                 first_line = (str(exc).strip().splitlines() or [""])[0]
                 raise ConfigError(f"{where}: cannot build the environment: {type(exc).__name__}: "
                                   f"{first_line}") from None
-            for seed in seed_list:
+            for seed in seeds_of(entry):
                 if "seed" in only and str(seed) not in only["seed"]:
                     continue
                 job = dataclasses.replace(first, seed=seed)

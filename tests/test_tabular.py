@@ -1,0 +1,283 @@
+"""Tabular variants through the one engine, per-episode info, the distance to Q*, the divergence watch and the
+overestimation measured along visited states."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from qbench.engine import (
+    KnownDynamics,
+    Learner,
+    evaluate,
+    known_dynamics,
+    run_batch,
+    visited_returns,
+)
+from qbench.envs.tasks import get_task, make_env, spaces_of
+from qbench.jobs import build_job
+from qbench.parts.losses import td_loss
+from qbench.parts.targets import bootstrap_value, td_targets
+from qbench.store import RunDir, load_episodes
+from qbench.theory.mdp import q_iteration
+
+BIAS = "qbench/MaximisationBias-v0"
+
+
+def _spaces(task_name: str, cfg):
+    env = make_env(get_task(task_name), cfg)
+    try:
+        return spaces_of(env), env
+    finally:
+        pass
+
+
+def test_a_table_step_is_watkins_update_at_step_size_lr():
+    """Q(s, a) += lr (r + gamma max_a' Q(s', a') - Q(s, a)) for the one entry, and nothing else moves."""
+    job = build_job("tabular_q", "FrozenLake-v1", 0, {"gamma": 0.9})
+    spaces, env = _spaces("FrozenLake-v1", job.config)
+    learner = Learner(job.config, spaces, [0])
+    table = learner.online.table.weight          # (K, states, actions), zero at the start
+    assert torch.count_nonzero(table) == 0
+    with torch.no_grad():
+        table[0, 5, :] = torch.tensor([0.2, 0.7, -0.1, 0.4])   # the next state's row
+        table[0, 4, 2] = 0.3
+    obs = torch.zeros(1, 1, 16)
+    obs[0, 0, 4] = 1.0
+    nxt = torch.zeros(1, 1, 16)
+    nxt[0, 0, 5] = 1.0
+    action = torch.tensor([[2]])
+    with torch.no_grad():
+        y = td_targets(torch.tensor([[1.0]]), torch.tensor([[0.9]]),
+                       bootstrap_value("max", learner.target_maximiser, learner.online, learner.target, nxt))
+    before = table.detach().clone()
+    learner.online.arena.grad.zero_()
+    td_loss(learner.online.q(obs, action), y, "mse").sum().backward()
+    learner.optimiser.step()
+    expected = before.clone()
+    expected[0, 4, 2] = 0.3 + 0.1 * (1.0 + 0.9 * 0.7 - 0.3)
+    torch.testing.assert_close(table.detach(), expected, rtol=0, atol=1e-7)
+    env.close()
+
+
+def test_tabular_double_q_updates_exactly_one_table_evaluated_by_the_other():
+    job = build_job("tabular_double_q", BIAS, 0)
+    spaces, env = _spaces(BIAS, job.config)
+    learner = Learner(job.config, spaces, [0, 2])
+    a_table, b_table = learner.online.table.weight, learner.target.table.weight
+    with torch.no_grad():   # B's row: table A prefers action 3, table B prefers action 7
+        a_table[:, 1, :] = torch.tensor([0, 0, 0, 0.9, 0, 0, 0, 0.2, 0, 0])
+        b_table[:, 1, :] = torch.tensor([0, 0, 0, -0.4, 0, 0, 0, 0.8, 0, 0])
+    first_a, first_b = a_table.detach().clone(), b_table.detach().clone()
+    rngs = [np.random.default_rng(0), np.random.default_rng(2)]
+    coins = [np.random.default_rng(0).random() < 0.5, np.random.default_rng(2).random() < 0.5]
+    assert coins[0] != coins[1]   # the two seeds' coins differ: one swaps, the other does not
+    learner.swap_roles(rngs)
+    obs = torch.zeros(2, 1, 2)
+    obs[:, 0, 0] = 1.0           # A
+    nxt = torch.zeros(2, 1, 2)
+    nxt[:, 0, 1] = 1.0           # B
+    with torch.no_grad():
+        y = td_targets(torch.zeros(2, 1), torch.ones(2, 1),
+                       bootstrap_value("double", learner.target_maximiser, learner.online, learner.target, nxt))
+    learner.online.arena.grad.zero_()
+    td_loss(learner.online.q(obs, torch.zeros(2, 1, dtype=torch.long)), y, "mse").sum().backward()
+    learner.optimiser.step()
+    for k, swapped in enumerate(coins):
+        # the table that stepped is the one now online; it selected by itself and was evaluated by the other
+        stepped_first = first_b[k] if swapped else first_a[k]
+        other_first = first_a[k] if swapped else first_b[k]
+        choice = int(stepped_first[1].argmax())
+        expected = stepped_first.clone()
+        expected[0, 0] += 0.1 * (other_first[1, choice] - stepped_first[0, 0])
+        torch.testing.assert_close(learner.online.table.weight[k].detach(), expected, rtol=0, atol=1e-7)
+        torch.testing.assert_close(learner.target.table.weight[k].detach(), other_first, rtol=0, atol=0)
+    # no swap: table A selected 3 in B and table B valued it -0.4; swapped: B selected 7 and A valued it 0.2
+    np.testing.assert_allclose(y[:, 0].numpy(), [-0.4 if not coins[0] else 0.2, 0.2 if coins[1] else -0.4])
+    env.close()
+
+
+def _independent_maximisation_bias(runs: int, episodes: int, eps: float, double: bool, seed: int) -> np.ndarray:
+    """Sutton and Barto's Example 6.7 written out on its own (not the engine): the fraction of runs going left from A
+    in each episode, epsilon-greedy as qbench defines it (1 - eps on a greedy action, ties at random)."""
+    rng = np.random.default_rng(seed)
+    left = np.zeros((runs, episodes))
+
+    def act(q: np.ndarray) -> int:
+        greedy = rng.choice(np.flatnonzero(q == q.max()))
+        if rng.random() < eps:
+            return int(rng.choice([a for a in range(len(q)) if a != greedy]))
+        return int(greedy)
+    for r in range(runs):
+        qa, qb = np.zeros((2, 2)), np.zeros((2, 10))
+        for e in range(episodes):
+            if act(qa.sum(0) if double else qa[0]) == 1:
+                i = rng.integers(2) if double else 0
+                qa[i, 1] += 0.1 * (0.0 - qa[i, 1])
+                continue
+            left[r, e] = 1
+            i = rng.integers(2) if double else 0
+            value = qb[1 - i, np.argmax(qb[i])] if double else qb[0].max()
+            qa[i, 0] += 0.1 * (value - qa[i, 0])
+            b = act(qb.sum(0) if double else qb[0])
+            i = rng.integers(2) if double else 0
+            qb[i, b] += 0.1 * (rng.normal(-0.1, 1.0) - qb[i, b])
+    return left.mean(axis=0)
+
+
+@pytest.mark.parametrize("variant", ["tabular_q", "tabular_double_q"])
+def test_the_engine_s_tabular_learners_match_an_independent_simulation(variant, tmp_path):
+    """300 runs of each, 100 episodes: the engine's left fraction per block of 20 episodes matches a separate
+    implementation of the algorithm to within 4 standard errors (seeded, so it cannot flake)."""
+    first = build_job(variant, BIAS, 0, {"total_env_steps": 200, "eval_interval_env_steps": 200,
+                                          "eval_episodes": 1})
+    jobs = [dataclasses.replace(first, seed=s) for s in range(300)]
+    results = run_batch(jobs, [RunDir(tmp_path / str(s)) for s in range(300)])
+    assert not any(isinstance(r, BaseException) for r in results)
+    episodes = load_episodes(tmp_path)
+    curve = episodes[episodes["episode"] <= 100].groupby("episode")["left"].mean().to_numpy()
+    assert len(curve) == 100
+    other = _independent_maximisation_bias(300, 100, 0.05, variant == "tabular_double_q", seed=7)
+    blocks, other_blocks = curve.reshape(5, 20).mean(1), other.reshape(5, 20).mean(1)
+    p = (blocks + other_blocks) / 2
+    se = np.sqrt(2 * p * (1 - p) / (300 * 20))
+    assert np.all(np.abs(blocks - other_blocks) < 4 * se + 0.02), (blocks, other_blocks)
+    if variant == "tabular_q":
+        assert blocks[1] > 0.6          # the bias: well above the 5% floor in episodes 21-40
+    else:
+        assert blocks[-1] < 0.2         # Double Q-learning heads for the floor
+
+
+def test_episode_rows_record_the_info_of_each_episode_s_last_step(tmp_path):
+    first = build_job("tabular_q", BIAS, 0, {"total_env_steps": 60, "eval_interval_env_steps": 60,
+                                              "eval_episodes": 1})
+    jobs = [dataclasses.replace(first, seed=s) for s in (0, 1)]
+    run_batch(jobs, [RunDir(tmp_path / str(s)) for s in (0, 1)])
+    episodes = load_episodes(tmp_path)
+    for _, rows in episodes.groupby("run_dir"):
+        assert rows["episode"].tolist() == list(range(1, len(rows) + 1))
+        # going left takes two steps (A, then B), right one: the info says which
+        assert (rows["length"] == 1 + rows["left"]).all()
+        assert (rows["env_steps"] == rows["length"].cumsum()).all()
+        assert rows["env_steps"].iloc[-1] <= 60
+        assert (rows.loc[rows["left"] == 0, "return"] == 0).all()   # right pays exactly 0
+
+
+def test_episode_rows_survive_a_kill_and_resume_unchanged(tmp_path):
+    from tests.test_seed_axis import Interrupt, interrupt_after_checkpoint
+
+    first = build_job("tabular_q", BIAS, 0, {"total_env_steps": 300, "eval_interval_env_steps": 100,
+                                              "eval_episodes": 1, "checkpoint_interval_env_steps": 100,
+                                              "log_interval_env_steps": 50})
+    jobs = [dataclasses.replace(first, seed=s) for s in (3, 4)]
+    run_batch(jobs, [RunDir(tmp_path / "straight" / str(j.seed)) for j in jobs])
+    cut = [RunDir(tmp_path / "cut" / str(j.seed)) for j in jobs]
+    with pytest.raises(Interrupt):
+        run_batch(jobs, cut, progress=interrupt_after_checkpoint(1))
+    run_batch(jobs, cut)
+    for j in jobs:
+        straight = pd.read_csv(tmp_path / "straight" / str(j.seed) / "episodes.csv")
+        resumed = pd.read_csv(tmp_path / "cut" / str(j.seed) / "episodes.csv")
+        pd.testing.assert_frame_equal(straight, resumed)
+        assert len(straight) >= 150
+
+
+def test_evaluations_on_known_dynamics_report_the_distance_to_q_star(tmp_path):
+    job = build_job("tabular_q", "qbench/TwoStateChain-v0", 0, {
+        "gamma": 0.9, "total_env_steps": 4000, "eval_interval_env_steps": 1000, "eval_episodes": 2,
+        "eps_start": 0.3, "eps_end": 0.3})
+    run_batch([job], [RunDir(tmp_path)])
+    rows = pd.read_csv(tmp_path / "evaluations.csv")
+    env = make_env(job.task, job.config)
+    known = known_dynamics(env, spaces_of(env), 0.9)
+    q_star = q_iteration(known.mdp, 0.9).q_star
+    np.testing.assert_allclose(rows["optimal_value"], q_star[0].max())   # the chain starts in state 0
+    # a table learning from zero (max |Q*| = 5.8 away) comes within 10% of it everywhere (a constant step
+    # size of 0.1 leaves noise: 0.37 measured)
+    assert rows["q_error_max"].iloc[-1] < 0.1 * np.abs(q_star).max()
+    assert (rows["q_error_mean"] <= rows["q_error_max"] + 1e-12).all()
+
+
+def test_the_distance_reads_every_state_through_the_network():
+    """A Q function that is Q* plus 0.25 at one entry is 0.25 away at most, 0.125 on average over two states."""
+    job = build_job("tabular_q", "qbench/TwoStateChain-v0", 0, {"gamma": 0.9})
+    env = make_env(job.task, job.config)
+    known = known_dynamics(env, spaces_of(env), 0.9)
+    offset = known.q_star.copy()
+    offset[1, 0] += 0.25
+
+    class Fixed:
+        def all_actions(self, obs):
+            return obs.double() @ torch.as_tensor(offset)
+
+    out = known.distance(Fixed(), 3, torch.device("cpu"))
+    np.testing.assert_allclose(out["q_error_max"], [0.25] * 3, rtol=1e-12)
+    np.testing.assert_allclose(out["q_error_mean"], [0.125] * 3, rtol=1e-12)
+    np.testing.assert_allclose(out["greedy_value"], out["optimal_value"])   # the argmax did not change
+    assert isinstance(known, KnownDynamics)
+
+
+def test_the_divergence_watch_stops_a_run_above_its_bound_and_spares_one_below(tmp_path):
+    """TwoStateChain pays at most 5 at gamma 0.9, so |Q*| <= 50: with the default factor 10 (bound 500) a table
+    converging there is never stopped; with factor 0.1 (bound 5) the same run is, with the reason recorded."""
+    settings = {"gamma": 0.9, "total_env_steps": 2000, "eval_interval_env_steps": 1000, "eval_episodes": 1}
+    calm = build_job("tabular_q", "qbench/TwoStateChain-v0", 0, settings)
+    assert run_batch([calm], [RunDir(tmp_path / "calm")])[0]["env_steps"] == 2000
+    tight = build_job("tabular_q", "qbench/TwoStateChain-v0", 0, {**settings, "divergence_bound_factor": 0.1})
+    result = run_batch([tight], [RunDir(tmp_path / "tight")])[0]
+    assert isinstance(result, BaseException)
+    error = json.loads((tmp_path / "tight" / "error.json").read_text())
+    assert error["error"] == "diverged"
+    assert error["message"].startswith("Q exceeded the divergence bound")
+    assert "= 5 (r_max = 5" in error["message"]
+    assert not (tmp_path / "tight" / "summary.json").exists()
+
+
+def test_visited_returns_count_only_states_whose_return_is_known():
+    q = [1.0, 2.0, 3.0]
+    kept_q, returns = visited_returns(q, [1.0, 1.0, 1.0], 0.5, terminated=True)
+    np.testing.assert_allclose(returns, [1.75, 1.5, 1.0])
+    np.testing.assert_allclose(kept_q, q)
+    # cut by a time limit: gamma^(T - t) <= 0.01 needs T - t >= 7 at gamma 0.5, so of 8 steps only t = 0, 1
+    kept_q, returns = visited_returns(list(range(8)), [1.0] * 8, 0.5, terminated=False)
+    assert kept_q.tolist() == [0.0, 1.0]
+    np.testing.assert_allclose(returns[0], sum(0.5 ** i for i in range(8)))
+    assert len(visited_returns(q, [1.0] * 3, 1.0, terminated=False)[0]) == 0
+
+
+def test_evaluation_measures_q_along_the_visited_states():
+    """A constant Q of 2 on an env paying 1 per step for 3 steps (then terminating), gamma 0.5: the visited
+    states' mean Q is 2 and their mean discounted return (1.75 + 1.5 + 1) / 3."""
+    import gymnasium as gym
+
+    class ThreeSteps(gym.Env):
+        observation_space = gym.spaces.Box(-1, 1, (1,))
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.t = 0
+            return np.zeros(1, np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            return np.zeros(1, np.float32), 1.0, self.t == 3, False, {}
+
+    class Constant:
+        def all_actions(self, obs):
+            return torch.full((*obs.shape[:-1], 2), 2.0)
+
+        def q(self, obs, actions):
+            return torch.full(obs.shape[:-1], 2.0)
+
+    from qbench.parts.maximisers import ExactMaximiser
+    env = ThreeSteps()
+    ev = evaluate(Constant(), ExactMaximiser(), [env], spaces_of(env), 2, [0], 0.5)[0]
+    assert ev.visited_states == 6
+    assert ev.q_visited_sum / 6 == 2.0
+    assert ev.return_visited_sum / 6 == pytest.approx((1.75 + 1.5 + 1.0) / 3)
