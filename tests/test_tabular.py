@@ -281,3 +281,17 @@ def test_evaluation_measures_q_along_the_visited_states():
     assert ev.visited_states == 6
     assert ev.q_visited_sum / 6 == 2.0
     assert ev.return_visited_sum / 6 == pytest.approx((1.75 + 1.5 + 1.0) / 3)
+
+
+def test_double_q_s_two_tables_and_coins_survive_a_kill_and_resume(tmp_path):
+    from tests.test_seed_axis import kill_and_resume
+
+    first = build_job("tabular_double_q", "qbench/TwoStateChain-v0", 0, {
+        "gamma": 0.9, "total_env_steps": 900, "eval_interval_env_steps": 300, "eval_episodes": 2,
+        "checkpoint_interval_env_steps": 300, "log_interval_env_steps": 100})
+    straight, resumed = kill_and_resume([dataclasses.replace(first, seed=s) for s in (0, 1)], tmp_path, 1)
+    # the distance to Q* depends on both tables: equal rows mean both came back
+    for s in (0, 1):
+        a = pd.read_csv(tmp_path / "straight" / str(s) / "evaluations.csv")["q_error_max"]
+        b = pd.read_csv(tmp_path / "cut" / str(s) / "evaluations.csv")["q_error_max"]
+        pd.testing.assert_series_equal(a, b)

@@ -5,7 +5,7 @@ Importing this module registers ``qbench/MaximisationBias-v0`` and ``qbench/TwoS
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -19,7 +19,7 @@ class MaximisationBiasEnv(gym.Env):
     ends the episode. A learner that maximises over noisy estimates of B's actions overrates going left.
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, b_actions: int = 10, reward_mean: float = -0.1, reward_std: float = 1.0):
         if b_actions < 1:
@@ -74,7 +74,7 @@ class TwoStateChainEnv(gym.Env):
     cashing in 5: the optimal policy never ends an episode, which is why it is registered with a time limit.
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self):
         self.observation_space = gym.spaces.Discrete(2)
@@ -104,8 +104,8 @@ class TwoStateChainEnv(gym.Env):
 def _register() -> None:
     # Re-importing (a reload, or two import paths) must not trip Gymnasium's duplicate-id error.
     specs = {
-        "qbench/MaximisationBias-v0": dict(entry_point="qbench.envs.toy:MaximisationBiasEnv"),
-        "qbench/TwoStateChain-v0": dict(entry_point="qbench.envs.toy:TwoStateChainEnv", max_episode_steps=200),
+        "qbench/MaximisationBias-v0": {"entry_point": "qbench.envs.toy:MaximisationBiasEnv"},
+        "qbench/TwoStateChain-v0": {"entry_point": "qbench.envs.toy:TwoStateChainEnv", "max_episode_steps": 200},
     }
     for env_id, kwargs in specs.items():
         if env_id not in gym.registry:

@@ -122,7 +122,7 @@ def _dominant_mode_norms(matrix: np.ndarray, w0: np.ndarray, iterations: int) ->
     top = np.abs(values) >= radius * (1.0 - 1e-12)
     coeffs = left[top] @ w0
     steps = np.arange(iterations + 1)
-    modes = (right[:, top] * coeffs) [None, :, :] * (values[top][None, None, :] ** steps[:, None, None])
+    modes = (right[:, top] * coeffs)[None, :, :] * (values[top][None, None, :] ** steps[:, None, None])
     return np.linalg.norm(modes.sum(axis=-1).real, axis=1)
 
 
@@ -152,7 +152,7 @@ def divergence_curves(iterations: int = 1000, tvr_iterations: int = 50) -> pd.Da
     w = baird_expected_td(iterations=iterations)
     add("baird", "off_policy_uniform", np.linalg.norm(w, axis=1),
         _dominant_mode_norms(baird_update_matrix(), BAIRD_W0, iterations))
-    for method, kwargs in (("on_policy", dict(weighting="on_policy")), ("tabular", dict(features="tabular"))):
+    for method, kwargs in (("on_policy", {"weighting": "on_policy"}), ("tabular", {"features": "tabular"})):
         w = baird_expected_td(iterations=iterations, **kwargs)
         add("baird", method, np.linalg.norm(w, axis=1), np.full(iterations + 1, np.nan))
     return pd.concat(frames, ignore_index=True)

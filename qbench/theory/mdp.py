@@ -146,8 +146,22 @@ def policy_value(mdp: KnownMDP, policy: np.ndarray, gamma: float, *, tol: float 
     moves = mdp.continuation[states, policy]
     if gamma < 1.0:
         return np.linalg.solve(np.eye(mdp.n_states) - gamma * moves, reward)
-    # Undiscounted, I - C_pi is singular whenever the policy can loop forever; iterating from 0 gives the
-    # finite value of a proper policy, and a partial (max_sweeps-step) return of an improper one.
+    # Undiscounted, I - C_pi is singular exactly when some states never end (C_pi is substochastic and
+    # non-negative, so its spectral radius is an eigenvalue). If those never-ending states earn nothing
+    # their value is 0 and the rest is an exact solve; that is FrozenLake's wall-bumping and the common case.
+    ends = moves.sum(axis=1) < 1.0 - 1e-12
+    can_end = ends.copy()
+    while True:
+        grown = can_end | (moves[:, can_end] > 0.0).any(axis=1)
+        if (grown == can_end).all():
+            break
+        can_end = grown
+    if not np.any(reward[~can_end]):
+        v = np.zeros(mdp.n_states)
+        sub = np.ix_(can_end, can_end)
+        v[can_end] = np.linalg.solve(np.eye(int(can_end.sum())) - moves[sub], reward[can_end])
+        return v
+    # Otherwise the value is infinite somewhere; iterating from 0 gives the max_sweeps-step partial return.
     v = np.zeros(mdp.n_states)
     for _ in range(max_sweeps):
         v_next = reward + moves @ v
