@@ -222,11 +222,14 @@ def visited_returns(q_values: list[float], rewards: list[float], gamma: float,
 
 def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: list[int], gamma: float,
              max_episode_steps: int = 10_000, maximiser_seeds: list[int] | None = None,
-             active: list[bool] | np.ndarray | None = None) -> list[Evaluation | None]:
+             active: list[bool] | np.ndarray | None = None,
+             seed_every_episode: bool = False) -> list[Evaluation | None]:
     """Greedy episodes of every active seed of the batch, in lockstep (one forward pass per step for all seeds);
     envs[k] is reset with seeds[k] once, so each evaluation is reproducible. An episode that reaches
     max_episode_steps is cut there and counted in `capped`: a greedy policy that loops on an env without a time
-    limit would otherwise never end. Inactive seeds get None.
+    limit would otherwise never end. Inactive seeds get None. seed_every_episode: envs with random streams of
+    their own that a plain reset does not reseed (ALE, MinAtar) get a seed for every episode, derived from
+    seeds[k] and the episode's index, so that an evaluation on a fresh env (a resumed run) is the same one.
 
     Q(s_0, a_0) against the discounted return actually collected from s_0 is the overestimation diagnostic of
     van Hasselt et al. (2016); the same comparison over every visited state whose return is known
@@ -278,7 +281,10 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
                 ev.returns[episode[k]], ev.discounted_returns[episode[k]] = total[k], total_discounted[k]
                 episode[k] += 1
                 total[k], total_discounted[k], discount[k], t[k] = 0.0, 0.0, 1.0, 0
-                if episode[k] < episodes:
+                if episode[k] < episodes and seed_every_episode:
+                    again = np.random.SeedSequence(seeds[k], spawn_key=(int(episode[k]),))
+                    obs[k] = spaces.encode(envs[k].reset(seed=int(again.generate_state(1, np.uint64)[0] >> 1))[0])
+                elif episode[k] < episodes:
                     obs[k] = spaces.encode(envs[k].reset()[0])
                 else:
                     running[k] = False
@@ -733,7 +739,8 @@ class Bookkeeper:
             evaluations = evaluate(learner.acting, learner.act_maximiser, self.eval_envs, self.spaces,
                                    cfg.eval_episodes, [stream_seed(seed, "eval_env", env_steps) for seed in seeds],
                                    cfg.gamma, cfg.eval_max_episode_steps,
-                                   [stream_seed(seed, "eval_maximiser", env_steps) for seed in seeds], self.alive)
+                                   [stream_seed(seed, "eval_maximiser", env_steps) for seed in seeds], self.alive,
+                                   self.jobs[0].task.seeds_every_reset)
             distance = (self.known.distance(learner.acting, len(seeds), learner.device) if self.known is not None
                         else None)
             for k in alive:

@@ -184,3 +184,28 @@ def test_life_loss_ends_the_return_for_learning_only(tmp_path):
         lives_lost += int(lost[0])
         games_over += int(terminated[0])
     assert lives_lost >= 2 and buffer.terminated[0, :buffer.size].sum() == lives_lost + games_over
+
+
+def test_a_minatar_episode_does_not_depend_on_the_episode_before_it():
+    """MinAtar keeps its sticky action across resets; qbench starts every episode from no-op (as ALE does), so an
+    episode reset with a seed plays the same on a used env as on a fresh one (a resumed run's env is fresh)."""
+    from qbench.envs.tasks import get_task, make_env
+
+    task = get_task("MinAtar/Breakout-v1")
+    cfg = build_job("dqn", task.name, 0).config
+    actions = [1, 2, 1, 1, 2, 0, 2, 2, 1, 0] * 5   # indices into Breakout's minimal action set
+
+    def play(env, seed):
+        obs, _ = env.reset(seed=seed)
+        frames = [obs.copy()]
+        for a in actions:
+            obs, _, terminated, truncated, _ = env.step(a)
+            frames.append(obs.copy())
+            if terminated or truncated:
+                break
+        return np.array(frames)
+
+    used, fresh = make_env(task, cfg), make_env(task, cfg)
+    for seed in range(40):   # a sticky first step (probability 0.1 each) is all but certain among 40 episodes
+        used.unwrapped.game.last_action = 3   # what an episode that ended moving right leaves behind
+        np.testing.assert_array_equal(play(used, seed), play(fresh, seed))

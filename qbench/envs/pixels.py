@@ -43,11 +43,19 @@ def _make_minatar(task, cfg) -> gym.Env:
 
 class MinAtarSeeds(gym.Wrapper):
     """MinAtar seeds a legacy numpy RandomState, which takes 32-bit seeds only; qbench's stream seeds have 63 bits.
-    A seed is folded to 32 bits through a SeedSequence (so nearby seeds stay unrelated)."""
+    A seed is folded to 32 bits through a SeedSequence (so nearby seeds stay unrelated).
+
+    MinAtar keeps the last action for sticky actions across resets, so an episode's first step could repeat the
+    previous episode's last action: an episode would then depend on the one before it, and a resumed run (a
+    fresh env) or an evaluation on a fresh env would not replay it. Every reset starts from no-op, as ALE does
+    (its sticky action is reset to NOOP with the game)."""
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
             seed = int(np.random.SeedSequence(seed).generate_state(1, np.uint32)[0])
+        game = getattr(self.env.unwrapped, "game", None)
+        if game is not None and hasattr(game, "last_action"):
+            game.last_action = 0
         return self.env.reset(seed=seed, options=options)
 
 
