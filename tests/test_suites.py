@@ -341,4 +341,4 @@ def test_the_readme_suite_example_is_a_valid_suite(tmp_path):
     jobs = expand(suite)
     assert {(j.task.name, j.variant) for j in jobs} == {("CartPole-v1", "dqn"), ("short_cartpole", "dqn"),
                                                         ("short_cartpole", "my_dqn")}
-    assert len(jobs) == 3 * 5
+    assert len(jobs) == 5 + 2 * 20   # CartPole-v1 at the suite's 5 seeds, short_cartpole at its own 20

@@ -537,7 +537,7 @@ def maximisation_bias(table: pd.DataFrame, confidence: float = 0.95, styles: dic
         ax.axhline(EPSILON_FLOOR, color="black", lw=1.0, ls="--")
         ax.set(title=task, xlabel="training episode", ylabel="fraction of runs going left", ylim=(0, 1))
     floor = Line2D([], [], color="black", lw=1.0, ls="--",
-                   label="5%: epsilon-greedy's floor (eps 0.1 over two actions)")
+                   label="5%: what epsilon-greedy forces (Sutton and Barto's eps 0.1 over two actions)")
     _legend(fig, axes[min(len(axes), 3) - 1], [*sorted(lines.items()), ("", floor)])
     fig.suptitle(f"Maximisation bias: left from A per training episode, {confidence:.0%} Wilson interval")
     return fig

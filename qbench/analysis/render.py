@@ -220,7 +220,9 @@ def divergence_display(report: Report) -> pd.DataFrame:
     return pd.DataFrame([{"example": r.example, "method": r.method, "iterations": r.iterations,
                           "first weight norm": f"{r.first_norm:.3g}", "last weight norm": f"{r.last_norm:.3g}",
                           "growth per iteration": _num(r.growth_factor, 4),
-                          "analytical": _num(r.analytical_growth_factor, 4)}
+                          "analytical": _num(r.analytical_growth_factor, 4),
+                          "spectral radius": f"{r.spectral_radius:.8f}" if not math.isnan(r.spectral_radius)
+                          else "–"}
                          for r in _table(report, "divergence_summary").itertuples(index=False)])
 
 
@@ -232,8 +234,10 @@ def maximisation_bias_text(report: Report) -> str:
              for r in _table(report, "maximisation_bias_summary").itertuples(index=False)]
     return (f"Fraction of the runs that went left in each training episode, with a {pct} Wilson score interval. "
             + " ".join(parts) + " Part of the left choices are forced by epsilon-greedy exploration whatever Q "
-            "says (the report does not know each variant's epsilon; the dashed line is the share with epsilon "
-            "0.1 over two actions).")
+            "says (the report does not know each variant's epsilon; the dashed line is the 5% that Sutton and "
+            "Barto's epsilon 0.1 forces over A's two actions, which qbench/MaximisationBias-v0 reproduces). Only "
+            "the episodes every run of the task has are counted: a run that goes right more often finishes more, "
+            "shorter episodes, so later episodes would sample such runs only.")
 
 
 def contraction_text(report: Report) -> str:
@@ -254,9 +258,16 @@ def divergence_text(report: Report) -> str:
         analytical = (f" (analytical {_num(r.analytical_growth_factor, 4)})"
                       if not math.isnan(r.analytical_growth_factor) else "")
         trend = "grows" if r.growth_factor > 1 else "shrinks"
+        radius = r.spectral_radius
+        fate = ("" if math.isnan(radius) else
+                f"; the iteration map's spectral radius is {radius:.8f}, so in the long run it "
+                + ("diverges" if radius > 1 + 1e-12 else "stays bounded" if radius > 1 - 1e-12 else "converges")
+                + (" (the norm grows at first while the faster modes settle; the slowest decays by only that "
+                   "factor per iteration)"
+                   if radius < 1 - 1e-12 and r.growth_factor > 1 else ""))
         parts.append(f"{r.example} / {r.method}: the weight norm {trend} by a factor "
                      f"{_num(r.growth_factor, 4)} per iteration{analytical}, from {r.first_norm:.3g} to "
-                     f"{r.last_norm:.3g} in {r.iterations} iterations.")
+                     f"{r.last_norm:.3g} in {r.iterations} iterations{fate}.")
     return ("Textbook counterexamples, the same for every results folder: Tsitsiklis and Van Roy's fitted value "
             "iteration and Baird's counterexample, with the tabular case beside them; the weight norm per "
             "iteration (dashed: analytical), and its mean growth factor per iteration over the second half of the "
@@ -360,8 +371,11 @@ def sections(report: Report) -> list[Section]:
                 "bootstrap CI over seeds: the row to compare variants on (dqn against double_dqn).",
                 overestimation_final_display(report)),
         *theory_sections(report),
-        Section("Cost", "Wall time and throughput of the complete runs; peak memory is the largest resident set "
-                "of the worker process (an upper bound when a worker ran several jobs).", cost_display(report)),
+        Section("Cost", "Wall time and throughput of the complete runs; seeds trained side by side in one process "
+                "share its wall time, so a run's wall time is its batch's divided by the seeds in it, and the "
+                "total is the process time they took; env steps/s are each seed's own; peak memory is the "
+                "largest resident set of the worker process (an upper bound when a worker ran several jobs).",
+                cost_display(report)),
         Section("Published references", "From qbench/data/zoo_reference.csv; the budgets and protocols differ "
                 "between sources (see notes).", references_display(report)),
     ]

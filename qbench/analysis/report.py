@@ -700,7 +700,10 @@ def overestimation_final_table(results: pd.DataFrame, finals: pd.DataFrame, *, s
 
 
 def cost_table(finals: pd.DataFrame) -> pd.DataFrame:
-    """Wall time, env steps per second and peak memory of the complete runs, from their summary.json."""
+    """Wall time, env steps per second and peak memory of the complete runs, from their summary.json. Seeds trained
+    side by side share one process and one wall time (summary's ``wall_s``, ``seeds_in_batch``): a run's share is
+    the batch's wall time over its seeds, so that ``wall_s_total`` is the process time all of them took (1,000
+    seeds of one 30 s batch are 30 s, not 30,000)."""
     rows = []
     for (task, variant), group in _complete(finals).groupby(["task", "variant"], sort=True):
         summaries = []
@@ -713,8 +716,8 @@ def cost_table(finals: pd.DataFrame) -> pd.DataFrame:
             continue
         peaks = [s["peak_rss_mb"] for s in summaries if "peak_rss_mb" in s]
         rows.append({"task": task, "variant": variant, "runs": len(summaries),
-                     "wall_s_mean": float(np.mean([s["wall_s"] for s in summaries])),
-                     "wall_s_total": float(np.sum([s["wall_s"] for s in summaries])),
+                     "wall_s_mean": float(np.mean([s["wall_s"] / s.get("seeds_in_batch", 1) for s in summaries])),
+                     "wall_s_total": float(np.sum([s["wall_s"] / s.get("seeds_in_batch", 1) for s in summaries])),
                      "steps_per_s_mean": float(np.mean([s["steps_per_s"] for s in summaries])),
                      "peak_rss_mb_max": float(max(peaks)) if peaks else math.nan})
     return pd.DataFrame(rows, columns=["task", "variant", "runs", "wall_s_mean", "wall_s_total", "steps_per_s_mean",
@@ -777,11 +780,23 @@ def _with_left(episodes: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+def _common_episodes(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the episodes that every run of their task has (the task's shortest run, in episodes)."""
+    if rows.empty:
+        return rows
+    common = rows.groupby(["task", "run_dir"])["episode"].max().groupby(level="task").min()
+    return rows[rows["episode"] <= rows["task"].map(common)]
+
+
 def maximisation_bias_table(episodes: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Per (task, variant, training episode), over the complete runs that recorded ``left`` in that episode
     (``runs``): the fraction that went left (``left_fraction``) with its Wilson score interval (``lower``,
-    ``upper``); ``episodes`` is ``qbench.store.load_episodes``'s frame."""
-    rows = _with_left(episodes)
+    ``upper``); ``episodes`` is ``qbench.store.load_episodes``'s frame.
+
+    Only the episodes that every run of the task has (all variants alike): runs are given env steps, not
+    episodes, and a run that goes right more often finishes more (shorter) episodes, so a late episode that
+    few runs reach is a biased sample of them (runs that went right a lot)."""
+    rows = _common_episodes(_with_left(episodes))
     if rows.empty:
         return pd.DataFrame(columns=MAXIMISATION_BIAS_COLUMNS)
     table = (rows.groupby(["task", "variant", "episode"], sort=True)["left"]
@@ -801,7 +816,7 @@ def maximisation_bias_summary(episodes: pd.DataFrame, table: pd.DataFrame | None
     every one of its ``runs`` has (``final_first_episode`` to ``final_last_episode``), each run weighing the
     same. How much of it epsilon-greedy exploration forces is not known here (the report does not know
     epsilon)."""
-    rows = _with_left(episodes)
+    rows = _common_episodes(_with_left(episodes))
     if rows.empty:
         return pd.DataFrame(columns=MAXIMISATION_BIAS_SUMMARY_COLUMNS)
     table = maximisation_bias_table(episodes) if table is None else table
@@ -921,6 +936,30 @@ def known_dynamics_mdps(results: pd.DataFrame, finals: pd.DataFrame,
     return mdps
 
 
+# The toy text MDPs whose contraction every Theory section shows, whatever the results hold (value iteration on them
+# takes well under a second).
+REFERENCE_MDPS = ("FrozenLake-v1", "CliffWalking-v1", "Taxi-v4")
+REFERENCE_GAMMAS = (0.9, 0.99)
+
+
+def reference_mdps() -> dict[str, tuple[Any, float]]:
+    """Gymnasium's toy text MDPs at gamma 0.9 and 0.99, named 'task (gamma g)'."""
+    import gymnasium as gym
+
+    from qbench.theory.mdp import known_mdp
+
+    out: dict[str, tuple[Any, float]] = {}
+    for env_id in REFERENCE_MDPS:
+        env = gym.make(env_id)
+        try:
+            mdp = known_mdp(env)
+        finally:
+            env.close()
+        for gamma in REFERENCE_GAMMAS:
+            out[f"{env_id} (gamma {gamma:g})"] = (mdp, gamma)
+    return out
+
+
 CONTRACTION_COLUMNS = ["task", "gamma", "states", "actions", "sweeps", "first_error", "max_ratio", "mean_ratio",
                        "bound"]
 CONTRACTION_CURVE_COLUMNS = ["task", "gamma", "sweep", "max_error", "ratio"]
@@ -938,6 +977,7 @@ def contraction_tables(mdps: dict[str, tuple[Any, float]]) -> tuple[pd.DataFrame
 
 DIVERGENCE_COLUMNS = ["example", "method", "iteration", "weight_norm", "analytical_norm"]
 DIVERGENCE_SUMMARY_COLUMNS = ["example", "method", "iterations", "first_norm", "last_norm", "growth_factor",
+                              "spectral_radius",
                               "analytical_growth_factor"]
 
 
@@ -965,6 +1005,9 @@ def divergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
     """Per (example, method): its iterations, the weight norm at the first and last, and the mean factor it
     grows by per iteration over the second half of them (below 1: it shrinks), measured and analytical (NaN
     where there is none)."""
+    from qbench.theory.counterexamples import spectral_radii
+
+    radii = spectral_radii() if not curves.empty else {}
     rows = []
     for (example, method), group in curves.groupby(["example", "method"], sort=False):
         group = group.sort_values("iteration")
@@ -973,7 +1016,8 @@ def divergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
         rows.append({"example": example, "method": method, "iterations": int(it[-1]) if len(it) else 0,
                      "first_norm": float(norms[0]), "last_norm": float(norms[-1]),
                      "growth_factor": _growth_factor(it, norms),
-                     "analytical_growth_factor": _growth_factor(it, group["analytical_norm"].to_numpy(float))})
+                     "analytical_growth_factor": _growth_factor(it, group["analytical_norm"].to_numpy(float)),
+                     "spectral_radius": radii.get((example, method), math.nan)})
     return pd.DataFrame(rows, columns=DIVERGENCE_SUMMARY_COLUMNS)
 
 
@@ -1115,9 +1159,12 @@ def build_report(results: str | Path | pd.DataFrame, *, suite: str | None = None
     tables["maximisation_bias"] = maximisation_bias_table(episodes, confidence)
     tables["maximisation_bias_summary"] = maximisation_bias_summary(episodes, tables["maximisation_bias"])
     tables["q_distance"] = q_distance_table(df, finals, **boot)
-    tables["contraction"], tables["contraction_curves"] = contraction_tables(
-        known_dynamics_mdps(df, finals, theory_notes))
+    mdps = known_dynamics_mdps(df, finals, theory_notes)
+    tables["contraction"], tables["contraction_curves"] = contraction_tables(mdps)
     if has_theory(tables):
+        references = {name: (m, g) for name, (m, g) in reference_mdps().items()
+                      if not any(name.startswith(task + " ") and g == gamma for task, (_, gamma) in mdps.items())}
+        tables["contraction"], tables["contraction_curves"] = contraction_tables({**mdps, **references})
         tables["divergence"] = divergence_table()
     else:
         tables["divergence"] = pd.DataFrame(columns=DIVERGENCE_COLUMNS)

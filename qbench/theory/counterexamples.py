@@ -158,6 +158,19 @@ def divergence_curves(iterations: int = 1000, tvr_iterations: int = 50) -> pd.Da
     return pd.concat(frames, ignore_index=True)
 
 
+def spectral_radii() -> dict[tuple[str, str], float]:
+    """(example, method) of divergence_curves -> the spectral radius of its iteration map, the factor by which the
+    weight norm grows (> 1) or shrinks (< 1) per iteration in the long run, whatever it does at first: TvR's
+    fitted map is 6 gamma / 5, its tabular one (v1, v2) -> (gamma v2, gamma v2) has eigenvalues 0 and gamma; Baird's
+    from baird_update_matrix (on-policy: 1, the weights no update touches stay where they are)."""
+    out = {("tsitsiklis_van_roy", f"fitted_gamma_{gamma}"): tvr_growth_factor(gamma) for gamma in (0.9, 0.8)}
+    out[("tsitsiklis_van_roy", "tabular_gamma_0.9")] = 0.9
+    out[("baird", "off_policy_uniform")] = baird_growth_factor()
+    out[("baird", "on_policy")] = baird_growth_factor(weighting="on_policy")
+    out[("baird", "tabular")] = baird_growth_factor(features="tabular")
+    return out
+
+
 # Below this error a sweep's change is within a few ulps of Q, and the ratio measures rounding.
 RATIO_FLOOR = 1e-10
 
