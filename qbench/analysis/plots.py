@@ -521,6 +521,8 @@ def maximisation_bias(table: pd.DataFrame, confidence: float = 0.95, styles: dic
     styles = styles or variant_styles(table["variant"], _tasks_of([table]))
     tasks = sorted(table["task"].unique())
     fig, axes = _grid(len(tasks), extra_width=3.2, min_height=_legend_height(table))
+    if len(tasks) == 1:   # one panel: a wider one, so that 300 episodes are readable beside the legend
+        fig.set_size_inches(fig.get_size_inches()[0] + 4.0, max(fig.get_size_inches()[1], 4.0))
     lines: dict[str, Line2D] = {}
     for ax, task in zip(axes, tasks):
         panel = table[table["task"] == task]
@@ -537,7 +539,7 @@ def maximisation_bias(table: pd.DataFrame, confidence: float = 0.95, styles: dic
         ax.axhline(EPSILON_FLOOR, color="black", lw=1.0, ls="--")
         ax.set(title=task, xlabel="training episode", ylabel="fraction of runs going left", ylim=(0, 1))
     floor = Line2D([], [], color="black", lw=1.0, ls="--",
-                   label="5%: what epsilon-greedy forces (Sutton and Barto's eps 0.1 over two actions)")
+                   label="5%: forced by epsilon-greedy\n(eps 0.1 over A's two actions)")
     _legend(fig, axes[min(len(axes), 3) - 1], [*sorted(lines.items()), ("", floor)])
     fig.suptitle(f"Maximisation bias: left from A per training episode, {confidence:.0%} Wilson interval")
     return fig
