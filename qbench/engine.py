@@ -842,8 +842,7 @@ class LoopState:
         self.explore_level = explore_level
         self.episode_return += float(reward)
         self.episode_steps += 1
-        if learn_reward_abs > self.reward_abs_max:
-            self.reward_abs_max = learn_reward_abs
+        self.reward_abs_max = max(self.reward_abs_max, learn_reward_abs)
         if episode_ended:
             self.episodes += 1
             self.recent_returns.append(self.episode_return)

@@ -342,3 +342,26 @@ def test_the_readme_suite_example_is_a_valid_suite(tmp_path):
     assert {(j.task.name, j.variant) for j in jobs} == {("CartPole-v1", "dqn"), ("short_cartpole", "dqn"),
                                                         ("short_cartpole", "my_dqn")}
     assert len(jobs) == 5 + 2 * 20   # CartPole-v1 at the suite's 5 seeds, short_cartpole at its own 20
+
+
+def test_a_new_task_names_its_episode_info_and_any_task_its_own_seeds(tmp_path):
+    suite = load_suite(write_suite(tmp_path, """
+        seeds = 2
+        variants = ["tabular_q"]
+        [tasks.bias]
+        env_id = "qbench/MaximisationBias-v0"
+        episode_info = ["left"]
+        seeds = 3
+        [tasks."FrozenLake-v1"]
+    """))
+    assert suite.custom_tasks["bias"].episode_info == ("left",)
+    jobs = expand(suite)
+    assert sorted((j.task.name, j.seed) for j in jobs) == [("FrozenLake-v1", 0), ("FrozenLake-v1", 1),
+                                                          ("bias", 0), ("bias", 1), ("bias", 2)]
+    with pytest.raises(ConfigError, match=r"tasks.FrozenLake-v1.episode_info: only a new task"):
+        load_suite(write_suite(tmp_path, """
+            seeds = 1
+            variants = ["dqn"]
+            [tasks."FrozenLake-v1"]
+            episode_info = ["x"]
+        """, "bad"))

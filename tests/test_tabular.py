@@ -30,11 +30,9 @@ BIAS = "qbench/MaximisationBias-v0"
 
 
 def _spaces(task_name: str, cfg):
+    """(the task's spaces, its env: the caller closes it)."""
     env = make_env(get_task(task_name), cfg)
-    try:
-        return spaces_of(env), env
-    finally:
-        pass
+    return spaces_of(env), env
 
 
 def test_a_table_step_is_watkins_update_at_step_size_lr():
@@ -289,7 +287,7 @@ def test_double_q_s_two_tables_and_coins_survive_a_kill_and_resume(tmp_path):
     first = build_job("tabular_double_q", "qbench/TwoStateChain-v0", 0, {
         "gamma": 0.9, "total_env_steps": 900, "eval_interval_env_steps": 300, "eval_episodes": 2,
         "checkpoint_interval_env_steps": 300, "log_interval_env_steps": 100})
-    straight, resumed = kill_and_resume([dataclasses.replace(first, seed=s) for s in (0, 1)], tmp_path, 1)
+    kill_and_resume([dataclasses.replace(first, seed=s) for s in (0, 1)], tmp_path, 1)
     # the distance to Q* depends on both tables: equal rows mean both came back
     for s in (0, 1):
         a = pd.read_csv(tmp_path / "straight" / str(s) / "evaluations.csv")["q_error_max"]
