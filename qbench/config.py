@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +68,14 @@ class Config:
     # --- target and returns
     target: str = _setting("max", "bootstrap value: max under the target net, or double (online selects, target "
                            "evaluates), or policy (target critic at the target actor's action, DDPG)", choices=("max", "double", "policy"))
-    n_step: int = _setting(1, "rewards summed before bootstrapping", minimum=1)
+    n_step: int = _setting(1, "rewards summed before bootstrapping (at the start, when n_step_end anneals it)",
+                           minimum=1)
+    n_step_end: int = _setting(0, "n after annealing: n goes linearly from n_step to n_step_end over the first "
+                               "n_step_decay_fraction of the run, rounded to the nearest integer (0: no "
+                               "annealing, n stays n_step); the buffer serves every n up to the larger",
+                               minimum=0)
+    n_step_decay_fraction: float = _setting(0.5, "fraction of total_env_steps over which n anneals to n_step_end",
+                                            minimum=0.0, maximum=1.0)
     nstep_correction: str = _setting("ignore", "off-policy correction for n_step > 1: ignore, or cut the trace at "
                                      "the first later action that is not greedy under the current Q",
                                      choices=("ignore", "cut"))
@@ -78,6 +86,11 @@ class Config:
     terminal_on_life_loss: bool = _setting(False, "Atari: a lost life ends the return for learning (discount 0) "
                                            "while the game goes on; never at evaluation. Off by default, as "
                                            "Machado et al. (2018) recommend")
+    target_gradient: str = _setting("none", "the gradient of the TD loss: none (semi-gradient: the target is held "
+                                    "constant, the default of every variant), or residual (Baird 1995: the "
+                                    "gradient of the squared Bellman error through the target too; needs "
+                                    "target_update none, since a target network has no gradient to give)",
+                                    choices=("none", "residual"))
     # --- loss and optimiser
     loss: str = _setting("mse", "regression loss: mse is 0.5*err^2, huber is 0.5*err^2 inside delta and linear "
                          "beyond", choices=("mse", "huber"))
@@ -192,6 +205,13 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
             {"loss": "huber", "grad_clip": "norm"}),
     Variant("double_nstep_huber_dqn", f"Double + 3-step + Huber + gradient-norm clipping: {_DQN}",
             {"target": "double", "n_step": 3, "loss": "huber", "grad_clip": "norm"}),
+    Variant("annealed_nstep_dqn", f"N-step DQN whose n anneals from 3 to 1 over the first half of the run (n-step "
+            f"while Q is still poor, 1-step once it is not): {_DQN}",
+            {"n_step": 3, "n_step_end": 1, "n_step_decay_fraction": 0.5}),
+    Variant("residual_q", "Residual-gradient Q-learning (Baird 1995): online Q-learning whose update is the "
+            "gradient of the squared Bellman error through both Q(s, a) and the target",
+            {"buffer_size": 1, "batch_size": 1, "warmup_env_steps": 1, "env_steps_per_update": 1,
+             "grad_steps_per_update": 1, "target_update": "none", "target_gradient": "residual"}),
     Variant("online_q", "Online Q-learning: no replay (buffer of 1), one gradient step per env step, no target lag",
             {"buffer_size": 1, "batch_size": 1, "warmup_env_steps": 1, "env_steps_per_update": 1,
              "grad_steps_per_update": 1, "target_update": "none"}),
@@ -220,7 +240,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
 ]}
 
 # Which settings describe a variant's composition, for `qbench list variants`.
-COMPONENT_KEYS = ("q_head", "maximiser", "target", "n_step", "nstep_correction", "loss", "grad_clip",
+COMPONENT_KEYS = ("q_head", "maximiser", "target", "target_gradient", "n_step", "n_step_end", "nstep_correction",
+                  "loss", "grad_clip",
                   "target_update", "exploration", "buffer_size", "env_steps_per_update", "grad_steps_per_update",
                   "target_period_grad_steps")
 
@@ -328,11 +349,34 @@ def check_consistency(cfg: Config) -> None:
     if cfg.batch_size > cfg.buffer_size:
         raise ConfigError(f"batch_size ({cfg.batch_size}) exceeds buffer_size ({cfg.buffer_size}); "
                           f"lower batch_size or raise buffer_size")
-    if cfg.nstep_correction != "ignore" and cfg.n_step == 1:
+    if cfg.target_gradient == "residual" and cfg.target_update != "none":
+        raise ConfigError(f"target_gradient 'residual' differentiates the target, and target_update "
+                          f"'{cfg.target_update}' makes it a frozen network with no gradient; set target_update none")
+    if cfg.target_gradient == "residual" and cfg.maximiser not in ("exact", "naf"):
+        raise ConfigError(f"target_gradient 'residual' needs a maximiser whose max is differentiable in Q; "
+                          f"maximiser '{cfg.maximiser}' picks actions by sampling or a learned actor; maximisers "
+                          "for residual: exact, naf")
+    if cfg.nstep_correction != "ignore" and max_n_step(cfg) == 1:
         raise ConfigError(f"nstep_correction '{cfg.nstep_correction}' corrects n-step returns and does nothing "
                           "with n_step = 1; set n_step > 1 or nstep_correction 'ignore'")
-    if cfg.n_step > cfg.buffer_size:
-        raise ConfigError(f"n_step ({cfg.n_step}) exceeds buffer_size ({cfg.buffer_size})")
+    if max_n_step(cfg) > cfg.buffer_size:
+        raise ConfigError(f"n_step ({max_n_step(cfg)}) exceeds buffer_size ({cfg.buffer_size})")
+
+
+def max_n_step(cfg: Config) -> int:
+    """The longest n-step window the run uses (the buffer serves every n up to it)."""
+    return max(cfg.n_step, cfg.n_step_end)
+
+
+def n_step_at(cfg: Config, progress: float) -> int:
+    """n at a fraction of the run: n_step, or annealed linearly to n_step_end and rounded to the nearest integer
+    (halves round up, so 3 -> 1 over half a run is 3 for the first eighth, then 2, then 1 after three eighths)."""
+    if cfg.n_step_end == 0 or cfg.n_step_end == cfg.n_step:
+        return cfg.n_step
+    if cfg.n_step_decay_fraction <= 0:
+        return cfg.n_step_end
+    frac = min(progress / cfg.n_step_decay_fraction, 1.0)
+    return int(math.floor(cfg.n_step + frac * (cfg.n_step_end - cfg.n_step) + 0.5))
 
 
 def resolve(variant: Variant, task_settings: dict[str, Any], *override_layers: dict[str, Any]) -> Config:

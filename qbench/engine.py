@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbench.config import Config
+from qbench.config import Config, max_n_step, n_step_at
 from qbench.envs.tasks import Spaces, make_env, spaces_of
 from qbench.jobs import Job
 from qbench.parts.exploration import (
@@ -494,7 +494,7 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
     def greedy_np(states: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return act_maximiser.argmax(online, torch.as_tensor(states).to(device)).cpu().numpy()
-    cut_trace = greedy_np if cfg.nstep_correction == "cut" and cfg.n_step > 1 else None
+    cut_trace = greedy_np if cfg.nstep_correction == "cut" and max_n_step(cfg) > 1 else None
 
     # Loop state: everything that changes as the loop runs, so that a checkpoint is this plus the parts' state.
     book = Bookkeeper(jobs, runs, progress, cfg, started, eval_envs, spaces, known)
@@ -529,17 +529,14 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
                 lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.lr_decay_fraction, progress_frac)
                 learner.set_lr(cfg, lr)
             weights = None if alive.all() else torch.as_tensor(alive).to(device)   # a diverged seed's loss counts 0
+            n_now = n_step_at(cfg, progress_frac)
             for _ in range(cfg.grad_steps_per_update):
                 if cfg.target_update == "swap":
                     learner.swap_roles(rngs)
-                batch = buffer.sample(cfg.batch_size, rngs, cut_trace)
+                batch = buffer.sample(cfg.batch_size, rngs, cut_trace, n_now)
                 obs_b, actions_b = to_device(device, batch.obs, batch.actions)
-                with torch.no_grad():
-                    bootstrap = bootstrap_value(cfg.target, target_maximiser, online, target,
-                                                *to_device(device, batch.bootstrap_obs))
-                    y = td_targets(*to_device(device, batch.reward_n, batch.discount_n), bootstrap)
-                q_pred = online.q(obs_b, actions_b)
-                loss = td_loss(q_pred, y, cfg.loss, cfg.huber_delta)          # (K,): one loss per seed
+                loss, q_pred = td_step_loss(cfg, learner, obs_b, actions_b,
+                                            *to_device(device, batch.reward_n, batch.discount_n, batch.bootstrap_obs))
                 online.arena.grad.zero_()    # in place: the layers' .grad are views of it
                 (loss.sum() if weights is None else torch.where(weights, loss, 0.0).sum()).backward()
                 grad_norm = seed_grad_norms([online.arena], clip_at)           # clips each seed on its own
@@ -596,6 +593,20 @@ def known_dynamics(env, spaces: Spaces, gamma: float) -> KnownDynamics | None:
     return KnownDynamics(mdp, q_iteration(mdp, gamma).q_star, gamma)
 
 
+def td_step_loss(cfg: Config, learner: Learner, obs: torch.Tensor, actions: torch.Tensor, reward_n: torch.Tensor,
+                 discount_n: torch.Tensor, bootstrap_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(TD loss per seed (K,), Q(s, a) (K, B)) of one batch. The target y = reward_n + discount_n * bootstrap is
+    held constant (semi-gradient: no gradient flows through it, so online Q-learning follows no objective's
+    gradient), or with target_gradient residual differentiated too (the gradient of the squared Bellman error,
+    Baird 1995)."""
+    with torch.set_grad_enabled(cfg.target_gradient == "residual"):
+        bootstrap = bootstrap_value(cfg.target, learner.target_maximiser, learner.online, learner.target,
+                                    bootstrap_obs)
+        y = td_targets(reward_n, discount_n, bootstrap)
+    q_pred = learner.online.q(obs, actions)
+    return td_loss(q_pred, y, cfg.loss, cfg.huber_delta), q_pred
+
+
 def make_buffer(cfg: Config, spaces: Spaces, task, k_seeds: int) -> ReplayBuffer | FrameReplayBuffer:
     """A frame-stacking buffer for ALE's frame stacks (each frame stored once: about 7 KB per transition instead
     of 56 KB), else a plain one that stores obs and next obs."""
@@ -603,8 +614,8 @@ def make_buffer(cfg: Config, spaces: Spaces, task, k_seeds: int) -> ReplayBuffer
     action_shape, action_dtype = ((), np.int64) if discrete else ((spaces.action_dim,), np.float32)
     if task.family == "atari" and cfg.frame_stack > 1:
         return FrameReplayBuffer(k_seeds, cfg.buffer_size, spaces.obs_shape, action_shape, action_dtype,
-                                 cfg.n_step, cfg.gamma)
-    return ReplayBuffer(k_seeds, cfg.buffer_size, spaces.obs_shape, action_shape, action_dtype, cfg.n_step,
+                                 max_n_step(cfg), cfg.gamma)
+    return ReplayBuffer(k_seeds, cfg.buffer_size, spaces.obs_shape, action_shape, action_dtype, max_n_step(cfg),
                         cfg.gamma, obs_dtype=spaces.obs_dtype)
 
 
@@ -727,8 +738,9 @@ class Bookkeeper:
                     if self.runs[k] is not None:
                         self.runs[k].append_episodes(self.states[k].unflushed_episodes())
             now = time.perf_counter()
+            annealed = {"n_step": n_step_at(cfg, (env_steps - 1) / cfg.total_env_steps)} if cfg.n_step_end else {}
             for k in alive:
-                self.states[k].log_row(env_steps, grad_steps, lr, self.stats.means(k),
+                self.states[k].log_row(env_steps, grad_steps, lr, {**self.stats.means(k), **annealed},
                                        (env_steps - self.last_log[1]) / max(now - self.last_log[0], 1e-9),
                                        now - self.started)
                 self.emit(k, env_steps, "diagnostics", self.states[k].diagnostics[-1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from qbench.config import VARIANTS, Config, ConfigError, Variant, config_hash, get_variant, resolve
+from qbench.config import VARIANTS, Config, ConfigError, Variant, config_hash, get_variant, max_n_step, resolve
 from qbench.envs.pixels import ATARI_PROTOCOL_KEYS, STICKY_KEY
 from qbench.envs.tasks import Spaces, Task, get_task, probe_spaces
 
@@ -65,7 +65,7 @@ def build_job(variant_name: str, task_name: str, seed: int, *overrides: dict[str
     if spaces.action_kind == "discrete" and config.action_noise != defaults.action_noise:
         raise ConfigError(f"action_noise '{config.action_noise}' perturbs Box actions and task '{task.name}' has "
                           "Discrete actions; Discrete actions explore by exploration (epsilon_greedy, boltzmann)")
-    if config.nstep_correction == "cut" and spaces.action_kind != "discrete" and config.n_step > 1:
+    if config.nstep_correction == "cut" and spaces.action_kind != "discrete" and max_n_step(config) > 1:
         raise ConfigError("nstep_correction 'cut' compares actions with the greedy one and needs discrete "
                           "actions; use 'ignore'")
     return Job(variant_name, task, seed, config)

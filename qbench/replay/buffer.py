@@ -101,16 +101,19 @@ class ReplayBuffer:
                                                  int(counters["total_added"]))
 
     def sample(self, batch_size: int, rngs: list[np.random.Generator],
-               greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Batch:
+               greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None, n: int | None = None) -> Batch:
         """Sample uniformly, seed k's indices from rngs[k]. greedy_fn, when given, maps states (K, N, obs) to
         greedy actions (K, N) and cuts each n-step trace at the first later action that differs from it (the "cut
-        the trace" correction)."""
+        the trace" correction). n: the return's length now, at most the buffer's n_step (an annealed n; None:
+        n_step)."""
         idx = np.stack([rng.integers(0, self.size, size=batch_size) for rng in rngs])
-        return self.gather(idx, greedy_fn)
+        return self.gather(idx, greedy_fn, n)
 
-    def gather(self, idx: np.ndarray, greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Batch:
+    def gather(self, idx: np.ndarray, greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+               n: int | None = None) -> Batch:
         """The batch of windows starting at idx, shape (K, B)."""
-        return gather_windows(self, np.asarray(idx), greedy_fn, self._stored(self.obs), self._stored(self.next_obs))
+        return gather_windows(self, np.asarray(idx), greedy_fn, self._stored(self.obs), self._stored(self.next_obs),
+                              n)
 
     def _stored(self, array: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         """slots (K, ...) -> array's entries there, (K, ..., *obs_shape)."""
@@ -118,13 +121,17 @@ class ReplayBuffer:
 
 
 def gather_windows(buffer, idx: np.ndarray, greedy_fn: Callable[[np.ndarray], np.ndarray] | None,
-                   obs_at: Callable[[np.ndarray], np.ndarray], next_obs_at: Callable[[np.ndarray], np.ndarray]) -> Batch:
+                   obs_at: Callable[[np.ndarray], np.ndarray], next_obs_at: Callable[[np.ndarray], np.ndarray],
+                   n: int | None = None) -> Batch:
     """The batch of n-step windows starting at slots idx (K, B) of a buffer with a seed axis (ReplayBuffer or
     FrameReplayBuffer: rewards, terminated, episode_end, actions, pos, capacity, n_step, gamma, obs_shape).
     obs_at(slots) and next_obs_at(slots) give the states and next states stored at slots of any shape (K, ...):
-    stored as they are, or rebuilt from frames."""
+    stored as they are, or rebuilt from frames. n: the window's length, at most buffer.n_step (None: n_step); a
+    buffer keeps the transitions every n up to its n_step needs, so n may change from one batch to the next."""
     rows = np.arange(buffer.seeds)[:, None]
-    n = buffer.n_step
+    n = buffer.n_step if n is None else n
+    if not 1 <= n <= buffer.n_step:
+        raise ValueError(f"n = {n} is outside 1..{buffer.n_step}, the n-step windows this buffer serves")
     if n == 1:   # a 1-step window is the transition itself: no window arithmetic
         terminated = buffer.terminated[rows, idx]
         return Batch(obs_at(idx), buffer.actions[rows, idx], buffer.rewards[rows, idx].astype(np.float32),

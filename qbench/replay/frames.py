@@ -221,16 +221,17 @@ class FrameReplayBuffer:
         return np.stack(rows)
 
     def sample(self, batch_size: int, rngs: list[np.random.Generator],
-               greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Batch:
+               greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None, n: int | None = None) -> Batch:
         """As ReplayBuffer.sample, over the valid slots (sample_indices): greedy_fn, when given, maps states
         (K, N, S, H, W) to greedy actions (K, N) and cuts each n-step trace at the first later action that
         differs from it."""
-        return self.gather(self.sample_indices(batch_size, rngs), greedy_fn)
+        return self.gather(self.sample_indices(batch_size, rngs), greedy_fn, n)
 
-    def gather(self, idx: np.ndarray, greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Batch:
+    def gather(self, idx: np.ndarray, greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+               n: int | None = None) -> Batch:
         """The batch of windows starting at idx, shape (K, B), as ReplayBuffer.gather; obs and bootstrap_obs are
         uint8 stacks (K, B, S, H, W). A slot that is not valid gives finite but meaningless stacks."""
-        return gather_windows(self, np.asarray(idx), greedy_fn, self._obs_stacks, self._next_stacks)
+        return gather_windows(self, np.asarray(idx), greedy_fn, self._obs_stacks, self._next_stacks, n)
 
     # ---- checkpoint chunks: the contract of ReplayBuffer's. A chunk [start, end) is obsolete once every one of
     # its slots has been written again, i.e. once total_added >= end + capacity; the frames a later chunk's
