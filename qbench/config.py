@@ -376,7 +376,7 @@ def n_step_at(cfg: Config, progress: float) -> int:
     if cfg.n_step_decay_fraction <= 0:
         return cfg.n_step_end
     frac = min(progress / cfg.n_step_decay_fraction, 1.0)
-    return int(math.floor(cfg.n_step + frac * (cfg.n_step_end - cfg.n_step) + 0.5))
+    return math.floor(cfg.n_step + frac * (cfg.n_step_end - cfg.n_step) + 0.5)
 
 
 def resolve(variant: Variant, task_settings: dict[str, Any], *override_layers: dict[str, Any]) -> Config:

@@ -485,8 +485,7 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
 
     # Parts. Initialisation draws from private torch streams, so the process-wide RNG stays untouched.
     learner = Learner(cfg, spaces, seeds)
-    online, target, optimiser = learner.online, learner.target, learner.optimiser
-    act_maximiser, target_maximiser = learner.act_maximiser, learner.target_maximiser
+    online, optimiser, act_maximiser = learner.online, learner.optimiser, learner.act_maximiser
     behaviour = Behaviour(cfg, spaces, learner.acting, act_maximiser, rngs)
     buffer = make_buffer(cfg, spaces, task, k_seeds)
     device = learner.device

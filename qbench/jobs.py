@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from qbench.config import VARIANTS, Config, ConfigError, Variant, config_hash, get_variant, max_n_step, resolve
+from qbench.config import (
+    VARIANTS,
+    Config,
+    ConfigError,
+    Variant,
+    config_hash,
+    get_variant,
+    max_n_step,
+    resolve,
+)
 from qbench.envs.pixels import ATARI_PROTOCOL_KEYS, STICKY_KEY
 from qbench.envs.tasks import Spaces, Task, get_task, probe_spaces
 

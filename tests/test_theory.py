@@ -262,3 +262,35 @@ def test_maximisation_bias_same_seed_same_rewards():
 def test_registration_survives_reimport():
     importlib.reload(toy)
     assert gym.make("qbench/TwoStateChain-v0").unwrapped.P[1][0] == [(1.0, 1, 5.0, True)]
+
+
+def test_policy_iteration_lands_on_value_iteration_s_q_star_on_frozenlake():
+    import gymnasium as gym
+
+    from qbench.theory.mdp import known_mdp, policy_iteration, q_iteration
+
+    mdp = known_mdp(gym.make("FrozenLake-v1"))
+    for gamma in (0.9, 0.99):
+        howard = policy_iteration(mdp, gamma)
+        np.testing.assert_allclose(howard.q_star, q_iteration(mdp, gamma).q_star, atol=1e-9)
+        assert len(howard.changed[-1]) == 0 and all(len(c) > 0 for c in howard.changed[:-1])
+        assert howard.improvements > 1      # from "left everywhere" it has to improve
+        # an optimal policy is stable at once: one improvement step, which changes nothing
+        again = policy_iteration(mdp, gamma, policy=howard.policy)
+        assert again.improvements == 1 and len(again.changed[0]) == 0
+
+
+def test_policy_iteration_on_the_chain_improves_exactly_where_hand_computed():
+    """TwoStateChain at gamma 0.9, starting from action 0 in both states: V = (0.9 * 5, 5) = (4.5, 5); in state 0
+    action 1 is worth 0.5 (1 + 0.9 * 4.5) + 0.5 * 3 = 2.525 + 1.5 = 4.025 < 4.5, in state 1 action 1 is worth 1 + 0.9 (0.8 * 4.5
+    + 0.2 * 5) = 5.14 > 5: the first improvement changes state 1 only."""
+    import gymnasium as gym
+
+    import qbench.envs.toy  # noqa: F401
+    from qbench.theory.mdp import known_mdp, policy_iteration, policy_q
+
+    mdp = known_mdp(gym.make("qbench/TwoStateChain-v0"))
+    q = policy_q(mdp, np.array([0, 0]), 0.9)
+    np.testing.assert_allclose(q, [[4.5, 4.025], [5.0, 5.14]], rtol=1e-12)
+    howard = policy_iteration(mdp, 0.9)
+    assert howard.changed[0].tolist() == [1]

@@ -961,7 +961,7 @@ def reference_mdps() -> dict[str, tuple[Any, float]]:
 
 
 CONTRACTION_COLUMNS = ["task", "gamma", "states", "actions", "sweeps", "first_error", "max_ratio", "mean_ratio",
-                       "bound"]
+                       "bound", "policy_iteration_steps", "policy_iteration_gap"]
 CONTRACTION_CURVE_COLUMNS = ["task", "gamma", "sweep", "max_error", "ratio"]
 
 

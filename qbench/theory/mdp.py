@@ -172,6 +172,42 @@ def policy_value(mdp: KnownMDP, policy: np.ndarray, gamma: float, *, tol: float 
     return v
 
 
+@dataclass(frozen=True)
+class PolicyIteration:
+    q_star: np.ndarray        # (S, A), -inf at invalid actions: Q of the final policy, which is optimal
+    policy: np.ndarray        # (S,) the final (optimal) policy
+    improvements: int         # improvement steps taken, the last of which changed nothing
+    changed: list             # states whose action each improvement step changed
+
+
+def policy_q(mdp: KnownMDP, policy: np.ndarray, gamma: float) -> np.ndarray:
+    """Q^pi(s, a) = R(s, a) + gamma sum_s' C(s, a, s') V^pi(s'), exactly, -inf at invalid actions."""
+    q = mdp.reward + gamma * mdp.continuation @ policy_value(mdp, policy, gamma)
+    return np.where(mdp.valid, q, -np.inf)
+
+
+def policy_iteration(mdp: KnownMDP, gamma: float, policy: np.ndarray | None = None,
+                     max_improvements: int = 10_000) -> PolicyIteration:
+    """Howard's policy iteration: evaluate the policy exactly, make it greedy in its own Q, repeat until no state
+    changes. A state keeps its action unless another is better by more than rounding (1e-12 relative), so ties
+    cannot make it cycle; with finitely many policies and each step an improvement, it stops. The first policy
+    is `policy`, or the lowest valid action everywhere."""
+    policy = (greedy_policy(np.where(mdp.valid, 0.0, -np.inf), mdp.valid) if policy is None
+              else np.asarray(policy, dtype=np.int64).copy())
+    states = np.arange(mdp.n_states)
+    changed: list[np.ndarray] = []
+    for _ in range(max_improvements):
+        q = policy_q(mdp, policy, gamma)
+        best = greedy_policy(q, mdp.valid)
+        current = q[states, policy]
+        better = q[states, best] > current + 1e-12 * np.maximum(1.0, np.abs(current))
+        changed.append(np.flatnonzero(better))
+        if not better.any():
+            return PolicyIteration(q, policy, len(changed), changed)
+        policy = np.where(better, best, policy)
+    raise RuntimeError(f"policy iteration did not settle in {max_improvements} improvement steps")
+
+
 def q_distance(mdp: KnownMDP, q_star: np.ndarray, q: np.ndarray, gamma: float) -> dict[str, np.ndarray]:
     """How far one Q table (S, A) or K tables (K, S, A) are from Q*, in values and in greedy return."""
     q = np.asarray(q, dtype=np.float64)
