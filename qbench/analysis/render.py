@@ -128,18 +128,22 @@ def improvement_display(report: Report) -> pd.DataFrame:
     return pd.DataFrame([{"X \\ Y": label(x), **{y: cells.get((x, y), "–") for y in names}} for x in names])
 
 
-def overestimation_display(report: Report) -> pd.DataFrame:
-    table = report.tables["overestimation"]
+def _overestimation_last(table: pd.DataFrame, q_column: str, measured_column: str, name: str,
+                         q_label: str) -> pd.DataFrame:
+    """The last evaluation step of each (task, variant) of an overestimation table, as display rows."""
     if table.empty:
         return pd.DataFrame()
     last = table.sort_values("env_steps").groupby(["task", "variant"], sort=True).tail(1)
-    return pd.DataFrame([{"task": r.task, "variant": r.variant, "env steps": _steps(r.env_steps),
-                          "predicted Q(s0, a0)": _num(r.q_start_mean),
-                          "measured discounted return": _num(r.discounted_return_mean),
-                          "overestimation (CI)": _ci(r.overestimation, r.overestimation_lower,
-                                                     r.overestimation_upper),
-                          "seeds": r.seeds}
-                         for r in last.sort_values(["task", "variant"]).itertuples(index=False)])
+    return pd.DataFrame([{"task": r["task"], "variant": r["variant"], "env steps": _steps(r["env_steps"]),
+                          q_label: _num(r[q_column]), "measured discounted return": _num(r[measured_column]),
+                          "overestimation (CI)": _ci(r[name], r[f"{name}_lower"], r[f"{name}_upper"]),
+                          "seeds": r["seeds"]}
+                         for _, r in last.sort_values(["task", "variant"]).iterrows()])
+
+
+def overestimation_display(report: Report) -> pd.DataFrame:
+    return _overestimation_last(report.tables["overestimation"], "q_start_mean", "discounted_return_mean",
+                                "overestimation", "predicted Q(s0, a0)")
 
 
 def _table(report: Report, name: str) -> pd.DataFrame:
@@ -149,17 +153,9 @@ def _table(report: Report, name: str) -> pd.DataFrame:
 
 
 def overestimation_visited_display(report: Report) -> pd.DataFrame:
-    table = _table(report, "overestimation_visited")
-    if table.empty:
-        return pd.DataFrame()
-    last = table.sort_values("env_steps").groupby(["task", "variant"], sort=True).tail(1)
-    return pd.DataFrame([{"task": r.task, "variant": r.variant, "env steps": _steps(r.env_steps),
-                          "predicted Q along visited states": _num(r.q_visited_mean),
-                          "measured discounted return": _num(r.discounted_return_visited_mean),
-                          "overestimation (CI)": _ci(r.overestimation_visited, r.overestimation_visited_lower,
-                                                     r.overestimation_visited_upper),
-                          "seeds": r.seeds}
-                         for r in last.sort_values(["task", "variant"]).itertuples(index=False)])
+    return _overestimation_last(_table(report, "overestimation_visited"), "q_visited_mean",
+                                "discounted_return_visited_mean", "overestimation_visited",
+                                "predicted Q along visited states")
 
 
 def overestimation_final_display(report: Report) -> pd.DataFrame:
