@@ -76,9 +76,26 @@ class Config:
                                minimum=0)
     n_step_decay_fraction: float = _setting(0.5, "fraction of total_env_steps over which n anneals to n_step_end",
                                             minimum=0.0, maximum=1.0)
-    nstep_correction: str = _setting("ignore", "off-policy correction for n_step > 1: ignore, or cut the trace at "
-                                     "the first later action that is not greedy under the current Q",
-                                     choices=("ignore", "cut"))
+    nstep_correction: str = _setting("ignore", "off-policy correction for n_step > 1: ignore (the later actions "
+                                     "came from an older, exploring policy and the return uses them as they are); "
+                                     "cut (Watkins 1989: the trace stops at the first later action that is not "
+                                     "greedy under the online Q); importance_sampling (per-decision weights rho = "
+                                     "pi/mu on the later actions, Precup et al. 2000, truncated at is_clip); "
+                                     "retrace (c = trace_lambda min(1, rho), Munos et al. 2016); tree_backup (c = "
+                                     "trace_lambda pi, Precup et al. 2000). The last three use the general form of "
+                                     "Munos et al. (2016): y = Q'(s, a) + sum_j gamma^j c_1..c_j delta_j, with "
+                                     "delta_j = r_j + gamma E_pi Q'(s_j+1) - Q'(s_j, a_j); pi is is_target_eps-greedy "
+                                     "w.r.t. the net that selects the bootstrap action (target net for target max, "
+                                     "online net for double); discrete actions only",
+                                     choices=("ignore", "cut", "importance_sampling", "retrace", "tree_backup"))
+    is_target_eps: float = _setting(0.0, "importance_sampling, retrace, tree_backup: epsilon of the target policy "
+                                    "pi (0: greedy, the Q-learning target, whose weights are 0 or 1/mu; above 0 "
+                                    "pi is epsilon-greedy like the behaviour, and the fixed point is its Q)",
+                                    minimum=0.0, maximum=1.0)
+    is_clip: float = _setting(0.0, "importance_sampling: truncate each per-decision weight pi/mu at this value "
+                              "(0: no truncation, unbiased)", minimum=0.0)
+    trace_lambda: float = _setting(1.0, "retrace, tree_backup: lambda in their trace coefficients c", minimum=0.0,
+                                   maximum=1.0)
     gamma: float = _setting(0.99, "discount factor per env step", minimum=0.0, maximum=1.0)
     reward_clip: float = _setting(0.0, "clip the rewards the learner sees to [-reward_clip, reward_clip] (0: no "
                                   "clipping); training returns in the logs and every evaluation stay unclipped "
@@ -201,6 +218,15 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("dqn", f"DQN: {_DQN}, max target, 1-step, MSE loss", {}),
     Variant("double_dqn", f"Double DQN: {_DQN}, online net selects and target net evaluates", {"target": "double"}),
     Variant("nstep_dqn", f"N-step DQN: {_DQN}, 3-step returns, no off-policy correction", {"n_step": 3}),
+    Variant("nstep_cut_dqn", f"N-step DQN whose trace is cut at the first later non-greedy action (Watkins): "
+            f"{_DQN}, 3-step", {"n_step": 3, "nstep_correction": "cut"}),
+    Variant("nstep_is_dqn", f"N-step DQN with per-decision importance sampling (Precup et al. 2000) towards an "
+            f"0.01-greedy target policy: {_DQN}, 3-step",
+            {"n_step": 3, "nstep_correction": "importance_sampling", "is_target_eps": 0.01}),
+    Variant("retrace_dqn", f"Retrace (Munos et al. 2016), c = min(1, pi/mu), towards an 0.01-greedy target "
+            f"policy: {_DQN}, 3-step", {"n_step": 3, "nstep_correction": "retrace", "is_target_eps": 0.01}),
+    Variant("tree_backup_dqn", f"Tree-backup (Precup et al. 2000), c = pi, towards an 0.01-greedy target policy: "
+            f"{_DQN}, 3-step", {"n_step": 3, "nstep_correction": "tree_backup", "is_target_eps": 0.01}),
     Variant("huber_dqn", f"DQN with Huber loss and gradient-norm clipping (thresholds from the task): {_DQN}",
             {"loss": "huber", "grad_clip": "norm"}),
     Variant("double_nstep_huber_dqn", f"Double + 3-step + Huber + gradient-norm clipping: {_DQN}",
@@ -241,6 +267,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
 
 # Which settings describe a variant's composition, for `qbench list variants`.
 COMPONENT_KEYS = ("q_head", "maximiser", "target", "target_gradient", "n_step", "n_step_end", "nstep_correction",
+                  "is_target_eps",
                   "loss", "grad_clip",
                   "target_update", "exploration", "buffer_size", "env_steps_per_update", "grad_steps_per_update",
                   "target_period_grad_steps")
@@ -359,6 +386,19 @@ def check_consistency(cfg: Config) -> None:
     if cfg.nstep_correction != "ignore" and max_n_step(cfg) == 1:
         raise ConfigError(f"nstep_correction '{cfg.nstep_correction}' corrects n-step returns and does nothing "
                           "with n_step = 1; set n_step > 1 or nstep_correction 'ignore'")
+    traced = ("importance_sampling", "retrace", "tree_backup")
+    for key, default, uses in (("is_target_eps", 0.0, traced), ("is_clip", 0.0, ("importance_sampling",)),
+                               ("trace_lambda", 1.0, ("retrace", "tree_backup"))):
+        if getattr(cfg, key) != default and cfg.nstep_correction not in uses:
+            raise ConfigError(f"setting '{key}' applies to nstep_correction {' or '.join(uses)}, not "
+                              f"'{cfg.nstep_correction}'; set nstep_correction or leave {key} at {default:g}")
+    if cfg.nstep_correction in traced and cfg.target_gradient == "residual":
+        raise ConfigError(f"nstep_correction '{cfg.nstep_correction}' computes its target in the replay buffer, "
+                          "without a gradient; target_gradient residual needs nstep_correction ignore or cut")
+    if cfg.nstep_correction in traced and cfg.target not in ("max", "double"):
+        raise ConfigError(f"nstep_correction '{cfg.nstep_correction}' weighs actions by pi(a|s) / mu(a|s) for a "
+                          f"discrete pi; target '{cfg.target}' has a learned continuous policy; use target max or "
+                          "double")
     if max_n_step(cfg) > cfg.buffer_size:
         raise ConfigError(f"n_step ({max_n_step(cfg)}) exceeds buffer_size ({cfg.buffer_size})")
 

@@ -59,8 +59,9 @@ from qbench.parts.networks import (
 )
 from qbench.parts.target_update import hard_update, polyak_update
 from qbench.parts.targets import bootstrap_value, td_targets
-from qbench.replay.buffer import ReplayBuffer
+from qbench.replay.buffer import OffPolicyTrace, ReplayBuffer
 from qbench.replay.frames import FrameReplayBuffer
+from qbench.replay.nstep import TRACE_CORRECTIONS
 from qbench.seed_axis import SeedEnvs, slice_seed, stack_seeds
 from qbench.store import CHECKPOINT, CHECKPOINT_REPLAY, METADATA, RunDir, atomic_write_bytes, run_metadata
 
@@ -303,26 +304,32 @@ class Behaviour:
         else:
             self.noises = [GaussianNoise(spaces.action_dim, cfg.noise_std, rng) for rng in rngs]
 
-    def act(self, obs: np.ndarray, progress_frac: float, warming_up: bool) -> tuple[np.ndarray, float]:
-        """(actions (K,) or (K, d) in the engine's units, exploration level: epsilon, temperature or noise std).
+    def act(self, obs: np.ndarray, progress_frac: float,
+            warming_up: bool) -> tuple[np.ndarray, float, np.ndarray]:
+        """(actions (K,) or (K, d) in the engine's units, exploration level: epsilon, temperature or noise std,
+        mu(a | s): the probability each seed's action had under the policy that drew it, (K,), NaN for Box
+        actions, whose density is not what trace corrections weigh by).
 
         During warm-up every action is uniform (an untrained net's greedy choice is arbitrary but not random;
         an untrained actor plus small noise covers little of the box)."""
         cfg, spaces = self.cfg, self.spaces
+        unknown = np.full(len(self.rngs), np.nan)
         if warming_up:
             if self.discrete and spaces.valid_actions is not None:   # uniform over what each state offers
                 offered = [np.flatnonzero(spaces.valid_actions[int(np.argmax(o))]) for o in obs]
-                return np.array([a[rng.integers(len(a))] for a, rng in zip(offered, self.rngs)]), float("nan")
+                return (np.array([a[rng.integers(len(a))] for a, rng in zip(offered, self.rngs)]), float("nan"),
+                        np.array([1.0 / len(a) for a in offered]))
             if self.discrete:
-                return np.array([rng.integers(spaces.n_actions) for rng in self.rngs]), float("nan")
+                return (np.array([rng.integers(spaces.n_actions) for rng in self.rngs]), float("nan"),
+                        np.full(len(self.rngs), 1.0 / spaces.n_actions))
             return np.stack([rng.uniform(-1.0, 1.0, spaces.action_dim).astype(np.float32)
-                             for rng in self.rngs]), float("nan")
+                             for rng in self.rngs]), float("nan"), unknown
         obs_t = torch.as_tensor(obs)[:, None].to(self.online.arena.device)
         if not self.discrete:
             with torch.inference_mode():
                 greedy = self.maximiser.argmax(self.online, obs_t)[:, 0].cpu().numpy()
             noise = np.stack([n.sample() for n in self.noises])
-            return np.clip(greedy + noise, -1.0, 1.0).astype(np.float32), cfg.noise_std
+            return np.clip(greedy + noise, -1.0, 1.0).astype(np.float32), cfg.noise_std, unknown
         with torch.inference_mode():
             q = self.online.all_actions(obs_t)[:, 0].cpu().numpy()
         if cfg.exploration == "epsilon_greedy":
@@ -336,7 +343,8 @@ class Behaviour:
         # Inverse CDF with one uniform per seed, from the seed's own stream.
         cdf = np.cumsum(probs, axis=1)
         u = np.array([rng.random() for rng in self.rngs]) * cdf[:, -1]
-        return np.minimum((cdf <= u[:, None]).sum(axis=1), spaces.n_actions - 1), level
+        actions = np.minimum((cdf <= u[:, None]).sum(axis=1), spaces.n_actions - 1)
+        return actions, level, probs[np.arange(len(actions)), actions] / cdf[:, -1]
 
 
 class Learner:
@@ -396,16 +404,19 @@ class UpdateStats:
     (K,) tensors; they are folded into the sums once per round of gradient steps (one host sync per round, no
     arithmetic per step)."""
 
-    KEYS = ("td_loss", "q_mean", "grad_norm", "actor_loss")
+    KEYS = ("td_loss", "q_mean", "grad_norm", "actor_loss", "trace_length")
     MAX_KEYS = ("q_abs_max",)   # the largest |Q| predicted on a sampled batch: what the divergence watch reads
 
-    def __init__(self, k_seeds: int):
+    def __init__(self, k_seeds: int, logs_trace: bool = False):
+        self.logs_trace = logs_trace   # n-step runs log trace_length (NaN in a row without updates)
         self.sums = {key: torch.zeros(k_seeds, dtype=torch.float64) for key in self.KEYS + self.MAX_KEYS}
         self.pending: dict[str, list[torch.Tensor]] = {key: [] for key in self.KEYS + self.MAX_KEYS}
         self.n = 0
         self.has_actor = False
 
-    def add(self, loss, q_pred, grad_norm, actor_loss) -> None:
+    def add(self, loss, q_pred, grad_norm, actor_loss, trace_length=None) -> None:
+        """trace_length: (K,) the mean number of steps the batch's n-step targets used (the window lengths, or a
+        trace correction's sum of trace products), for n-step runs only."""
         self.pending["td_loss"].append(loss.detach())
         self.pending["q_mean"].append(q_pred.detach())
         self.pending["q_abs_max"].append(q_pred.detach().abs().amax(dim=-1))
@@ -413,6 +424,8 @@ class UpdateStats:
         if actor_loss is not None:
             self.pending["actor_loss"].append(actor_loss)
             self.has_actor = True
+        if trace_length is not None:
+            self.pending["trace_length"].append(trace_length)
         self.n += 1
 
     def fold(self) -> None:
@@ -436,6 +449,8 @@ class UpdateStats:
         means["q_abs_max"] = float(self.sums["q_abs_max"][k]) if self.n else float("nan")
         if not self.has_actor:
             means["actor_loss"] = float("nan")
+        if not self.logs_trace:
+            del means["trace_length"]
         return means
 
     def seed_state(self, k: int) -> dict[str, float]:
@@ -494,6 +509,7 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
         with torch.inference_mode():
             return act_maximiser.argmax(online, torch.as_tensor(states).to(device)).cpu().numpy()
     cut_trace = greedy_np if cfg.nstep_correction == "cut" and max_n_step(cfg) > 1 else None
+    trace = off_policy_trace(cfg, learner)
 
     # Loop state: everything that changes as the loop runs, so that a checkpoint is this plus the parts' state.
     book = Bookkeeper(jobs, runs, progress, cfg, started, eval_envs, spaces, known)
@@ -505,6 +521,7 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
     start_env_steps, grad_steps, lr = book.shared_counters()
     alive, stats = book.alive, book.stats
     clip_at = cfg.max_grad_norm if cfg.grad_clip == "norm" else 0.0
+    n_step_run = max_n_step(cfg) > 1
 
     for env_steps in range(start_env_steps + 1, cfg.total_env_steps + 1):
         progress_frac = (env_steps - 1) / cfg.total_env_steps
@@ -514,11 +531,13 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
 
         # 1. Collect one transition per seed with the behaviour policy and store it (rewards clipped and lives
         #    ended for learning only, where the task asks for it).
-        actions, explore_level = behaviour.act(envs.obs, progress_frac, env_steps <= cfg.warmup_env_steps)
+        actions, explore_level, behaviour_prob = behaviour.act(envs.obs, progress_frac,
+                                                               env_steps <= cfg.warmup_env_steps)
         next_obs, rewards, terminated, truncated = envs.step_all(actions, alive)
         life_lost = envs.life_lost & cfg.terminal_on_life_loss
         learn_rewards = clip_rewards(rewards, cfg.reward_clip)
-        buffer.add(envs.obs, actions, learn_rewards, next_obs, terminated | life_lost, truncated, life_lost, alive)
+        buffer.add(envs.obs, actions, learn_rewards, next_obs, terminated | life_lost, truncated, life_lost, alive,
+                   behaviour_prob)
         envs.advance(next_obs, terminated | truncated, alive)
         book.record_steps(env_steps, rewards, learn_rewards, terminated | truncated, explore_level, envs.last_info)
 
@@ -532,10 +551,11 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
             for _ in range(cfg.grad_steps_per_update):
                 if cfg.target_update == "swap":
                     learner.swap_roles(rngs)
-                batch = buffer.sample(cfg.batch_size, rngs, cut_trace, n_now)
+                batch = buffer.sample(cfg.batch_size, rngs, cut_trace, n_now, trace)
                 obs_b, actions_b = to_device(device, batch.obs, batch.actions)
                 loss, q_pred = td_step_loss(cfg, learner, obs_b, actions_b,
-                                            *to_device(device, batch.reward_n, batch.discount_n, batch.bootstrap_obs))
+                                            *to_device(device, batch.reward_n, batch.discount_n, batch.bootstrap_obs),
+                                            None if batch.target is None else to_device(device, batch.target)[0])
                 online.arena.grad.zero_()    # in place: the layers' .grad are views of it
                 (loss.sum() if weights is None else torch.where(weights, loss, 0.0).sum()).backward()
                 grad_norm = seed_grad_norms([online.arena], clip_at)           # clips each seed on its own
@@ -549,7 +569,7 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
                     hard_update(learner.follower_params, learner.leader_params)
                 elif cfg.target_update == "polyak":
                     polyak_update(learner.follower_params, learner.leader_params, cfg.tau)
-                stats.add(loss, q_pred, grad_norm, actor_loss)
+                stats.add(loss, q_pred, grad_norm, actor_loss, trace_length(batch) if n_step_run else None)
             book.mask_diverged(env_steps, grad_steps)
             if not alive.any():
                 break
@@ -593,17 +613,47 @@ def known_dynamics(env, spaces: Spaces, gamma: float) -> KnownDynamics | None:
 
 
 def td_step_loss(cfg: Config, learner: Learner, obs: torch.Tensor, actions: torch.Tensor, reward_n: torch.Tensor,
-                 discount_n: torch.Tensor, bootstrap_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                 discount_n: torch.Tensor, bootstrap_obs: torch.Tensor,
+                 target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(TD loss per seed (K,), Q(s, a) (K, B)) of one batch. The target y = reward_n + discount_n * bootstrap is
     held constant (semi-gradient: no gradient flows through it, so online Q-learning follows no objective's
     gradient), or with target_gradient residual differentiated too (the gradient of the squared Bellman error,
-    Baird 1995)."""
+    Baird 1995). target, when given, is y already (a trace correction's, computed by the replay buffer)."""
+    if target is not None:
+        q_pred = learner.online.q(obs, actions)
+        return td_loss(q_pred, target, cfg.loss, cfg.huber_delta), q_pred
     with torch.set_grad_enabled(cfg.target_gradient == "residual"):
         bootstrap = bootstrap_value(cfg.target, learner.target_maximiser, learner.online, learner.target,
                                     bootstrap_obs)
         y = td_targets(reward_n, discount_n, bootstrap)
     q_pred = learner.online.q(obs, actions)
     return td_loss(q_pred, y, cfg.loss, cfg.huber_delta), q_pred
+
+
+def off_policy_trace(cfg: Config, learner: Learner) -> OffPolicyTrace | None:
+    """The trace correction of the run's n-step targets (importance_sampling, retrace, tree_backup), else None.
+
+    Q is the target net (what every target bootstraps from); pi is is_target_eps-greedy w.r.t. the net that
+    selects the bootstrap action: the target net for target max (so that with eps 0, E_pi Q' is max Q', DQN's
+    bootstrap), the online net for double (E_pi Q' is Double DQN's). Ties share pi's greedy mass evenly."""
+    if cfg.nstep_correction not in TRACE_CORRECTIONS or max_n_step(cfg) == 1:
+        return None
+    device = learner.device
+
+    def evaluate(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            s = torch.as_tensor(states).to(device)
+            q_target = learner.target.all_actions(s)
+            q_select = q_target if cfg.target == "max" else learner.online.all_actions(s)
+            q_target, q_select = q_target.double().cpu().numpy(), q_select.double().cpu().numpy()
+        return q_target, epsilon_greedy_probs(q_select, cfg.is_target_eps)
+    return OffPolicyTrace(cfg.nstep_correction, evaluate, cfg.trace_lambda, cfg.is_clip)
+
+
+def trace_length(batch) -> torch.Tensor:
+    """(K,) the mean number of steps the batch's targets used: sum_j C_j under a trace correction, else L."""
+    used = batch.trace_mass if batch.trace_mass is not None else batch.lengths
+    return torch.as_tensor(np.asarray(used, dtype=np.float64).mean(axis=1))
 
 
 def make_buffer(cfg: Config, spaces: Spaces, task, k_seeds: int) -> ReplayBuffer | FrameReplayBuffer:
@@ -640,7 +690,7 @@ class Bookkeeper:
         self.seeds = [job.seed for job in jobs]
         self.states = [LoopState(lr=cfg.lr, next_checkpoint_env_steps=cfg.checkpoint_interval_env_steps)
                        for _ in jobs]
-        self.stats = UpdateStats(len(jobs))
+        self.stats = UpdateStats(len(jobs), logs_trace=max_n_step(cfg) > 1)
         self.alive = np.ones(len(jobs), dtype=bool)
         self.outcomes: list[dict[str, Any] | DivergedError | None] = [None] * len(jobs)
         self.next_checkpoint = cfg.checkpoint_interval_env_steps
@@ -743,7 +793,7 @@ class Bookkeeper:
                                        (env_steps - self.last_log[1]) / max(now - self.last_log[0], 1e-9),
                                        now - self.started)
                 self.emit(k, env_steps, "diagnostics", self.states[k].diagnostics[-1])
-            self.stats = UpdateStats(len(seeds))
+            self.stats = UpdateStats(len(seeds), logs_trace=max_n_step(cfg) > 1)
             self.last_log = (now, env_steps)
 
         if env_steps % cfg.eval_interval_env_steps == 0 or env_steps == cfg.total_env_steps:

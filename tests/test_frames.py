@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gymnasium.wrappers import FrameStackObservation
 
-from qbench.replay.buffer import ReplayBuffer
+from qbench.replay.buffer import OffPolicyTrace, ReplayBuffer
 from qbench.replay.frames import FrameReplayBuffer
 
 G = 0.9
@@ -47,7 +47,7 @@ def stream(steps, seeds=3, seed=0):
     out = []
     for t in range(steps):
         step = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated", "life_lost",
-                                "since")}
+                                "since", "behaviour_prob")}
         for k in range(seeds):
             next_obs = stackers[k].step(rng.integers(0, 256, HW, dtype=np.uint8))
             p_term, p_trunc, p_life = EVENTS[k]
@@ -58,7 +58,8 @@ def stream(steps, seeds=3, seed=0):
             terminated |= life_lost   # the caller passes terminated for a life loss
             for key, value in (("obs", obs[k]), ("action", rng.integers(0, 2)), ("reward", rng.normal()),
                                ("next_obs", next_obs), ("terminated", terminated), ("truncated", truncated),
-                               ("life_lost", life_lost), ("since", since[k])):
+                               ("life_lost", life_lost), ("since", since[k]),
+                               ("behaviour_prob", rng.uniform(0.2, 1.0))):
                 step[key].append(value)
             if (terminated or truncated) and not (life_lost and not truncated):
                 obs[k], since[k] = stackers[k].reset(rng.integers(0, 256, HW, dtype=np.uint8)), 0
@@ -72,7 +73,7 @@ def add(buffers, steps):
     for step in steps:
         for b in buffers:
             b.add(step["obs"], step["action"], step["reward"], step["next_obs"], step["terminated"],
-                  step["truncated"], step["life_lost"])
+                  step["truncated"], step["life_lost"], behaviour_prob=step["behaviour_prob"])
 
 
 def pair(capacity, n_step, seeds=3):
@@ -95,6 +96,14 @@ def greedy_hash(states):
     """A deterministic greedy policy over stacks (K, N, S, H, W) -> (K, N): a hash of each stack."""
     flat = states.reshape(*states.shape[:2], -1).astype(np.int64)
     return (flat * np.arange(1, flat.shape[-1] + 1)).sum(axis=-1) % 7 % 2
+
+
+def q_pi_hash(states):
+    """A deterministic (Q, pi) over stacks (K, N, S, H, W) -> (K, N, 2) each, for trace corrections."""
+    flat = states.reshape(*states.shape[:2], -1).astype(np.float64)
+    q = np.stack([flat[..., ::5].mean(axis=-1), flat[..., 1::7].mean(axis=-1)], axis=-1) / 64.0
+    first = 1.0 / (1.0 + np.exp(q[..., 0] - q[..., 1]))
+    return q, np.stack([first, 1.0 - first], axis=-1)
 
 
 def continued(steps, capacity):
@@ -123,6 +132,13 @@ def assert_same_batches(naive, frames, valid, greedy_fn=None, life_lost=None):
         last = (idx + a.lengths - 1) % naive.capacity
         bootstraps |= valid & np.take_along_axis(life_lost, last, axis=1)
     assert np.array_equal(a.bootstrap_obs[bootstraps], b.bootstrap_obs[bootstraps].astype(np.float32))
+    if greedy_fn is None:   # a trace correction reads the next state of every step of the window and mu there
+        for kind in ("retrace", "importance_sampling"):
+            trace = OffPolicyTrace(kind, q_pi_hash, 0.9)
+            ta, tb = naive.gather(idx, trace=trace), frames.gather(idx, trace=trace)
+            assert np.array_equal(ta.target[valid], tb.target[valid]), kind
+            assert np.array_equal(ta.trace_mass[valid], tb.trace_mass[valid]), kind
+            assert np.isfinite(ta.target[valid]).all()
     return int(bootstraps.sum()), int((valid & (a.discount_n == 0)).sum())
 
 
@@ -231,7 +247,7 @@ def test_sample_never_draws_a_stack_that_cannot_be_rebuilt():
         one = frames.sample(16, [np.random.default_rng([t, k, 9]) for k in range(3)], greedy_hash)
         two = frames.sample(16, [np.random.default_rng([t, k, 9]) for k in range(3)], greedy_hash)
         for field in vars(one):
-            assert np.array_equal(getattr(one, field), getattr(two, field))
+            assert np.array_equal(getattr(one, field), getattr(two, field)) or getattr(one, field) is None
     assert lost > 30   # the oldest transitions' stacks were often unavailable
 
 
@@ -239,12 +255,12 @@ def test_bytes_per_transition():
     frames = FrameReplayBuffer(3, 10_000, (4, 84, 84), (), np.int64, 3, 0.99)
     naive = ReplayBuffer(3, 10_000, (4, 84, 84), (), np.int64, 3, 0.99)
     stack = 4 * 84 * 84
-    # one frame, since (uint8), action (int64), reward (float64), terminated, episode_end; per seed the newest
-    # next_obs stack and the next since (int64), spread over the capacity
-    assert frames.bytes_per_transition() == pytest.approx(84 * 84 + 1 + 8 + 8 + 1 + 1 + (stack + 8) / 10_000)
+    # one frame, since (uint8), action (int64), reward (float64), terminated, episode_end, behaviour probability
+    # (float32); per seed the newest next_obs stack and the next since (int64), spread over the capacity
+    assert frames.bytes_per_transition() == pytest.approx(84 * 84 + 1 + 8 + 8 + 1 + 1 + 4 + (stack + 8) / 10_000)
     assert frames.bytes_per_transition() <= 7100
     # ReplayBuffer stores obs and next_obs as float32: 4 x the 56 KB of two uint8 stacks
-    assert naive.bytes_per_transition() == 2 * 4 * stack + 8 + 8 + 1 + 1
+    assert naive.bytes_per_transition() == 2 * 4 * stack + 8 + 8 + 1 + 1 + 4
     assert 2 * stack + 18 == pytest.approx(56_000, rel=0.01)
     # a truncation's final frame is kept in the side table until its slot is written again
     small = FrameReplayBuffer(1, 5, (S, *HW), (), np.int64, 1, G)
@@ -280,7 +296,11 @@ def assert_same_buffers(one, two):
     for greedy_fn in (None, greedy_hash):
         a, b = one.gather(idx, greedy_fn), two.gather(idx, greedy_fn)
         for field in vars(a):
-            assert np.array_equal(getattr(a, field)[valid], getattr(b, field)[valid]), field
+            if getattr(a, field) is not None:
+                assert np.array_equal(getattr(a, field)[valid], getattr(b, field)[valid]), field
+    trace = OffPolicyTrace("tree_backup", q_pi_hash, 0.9)   # reads the behaviour probabilities too
+    assert np.array_equal(one.behaviour_prob, two.behaviour_prob, equal_nan=True)
+    assert np.array_equal(one.gather(idx, trace=trace).target[valid], two.gather(idx, trace=trace).target[valid])
     a = one.sample(32, [np.random.default_rng([4, k]) for k in range(one.seeds)], greedy_hash)
     b = two.sample(32, [np.random.default_rng([4, k]) for k in range(one.seeds)], greedy_hash)
     for field in vars(a):

@@ -24,7 +24,7 @@ def gather(buffer, idx, greedy_fn=None):
     """gather for a one-seed buffer: idx (B,) -> the batch of seed 0, fields (B, ...)."""
     batch = buffer.gather(np.asarray(idx)[None, :], greedy_fn)
     assert batch.reward_n.shape == batch.discount_n.shape == batch.lengths.shape == (1, len(idx))
-    return type(batch)(*(field[0] for field in vars(batch).values()))
+    return type(batch)(*(None if field is None else field[0] for field in vars(batch).values()))
 
 
 def test_three_step_return_inside_an_episode():

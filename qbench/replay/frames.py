@@ -10,7 +10,7 @@ What is stored, per seed and slot (global index g in slot g % capacity):
   frames[g]       the newest frame of obs_g (the stack's other frames are the newest frames of g-1, g-2, ...)
   since[g]        steps since the episode's first transition, capped at S (0: obs_g is a reset stack);
                   a life loss is no stack boundary, so it does not restart the count
-  actions, rewards, terminated, episode_end   as in ReplayBuffer (episode_end: terminated or truncated, which
+  actions, rewards, terminated, episode_end, behaviour_prob   as in ReplayBuffer (episode_end: terminated or truncated, which
                   a life loss is, since the caller passes terminated for it: windows stop there)
 and beside the ring, per seed:
   the newest transition's whole next_obs stack (its next frame is in no slot yet; the whole stack also lets add()
@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from qbench.replay.buffer import Batch, gather_windows
+from qbench.replay.buffer import Batch, OffPolicyTrace, chunk_array, gather_windows
 
 
 class FrameReplayBuffer:
@@ -67,6 +67,7 @@ class FrameReplayBuffer:
         self.rewards = np.zeros((seeds, capacity), dtype=np.float64)
         self.terminated = np.zeros((seeds, capacity), dtype=bool)
         self.episode_end = np.zeros((seeds, capacity), dtype=bool)
+        self.behaviour_prob = np.full((seeds, capacity), np.nan, dtype=np.float32)
         self.last_next_obs = np.zeros((seeds, *self.obs_shape), dtype=np.uint8)   # the newest next_obs stacks
         self.next_since = np.zeros(seeds, dtype=np.int64)   # since of the next transition; 0: it must be a reset
         self.truncated_frames: list[dict[int, np.ndarray]] = [{} for _ in range(seeds)]   # global index -> frame
@@ -81,13 +82,14 @@ class FrameReplayBuffer:
         """Bytes held per transition and seed: every array's nbytes plus the side tables (frames and 8-byte keys),
         divided by the capacity and the number of seeds."""
         arrays = (self.frames, self.since, self.actions, self.rewards, self.terminated, self.episode_end,
-                  self.last_next_obs, self.next_since)
+                  self.behaviour_prob, self.last_next_obs, self.next_since)
         side = sum(frame.nbytes + 8 for table in self.truncated_frames for frame in table.values())
         return (sum(a.nbytes for a in arrays) + side) / self.capacity / self.seeds
 
     # ---- adding
 
-    def add(self, obs, action, reward, next_obs, terminated, truncated, life_lost=None, live=None) -> None:
+    def add(self, obs, action, reward, next_obs, terminated, truncated, life_lost=None, live=None,
+            behaviour_prob=None) -> None:
         """One transition per seed: each argument has the seed axis first; obs and next_obs are uint8 stacks
         (K, S, H, W). life_lost[k] (with terminated[k] True) marks a transition that counts as terminated for
         learning while the env episode continues: the next obs continues from this next_obs. Otherwise an episode
@@ -95,7 +97,8 @@ class FrameReplayBuffer:
 
         Raises ValueError when the stream is not one of frame stacks as described (the stored frames could not
         rebuild what was passed), before changing anything. live[k] False marks a seed masked out of its batch
-        (diverged): its env no longer steps, its entries are placeholders and are not checked."""
+        (diverged): its env no longer steps, its entries are placeholders and are not checked. behaviour_prob:
+        mu(a_t | s_t), as in ReplayBuffer.add."""
         obs, next_obs = np.asarray(obs), np.asarray(next_obs)
         shape = (self.seeds, *self.obs_shape)
         for name, a in (("obs", obs), ("next_obs", next_obs)):
@@ -116,6 +119,7 @@ class FrameReplayBuffer:
         self.rewards[:, i] = reward
         self.terminated[:, i] = terminated
         self.episode_end[:, i] = episode_end
+        self.behaviour_prob[:, i] = np.nan if behaviour_prob is None else behaviour_prob
         for k, table in enumerate(self.truncated_frames):
             table.pop(g - self.capacity, None)   # slot i held transition g - capacity: its frame goes with it
             if truncated[k] and not terminated[k]:
@@ -221,23 +225,24 @@ class FrameReplayBuffer:
         return np.stack(rows)
 
     def sample(self, batch_size: int, rngs: list[np.random.Generator],
-               greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None, n: int | None = None) -> Batch:
+               greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None, n: int | None = None,
+               trace: OffPolicyTrace | None = None) -> Batch:
         """As ReplayBuffer.sample, over the valid slots (sample_indices): greedy_fn, when given, maps states
         (K, N, S, H, W) to greedy actions (K, N) and cuts each n-step trace at the first later action that
-        differs from it."""
-        return self.gather(self.sample_indices(batch_size, rngs), greedy_fn, n)
+        differs from it; trace computes the windows' targets under a trace correction."""
+        return self.gather(self.sample_indices(batch_size, rngs), greedy_fn, n, trace)
 
     def gather(self, idx: np.ndarray, greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None,
-               n: int | None = None) -> Batch:
+               n: int | None = None, trace: OffPolicyTrace | None = None) -> Batch:
         """The batch of windows starting at idx, shape (K, B), as ReplayBuffer.gather; obs and bootstrap_obs are
         uint8 stacks (K, B, S, H, W). A slot that is not valid gives finite but meaningless stacks."""
-        return gather_windows(self, np.asarray(idx), greedy_fn, self._obs_stacks, self._next_stacks, n)
+        return gather_windows(self, np.asarray(idx), greedy_fn, self._obs_stacks, self._next_stacks, n, trace)
 
     # ---- checkpoint chunks: the contract of ReplayBuffer's. A chunk [start, end) is obsolete once every one of
     # its slots has been written again, i.e. once total_added >= end + capacity; the frames a later chunk's
     # stacks need from before its start are in the chunks still listed, or were overwritten in the ring too.
 
-    _ARRAYS = ("frames", "since", "actions", "rewards", "terminated", "episode_end")
+    _ARRAYS = ("frames", "since", "actions", "rewards", "terminated", "episode_end", "behaviour_prob")
 
     def counters(self) -> dict:
         return {"pos": self.pos, "size": self.size, "total_added": self.total_added}
@@ -270,7 +275,7 @@ class FrameReplayBuffer:
             for chunk in chunks:
                 slots = np.arange(int(chunk["start"]), int(chunk["end"])) % self.capacity
                 for k in self._ARRAYS:
-                    getattr(self, k)[seed_index, slots] = chunk[k]
+                    getattr(self, k)[seed_index, slots] = chunk_array(chunk, k)
                 for g, frame in zip(np.asarray(chunk["truncated_index"]).tolist(), chunk["truncated_frames"],
                                     strict=True):
                     if g >= total_added - self.capacity:   # the slot has not been written again

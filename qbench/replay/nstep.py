@@ -49,3 +49,61 @@ def discounted_window(rewards: np.ndarray, terminated: np.ndarray, lengths: np.n
     last_terminated = terminated[np.arange(len(lengths)), lengths - 1]
     discount_n = np.where(last_terminated, 0.0, gamma ** lengths.astype(np.float64))
     return reward_n, discount_n
+
+
+# The corrections that weigh each later step of a window by a trace coefficient c_k, in the general form of Munos
+# et al. (2016, eq. 3): they differ only in c_k, a function of pi(a_k | s_k) and mu(a_k | s_k).
+TRACE_CORRECTIONS = ("importance_sampling", "retrace", "tree_backup")
+
+
+def trace_coefficients(kind: str, target_probs: np.ndarray, behaviour_probs: np.ndarray, trace_lambda: float = 1.0,
+                       is_clip: float = 0.0) -> np.ndarray:
+    """c_k for the later actions of each window, from pi(a_k | s_k) and mu(a_k | s_k) (same shapes).
+
+    importance_sampling: rho_k = pi / mu, Precup et al. (2000)'s per-decision weight, truncated at is_clip when
+                         is_clip > 0; unbiased for pi's n-step return, with a variance that grows with the product.
+    retrace:             lambda min(1, rho_k), Munos et al. (2016): never above 1, so the product cannot blow up,
+                         and no cut where mu and pi agree.
+    tree_backup:         lambda pi(a_k | s_k), Precup et al. (2000): needs no mu at all, and cuts even on-policy
+                         traces by pi's own randomness.
+    """
+    if kind == "tree_backup":
+        return trace_lambda * np.asarray(target_probs, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):   # mu = 0 only past a window's end (never sampled there)
+        rho = np.asarray(target_probs, dtype=np.float64) / np.asarray(behaviour_probs, dtype=np.float64)
+    if kind == "retrace":
+        return trace_lambda * np.minimum(1.0, rho)
+    if kind == "importance_sampling":
+        return np.minimum(rho, is_clip) if is_clip > 0 else rho
+    raise ValueError(f"unknown trace correction {kind!r}; valid: {', '.join(TRACE_CORRECTIONS)}")
+
+
+def traced_window_target(rewards: np.ndarray, terminated: np.ndarray, lengths: np.ndarray, next_values: np.ndarray,
+                         later_q_taken: np.ndarray, later_traces: np.ndarray,
+                         gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(target, trace mass) of windows under trace coefficients: the off-policy n-step target
+
+        y = Q(s_0, a_0) + sum_{j < L} gamma^j C_j delta_j,   delta_j = r_j + gamma V(s_{j+1}) - Q(s_j, a_j),
+        C_0 = 1,  C_j = c_1 ... c_j,
+
+    written without Q(s_0, a_0), which cancels: y = sum_{j < L} gamma^j C_j (r_j + gamma V(s_{j+1}))
+    - sum_{1 <= j < L} gamma^j C_j Q(s_j, a_j). V(s) = sum_a pi(a | s) Q(s, a), and V(s_{j+1}) = 0 after a
+    termination; a window cut by a truncation bootstraps from its last next state like any other.
+
+    rewards, terminated: (B, n); lengths: (B,) L; next_values: (B, n) V(s_{j+1}); later_q_taken, later_traces:
+    (B, n - 1) Q(s_j, a_j) and c_j for j = 1 .. n - 1. The trace mass sum_{j < L} C_j is how many steps the
+    target effectively uses (L when every c is 1, 1 when the first later one is 0). Entries past a window's end
+    may be anything, inf and NaN included: they are never multiplied, only masked.
+    """
+    b, n = rewards.shape
+    steps = np.arange(n)
+    inside = steps[None, :] < lengths[:, None]
+    traces = np.ones((b, n))
+    if n > 1:   # the products of c are taken only inside the window, which is a prefix of it
+        traces[:, 1:] = np.cumprod(np.where(inside[:, 1:], later_traces, 1.0), axis=1)
+    powers = gamma ** steps
+    bootstrap = np.where(terminated, 0.0, gamma * np.where(inside, next_values, 0.0))
+    gain = np.where(inside, traces * powers * (rewards + bootstrap), 0.0).sum(axis=1)
+    spent = np.where(inside[:, 1:], traces[:, 1:] * powers[1:] * np.where(inside[:, 1:], later_q_taken, 0.0),
+                     0.0).sum(axis=1)
+    return gain - spent, np.where(inside, traces, 0.0).sum(axis=1)
