@@ -179,6 +179,56 @@ def diverged_runs_display(report: Report) -> pd.DataFrame:
                          for r in _table(report, "diverged_runs").itertuples(index=False)])
 
 
+def _n_label(n_step: int, n_step_end: int) -> str:
+    """'3', or '3→1' for an n that anneals from n_step to n_step_end."""
+    return f"{int(n_step)}→{int(n_step_end)}" if n_step_end else f"{int(n_step)}"
+
+
+def _correction_label(r) -> str:
+    """'retrace (π ε=0.01)': the correction, with its target policy's epsilon when it is not greedy, and lambda
+    and the importance-weight clip where they are not the defaults (1 and none)."""
+    extra = []
+    if r.is_target_eps > 0:
+        extra.append(f"π ε={r.is_target_eps:g}")
+    if r.trace_lambda != 1.0:
+        extra.append(f"λ={r.trace_lambda:g}")
+    if r.is_clip > 0:
+        extra.append(f"clip={r.is_clip:g}")
+    return f"{r.nstep_correction} ({', '.join(extra)})" if extra else r.nstep_correction
+
+
+def _trace_cell(r) -> str:
+    """The mean trace length, and how many of the runs logged it when not all did (older runs did not)."""
+    if not r.trace_length_runs:
+        return "–"
+    logged = f" ({int(r.trace_length_runs)} of {int(r.runs)} runs)" if r.trace_length_runs < r.runs else ""
+    return f"{_num(r.trace_length_steps_mean, 2)} of {int(max(r.n_step, r.n_step_end))}{logged}"
+
+
+def nstep_corrections_display(report: Report) -> pd.DataFrame:
+    pct = f"{report.confidence:.0%}"
+    return pd.DataFrame([{"task": r.task, "n": _n_label(r.n_step, r.n_step_end), "correction": _correction_label(r),
+                          "variant": r.variant, "runs": int(r.runs), "diverged": int(r.diverged),
+                          f"final return IQM [{pct} CI]": _ci(r.iqm, r.iqm_lower, r.iqm_upper),
+                          "mean return over training (AUC)": _num(r.auc_mean),
+                          "trace length (env steps)": _trace_cell(r),
+                          "Δ IQM vs ignore": _num(r.iqm_minus_ignore)}
+                         for r in _table(report, "nstep_corrections").itertuples(index=False)])
+
+
+NSTEP_CORRECTIONS_TEXT = (
+    "An n-step target sums the rewards of up to n replayed steps, whose later actions came from an older, "
+    "exploring behaviour policy μ; each correction weighs later step j by a trace C_j = c_1 ⋯ c_j (C_0 = 1). "
+    "ignore: c = 1, the actions as they are; cut (Watkins): c = 1 up to the first later action that is not greedy "
+    "under the online Q, 0 from there; importance_sampling: c = π/μ, truncated at clip where one is set; retrace: "
+    "c = λ min(1, π/μ); tree_backup: c = λ π. π is the greedy target policy, or the ε-greedy one shown. Trace "
+    "length: the env steps the target effectively used, out of n: the window length for ignore and cut (shorter "
+    "at an episode's end, and where cut stops), sum_j C_j for the trace corrections; the mean over sampled "
+    "windows and over each run's logged updates, then over runs (– for runs written before it was logged). Final "
+    "IQM and AUC as in the per-task table; Δ IQM vs ignore: the final IQM minus that of the same task's ignore "
+    "variant at the same n.")
+
+
 def _share(x: float) -> str:
     return "–" if x is None or math.isnan(x) else f"{x:.1%}"
 
@@ -359,6 +409,7 @@ def sections(report: Report) -> list[Section]:
                 f"P(X > Y): the chance that a run of the row variant beats a run of the column variant on a task "
                 f"(Mann-Whitney U / nm), averaged over the tasks both ran (in brackets), with a {pct} CI.",
                 improvement_display(report), "probability_of_improvement"),
+        Section("N-step corrections", NSTEP_CORRECTIONS_TEXT, nstep_corrections_display(report)),
         Section("Overestimation",
                 "Q(s0, a0) predicted by the network at the first state of each evaluation episode against the "
                 "discounted return then collected, at the last evaluation: each an IQM over seeds (robust to "
@@ -467,7 +518,8 @@ def to_html(report: Report, figures: dict[str, bytes]) -> str:
 # After pandas' escape="latex" (& % $ # _ { } ~ ^ \\): characters that pdflatex cannot set from UTF-8 input, or
 # that its default OT1 font encoding sets as other glyphs (< > | print as ¡ ¿ —).
 _LATEX_TEXT = str.maketrans({"±": r"$\pm$", "–": "--", "−": "-", "τ": r"$\tau$", "<": r"\textless{}",
-                             ">": r"\textgreater{}", "|": r"\textbar{}"})
+                             ">": r"\textgreater{}", "|": r"\textbar{}", "π": r"$\pi$",
+                             "ε": r"$\varepsilon$", "λ": r"$\lambda$", "Δ": r"$\Delta$", "→": r"$\to$"})
 
 
 def _latex_text(escaped: str) -> str:
