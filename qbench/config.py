@@ -16,6 +16,9 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+# The n-step corrections that weigh each later step of a window by a trace coefficient (qbench.replay.nstep).
+TRACE_CORRECTIONS = ("importance_sampling", "retrace", "tree_backup")
+
 
 class ConfigError(ValueError):
     """A user mistake in a variant, task, suite or override. Its message is one line meant for the user."""
@@ -386,7 +389,7 @@ def check_consistency(cfg: Config) -> None:
     if cfg.nstep_correction != "ignore" and max_n_step(cfg) == 1:
         raise ConfigError(f"nstep_correction '{cfg.nstep_correction}' corrects n-step returns and does nothing "
                           "with n_step = 1; set n_step > 1 or nstep_correction 'ignore'")
-    traced = ("importance_sampling", "retrace", "tree_backup")
+    traced = TRACE_CORRECTIONS
     for key, default, uses in (("is_target_eps", 0.0, traced), ("is_clip", 0.0, ("importance_sampling",)),
                                ("trace_lambda", 1.0, ("retrace", "tree_backup"))):
         if getattr(cfg, key) != default and cfg.nstep_correction not in uses:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbench.config import Config, max_n_step, n_step_at
+from qbench.config import TRACE_CORRECTIONS, Config, max_n_step, n_step_at
 from qbench.envs.tasks import Spaces, make_env, spaces_of
 from qbench.jobs import Job
 from qbench.parts.exploration import (
@@ -61,7 +61,6 @@ from qbench.parts.target_update import hard_update, polyak_update
 from qbench.parts.targets import bootstrap_value, td_targets
 from qbench.replay.buffer import OffPolicyTrace, ReplayBuffer
 from qbench.replay.frames import FrameReplayBuffer
-from qbench.replay.nstep import TRACE_CORRECTIONS
 from qbench.seed_axis import SeedEnvs, slice_seed, stack_seeds
 from qbench.store import CHECKPOINT, CHECKPOINT_REPLAY, METADATA, RunDir, atomic_write_bytes, run_metadata
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qbench.config import (
+    TRACE_CORRECTIONS,
     VARIANTS,
     Config,
     ConfigError,
@@ -77,8 +78,7 @@ def build_job(variant_name: str, task_name: str, seed: int, *overrides: dict[str
     if config.nstep_correction == "cut" and spaces.action_kind != "discrete" and max_n_step(config) > 1:
         raise ConfigError("nstep_correction 'cut' compares actions with the greedy one and needs discrete "
                           "actions; use 'ignore'")
-    if (config.nstep_correction in ("importance_sampling", "retrace", "tree_backup")
-            and spaces.action_kind != "discrete"):
+    if config.nstep_correction in TRACE_CORRECTIONS and spaces.action_kind != "discrete":
         raise ConfigError(f"nstep_correction '{config.nstep_correction}' weighs each action by pi(a|s) / mu(a|s), "
                           f"probabilities of discrete actions, and task '{task.name}' has Box actions (a density "
                           "ratio under action noise is not defined for a deterministic greedy pi); use 'ignore'")

@@ -220,12 +220,12 @@ def test_the_buffer_keeps_each_actions_behaviour_probability_through_a_checkpoin
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"nstep_correction": "retrace", "is_clip": 2.0}, "setting 'is_clip' applies to nstep_correction "
-                                                      "importance_sampling, not 'retrace'"),
-    ({"nstep_correction": "cut", "trace_lambda": 0.5}, "setting 'trace_lambda' applies to nstep_correction "
-                                                        "retrace or tree_backup, not 'cut'"),
-    ({"nstep_correction": "ignore", "is_target_eps": 0.1}, "setting 'is_target_eps' applies to nstep_correction "
-                                                            "importance_sampling or retrace or tree_backup"),
+    ({"nstep_correction": "retrace", "is_clip": 2.0}, ("setting 'is_clip' applies to nstep_correction "
+                                                      "importance_sampling, not 'retrace'")),
+    ({"nstep_correction": "cut", "trace_lambda": 0.5}, ("setting 'trace_lambda' applies to nstep_correction "
+                                                        "retrace or tree_backup, not 'cut'")),
+    ({"nstep_correction": "ignore", "is_target_eps": 0.1}, ("setting 'is_target_eps' applies to nstep_correction "
+                                                            "importance_sampling or retrace or tree_backup")),
     ({"nstep_correction": "tree_backup", "n_step": 1}, "does nothing with n_step = 1"),
 ])
 def test_settings_a_correction_would_ignore_are_refused(settings, message):

@@ -8,8 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qbench.replay.nstep import (cut_trace_lengths, discounted_window, trace_coefficients, traced_window_target,
-                                 window_lengths)
+from qbench.replay.nstep import (
+    cut_trace_lengths,
+    discounted_window,
+    trace_coefficients,
+    traced_window_target,
+    window_lengths,
+)
 
 
 @dataclass

@@ -51,9 +51,8 @@ def discounted_window(rewards: np.ndarray, terminated: np.ndarray, lengths: np.n
     return reward_n, discount_n
 
 
-# The corrections that weigh each later step of a window by a trace coefficient c_k, in the general form of Munos
-# et al. (2016, eq. 3): they differ only in c_k, a function of pi(a_k | s_k) and mu(a_k | s_k).
-TRACE_CORRECTIONS = ("importance_sampling", "retrace", "tree_backup")
+# The trace corrections (qbench.config.TRACE_CORRECTIONS) share the general form of Munos et al. (2016, eq. 3): they
+# differ only in c_k, a function of pi(a_k | s_k) and mu(a_k | s_k).
 
 
 def trace_coefficients(kind: str, target_probs: np.ndarray, behaviour_probs: np.ndarray, trace_lambda: float = 1.0,
@@ -75,7 +74,7 @@ def trace_coefficients(kind: str, target_probs: np.ndarray, behaviour_probs: np.
         return trace_lambda * np.minimum(1.0, rho)
     if kind == "importance_sampling":
         return np.minimum(rho, is_clip) if is_clip > 0 else rho
-    raise ValueError(f"unknown trace correction {kind!r}; valid: {', '.join(TRACE_CORRECTIONS)}")
+    raise ValueError(f"unknown trace correction {kind!r}; valid: importance_sampling, retrace, tree_backup")
 
 
 def traced_window_target(rewards: np.ndarray, terminated: np.ndarray, lengths: np.ndarray, next_values: np.ndarray,
