@@ -57,8 +57,10 @@ from qbench.parts.networks import (
     build_encoder,
     flatten_parameters,
 )
+from qbench.parts.optim import FusedAdam, fused_adam_available
 from qbench.parts.target_update import hard_update, polyak_update
 from qbench.parts.targets import bootstrap_value, td_targets
+from qbench.process import configure_training_process
 from qbench.replay.buffer import OffPolicyTrace, ReplayBuffer
 from qbench.replay.frames import FrameReplayBuffer
 from qbench.seed_axis import SeedEnvs, slice_seed, stack_seeds
@@ -165,14 +167,14 @@ def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
     return bind_to_arena(copy.deepcopy(module)).requires_grad_(False)
 
 
-def build_optimiser(cfg: Config, params, lr: float) -> torch.optim.Optimizer:
+def build_optimiser(cfg: Config, params, lr: float):
     """Fused kernels: one pass over every seed's stacked parameters (Adam and RMSprop are elementwise, so each
-    seed's optimiser state stays its own)."""
+    seed's optimiser state stays its own). Adam is torch's fused kernel called directly (parts/optim.py)."""
     if cfg.optimizer == "adam":
-        try:
-            return torch.optim.Adam(params, lr=lr, fused=True)
-        except RuntimeError:   # torch < 2.4 has no fused Adam on CPU: foreach computes the same update, slower
-            return torch.optim.Adam(params, lr=lr, foreach=True)
+        if fused_adam_available():
+            return FusedAdam(params, lr=lr)
+        # torch < 2.4 has no fused Adam on CPU: foreach computes the same update, slower
+        return torch.optim.Adam(params, lr=lr, foreach=True)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, foreach=True)
     if cfg.optimizer == "sgd":
@@ -417,8 +419,7 @@ class UpdateStats:
         """trace_length: (K,) the mean number of steps the batch's n-step targets used (the window lengths, or a
         trace correction's sum of trace products), for n-step runs only."""
         self.pending["td_loss"].append(loss.detach())
-        self.pending["q_mean"].append(q_pred.detach())
-        self.pending["q_abs_max"].append(q_pred.detach().abs().amax(dim=-1))
+        self.pending["q_mean"].append(q_pred.detach())   # q_abs_max is read from the same tensors at fold()
         self.pending["grad_norm"].append(grad_norm)
         if actor_loss is not None:
             self.pending["actor_loss"].append(actor_loss)
@@ -431,10 +432,10 @@ class UpdateStats:
         for key, values in self.pending.items():
             if values:
                 stacked = torch.stack(values).double().cpu()
-                if key in self.MAX_KEYS:
-                    self.sums[key] = torch.maximum(self.sums[key], stacked.amax(dim=0))
-                else:
-                    self.sums[key] += (stacked.mean(dim=-1) if key == "q_mean" else stacked).sum(dim=0)
+                if key == "q_mean":   # (steps, K, B)
+                    self.sums["q_abs_max"] = torch.maximum(self.sums["q_abs_max"], stacked.abs().amax(dim=(0, 2)))
+                    stacked = stacked.mean(dim=-1)
+                self.sums[key] += stacked.sum(dim=0)
                 values.clear()
 
     def non_finite(self) -> np.ndarray:
@@ -482,10 +483,7 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
     k_seeds = len(jobs)
     runs = runs if runs is not None else [None] * k_seeds
     checkpoints = checkpoints if checkpoints is not None else [None] * k_seeds
-    torch.set_num_threads(cfg.torch_threads)
-    # Adam's second moments of tiny gradients fall below float32's normal range, where x86 arithmetic slows down
-    # many times over (measured: 12% of a whole DQN run). Denormals are flushed to zero, in every run alike.
-    torch.set_flush_denormal(True)
+    configure_training_process(cfg.torch_threads)   # threads, flushed denormals, the allocator
     started = time.perf_counter()
     seeds = [job.seed for job in jobs]
     rngs = [np.random.default_rng(stream_sequence(seed, "agent")) for seed in seeds]

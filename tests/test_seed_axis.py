@@ -55,7 +55,7 @@ def test_a_step_on_one_seeds_loss_leaves_the_other_seeds_parameters_and_optimise
     generators = [torch.Generator().manual_seed(s) for s in range(3)]
     q = flatten_parameters(DiscreteQ(generators, 4, 2, [16, 16]))
     from qbench.config import Config
-    optimiser = build_optimiser(Config(), q.parameters(), 1e-2)
+    optimiser = build_optimiser(Config(), [q.arena], 1e-2)   # as the engine builds it
     before = q.arena.detach().clone()
     obs = torch.randn(3, 8, 4)
     loss = td_loss(q.q(obs, torch.zeros(3, 8, dtype=torch.long)), torch.full((3, 8), 5.0), "mse")

@@ -125,7 +125,7 @@ class ImageEncoder(nn.Module):
             x = x.permute(0, 3, 1, 2)
         x = (x.float() * self.pixel_scale).reshape(k, n, *x.shape[1:])
         for conv in self.convs:
-            x = torch.relu(conv.forward(x))
+            x = torch.relu_(conv.forward(x))
         return x.reshape(k, n, -1)
 
 
@@ -228,7 +228,9 @@ class MLP(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer.forward(x)
             if i < last or self.relu_last:
-                x = torch.relu(x)
+                # In place: a layer's output is not needed by its own backward (only its inputs are), and a
+                # fresh activation tensor per layer is an allocation, a page-fault risk and cache traffic.
+                x = torch.relu_(x)
         return x
 
 

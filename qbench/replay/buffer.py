@@ -144,7 +144,16 @@ class ReplayBuffer:
 
     def _stored(self, array: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         """slots (K, ...) -> array's entries there, (K, ..., *obs_shape)."""
-        return lambda slots: array[np.arange(self.seeds).reshape(-1, *[1] * (slots.ndim - 1)), slots]
+        return lambda slots: take_slots(array, slots)
+
+
+def take_slots(array: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """array (K, capacity, *item) at slots (K, ...) of each seed's own ring: (K, ..., *item). One take over the
+    flattened rings (seed k's slot i is row k * capacity + i), a third of the cost of broadcast fancy indexing."""
+    k, capacity = array.shape[:2]
+    rows = (np.arange(k) * capacity).reshape(-1, *[1] * (slots.ndim - 1))
+    flat = array.reshape(k * capacity, *array.shape[2:])
+    return flat.take((slots + rows).ravel(), axis=0).reshape(*slots.shape, *array.shape[2:])
 
 
 def chunk_array(chunk, key: str) -> np.ndarray:
@@ -168,8 +177,8 @@ def gather_windows(buffer, idx: np.ndarray, greedy_fn: Callable[[np.ndarray], np
     if not 1 <= n <= buffer.n_step:
         raise ValueError(f"n = {n} is outside 1..{buffer.n_step}, the n-step windows this buffer serves")
     if n == 1 and trace is None:   # a 1-step window is the transition itself: no window arithmetic
-        terminated = buffer.terminated[rows, idx]
-        return Batch(obs_at(idx), buffer.actions[rows, idx], buffer.rewards[rows, idx].astype(np.float32),
+        terminated = take_slots(buffer.terminated, idx)
+        return Batch(obs_at(idx), take_slots(buffer.actions, idx), take_slots(buffer.rewards, idx).astype(np.float32),
                      np.where(terminated, np.float32(0.0), np.float32(buffer.gamma)), next_obs_at(idx),
                      np.ones(idx.shape, int))
     k, b = idx.shape
