@@ -86,6 +86,28 @@ def test_each_seed_of_a_sampling_maximiser_draws_from_its_own_generator(make):
     assert not torch.equal(action[0], action[1])
 
 
+@pytest.mark.parametrize("head", ["state_action", "naf"])
+def test_candidates_evaluated_in_pieces_give_the_whole_batchs_q_bit_for_bit(head, monkeypatch):
+    """q_of_candidates splits a target's 256 x 100 candidates into cache-sized pieces: every Q must be the number
+    one call over all of them gives (so that the piece size is a speed knob, never a change of results)."""
+    from qbench.parts import maximisers
+
+    gens = [gen(20), gen(21)]
+    net = (StateActionQ(gens, 3, 2, [64, 64]) if head == "state_action" else NAFQ(gens, 3, 2, [64, 64]))
+    net = flatten_parameters(net)
+    obs = torch.randn(2, 256, 3, generator=gen(5))
+    candidates = torch.rand(2, 256, 100, 2, generator=gen(6)) * 2 - 1
+    with torch.no_grad():
+        monkeypatch.setattr(maximisers, "CANDIDATE_ROWS", 10**9)
+        whole = maximisers.q_of_candidates(net, obs, candidates)
+        for rows in (maximisers.CANDIDATE_ROWS, 2048, 700, 100, 1):
+            monkeypatch.setattr(maximisers, "CANDIDATE_ROWS", rows)
+            pieces = maximisers.q_of_candidates(net, obs, candidates)
+            assert pieces.shape == (2, 256, 100) and torch.equal(pieces, whole), rows
+    # (the smallest piece is one state's 100 candidates: a single row would be a matrix-vector product, which
+    # torch rounds differently)
+
+
 def test_naf_q_at_mu_is_v_and_below_v_elsewhere_with_p_positive_definite():
     naf = NAFQ([gen(0)], obs_dim=5, action_dim=3, hidden_sizes=[32, 32])
     obs = torch.randn(1, 64, 5, generator=gen(5))

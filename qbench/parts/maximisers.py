@@ -62,15 +62,31 @@ class ExactMaximiser(Maximiser):
         return q_fn.all_actions(obs).amax(dim=-1)
 
 
+# Rows (state, candidate pairs) per seed evaluated in one call. A target's candidates are 25,600 rows per seed
+# (256 states x 100) and their activations tens of MB, far beyond the caches, so every elementwise op streams from
+# memory; in pieces of this size they stay in cache. Each row's Q is the same number in a piece as in the whole
+# (a row of a matrix product does not depend on the others; tests/test_continuous.py checks it bit for bit).
+CANDIDATE_ROWS = 2048
+
+
 def q_of_candidates(q_fn, obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """Q(s_b, a_bn) for candidates of shape (K, B, n, d): one batched call, shape (K, B, n)."""
+    """Q(s_b, a_bn) for candidates of shape (K, B, n, d): batched calls over pieces of the states, (K, B, n)."""
     k, b, n, d = candidates.shape
     if hasattr(q_fn, "features"):   # encode each state once (an image encoder is the costly part), then repeat
         features = q_fn.features(obs)
-        rep = features.unsqueeze(2).expand(k, b, n, features.shape[-1]).reshape(k, b * n, -1)
-        return q_fn.q_features(rep, candidates.reshape(k, b * n, d)).view(k, b, n)
-    obs_rep = obs.unsqueeze(2).expand(k, b, n, obs.shape[-1]).reshape(k, b * n, -1)
-    return q_fn.q(obs_rep, candidates.reshape(k, b * n, d)).view(k, b, n)
+
+        def q_piece(start: int, end: int) -> torch.Tensor:
+            rep = features[:, start:end].unsqueeze(2).expand(k, end - start, n, features.shape[-1])
+            return q_fn.q_features(rep.reshape(k, (end - start) * n, -1),
+                                   candidates[:, start:end].reshape(k, (end - start) * n, d))
+    else:
+        def q_piece(start: int, end: int) -> torch.Tensor:
+            rep = obs[:, start:end].unsqueeze(2).expand(k, end - start, n, obs.shape[-1])
+            return q_fn.q(rep.reshape(k, (end - start) * n, -1),
+                          candidates[:, start:end].reshape(k, (end - start) * n, d))
+    step = max(1, CANDIDATE_ROWS // n)
+    pieces = [q_piece(start, min(b, start + step)).view(k, -1, n) for start in range(0, b, step)]
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
 
 class _SamplingMaximiser(Maximiser):
