@@ -35,7 +35,9 @@ from qbench.parts.exploration import (
     OrnsteinUhlenbeckNoise,
     boltzmann_probs,
     capped_epsilon,
+    epsilon_greedy_draw,
     epsilon_greedy_probs,
+    inverse_cdf_draw,
     linear_schedule,
 )
 from qbench.parts.losses import seed_grad_norms, td_loss
@@ -333,19 +335,21 @@ class Behaviour:
             return np.clip(greedy + noise, -1.0, 1.0).astype(np.float32), cfg.noise_std, unknown
         with torch.inference_mode():
             q = self.online.all_actions(obs_t)[:, 0].cpu().numpy()
+        # Inverse CDF with one uniform per seed, from the seed's own stream.
+        uniforms = [rng.random() for rng in self.rngs]
         if cfg.exploration == "epsilon_greedy":
             level = capped_epsilon(linear_schedule(cfg.eps_start, cfg.eps_end, cfg.eps_decay_fraction,
                                                    progress_frac), spaces.n_actions)
+            drawn = epsilon_greedy_draw(q, level, uniforms)
+            if drawn is not None:
+                return drawn[0], level, drawn[1]
             probs = epsilon_greedy_probs(q, level)
         else:
             level = linear_schedule(cfg.temperature_start, cfg.temperature_end, cfg.temperature_decay_fraction,
                                     progress_frac)
             probs = boltzmann_probs(q, level)
-        # Inverse CDF with one uniform per seed, from the seed's own stream.
-        cdf = np.cumsum(probs, axis=1)
-        u = np.array([rng.random() for rng in self.rngs]) * cdf[:, -1]
-        actions = np.minimum((cdf <= u[:, None]).sum(axis=1), spaces.n_actions - 1)
-        return actions, level, probs[np.arange(len(actions)), actions] / cdf[:, -1]
+        actions, mu = inverse_cdf_draw(probs, uniforms)
+        return actions, level, mu
 
 
 class Learner:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -46,6 +48,48 @@ def epsilon_greedy_probs(q_values: np.ndarray, eps: float) -> np.ndarray:
     eps = np.minimum(eps, (m - 1) / np.maximum(m, 1))
     others = np.where(m > 1, eps / np.maximum(m - 1, 1), 0.0)
     return np.where(available, (1.0 - eps) * share + others * (1.0 - share), 0.0)
+
+
+def inverse_cdf_draw(probs: np.ndarray, uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's index drawn by the inverse CDF with one uniform in [0, 1) per row, and its probability under
+    the row's normalised probabilities: (indices (K,), probabilities (K,))."""
+    cdf = np.cumsum(probs, axis=1)
+    u = np.asarray(uniforms, dtype=np.float64) * cdf[:, -1]
+    drawn = np.minimum((cdf <= u[:, None]).sum(axis=1), probs.shape[1] - 1)
+    return drawn, probs[np.arange(len(drawn)), drawn] / cdf[:, -1]
+
+
+def epsilon_greedy_draw(q_values: np.ndarray, eps: float,
+                        uniforms: list[float]) -> tuple[np.ndarray, np.ndarray] | None:
+    """inverse_cdf_draw(epsilon_greedy_probs(q_values, eps), uniforms) for the common case, every action available
+    and one greedy action per state, in Python floats (IEEE doubles: the same additions, products and divisions
+    in the same order as the numpy code, so the same numbers; tests/test_exploration.py). Acting happens at every
+    env step on a handful of numbers, where each numpy call costs more than the arithmetic. None where a state has
+    tied or unavailable actions (the caller then takes the general path)."""
+    rows = np.asarray(q_values).tolist()
+    n = len(rows[0])
+    if n < 2:
+        return None
+    eps = min(eps, (n - 1) / n)
+    other, greedy_p = eps / (n - 1), 1.0 - eps
+    drawn, drawn_p = [], []
+    for row, u in zip(rows, uniforms, strict=True):
+        if not all(map(math.isfinite, row)):
+            return None
+        best = max(row)
+        if row.count(best) != 1:
+            return None
+        greedy = row.index(best)
+        cdf, c = [], 0.0
+        for j in range(n):
+            c = c + (greedy_p if j == greedy else other)
+            cdf.append(c)
+        total = cdf[-1]
+        x = u * total
+        a = min(sum(1 for c in cdf if c <= x), n - 1)
+        drawn.append(a)
+        drawn_p.append((greedy_p if a == greedy else other) / total)
+    return np.array(drawn), np.array(drawn_p)
 
 
 def boltzmann_probs(q_values: np.ndarray, temperature: float) -> np.ndarray:
