@@ -1,8 +1,8 @@
 """Adam stepped by torch's fused kernel directly, for the engine's one-tensor parameter arenas.
 
 torch.optim.Adam(fused=True) runs the same kernel, but around it every step pays the Optimizer machinery (hooks,
-grouping tensors by device and dtype, profiler records): about 90 us per step measured at K = 1, three times
-the kernel itself on a CartPole update. And constructing any torch.optim optimiser imports torch._dynamo (with
+grouping tensors by device and dtype, profiler records): its step took 92 us at K = 1 on a CartPole update, of
+which the kernel 32 us; FusedAdam.step takes 58 us there. And constructing any torch.optim optimiser imports torch._dynamo (with
 sympy and the inductor), 1.2 s of a 15 s run. FusedAdam calls the kernel with the arguments torch's fused Adam
 passes, so its numbers are torch's bit for bit (tests/test_optim.py), and its state_dict is torch's format, so a
 checkpoint written by either loads in the other.
