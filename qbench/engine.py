@@ -316,7 +316,6 @@ class Behaviour:
         During warm-up every action is uniform (an untrained net's greedy choice is arbitrary but not random;
         an untrained actor plus small noise covers little of the box)."""
         cfg, spaces = self.cfg, self.spaces
-        unknown = np.full(len(self.rngs), np.nan)
         if warming_up:
             if self.discrete and spaces.valid_actions is not None:   # uniform over what each state offers
                 offered = [np.flatnonzero(spaces.valid_actions[int(np.argmax(o))]) for o in obs]
@@ -326,13 +325,14 @@ class Behaviour:
                 return (np.array([rng.integers(spaces.n_actions) for rng in self.rngs]), float("nan"),
                         np.full(len(self.rngs), 1.0 / spaces.n_actions))
             return np.stack([rng.uniform(-1.0, 1.0, spaces.action_dim).astype(np.float32)
-                             for rng in self.rngs]), float("nan"), unknown
+                             for rng in self.rngs]), float("nan"), np.full(len(self.rngs), np.nan)
         obs_t = torch.as_tensor(obs)[:, None].to(self.online.arena.device)
         if not self.discrete:
             with torch.inference_mode():
                 greedy = self.maximiser.argmax(self.online, obs_t)[:, 0].cpu().numpy()
             noise = np.stack([n.sample() for n in self.noises])
-            return np.clip(greedy + noise, -1.0, 1.0).astype(np.float32), cfg.noise_std, unknown
+            return (np.clip(greedy + noise, -1.0, 1.0).astype(np.float32), cfg.noise_std,
+                    np.full(len(self.rngs), np.nan))
         with torch.inference_mode():
             q = self.online.all_actions(obs_t)[:, 0].cpu().numpy()
         # Inverse CDF with one uniform per seed, from the seed's own stream.

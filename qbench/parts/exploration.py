@@ -30,15 +30,6 @@ def epsilon_greedy_probs(q_values: np.ndarray, eps: float) -> np.ndarray:
     break ties at random)."""
     q = np.asarray(q_values, dtype=np.float64)
     n = q.shape[-1]
-    if n > 1 and np.isfinite(q).all():
-        # The common case, every action available and one greedy action per state: the same numbers as the
-        # general formula below (there share is 1 or 0, so each term is exact), at a third of its cost per step.
-        greedy = q.argmax(axis=-1)[..., None]
-        if (np.count_nonzero(q == np.take_along_axis(q, greedy, axis=-1), axis=-1) == 1).all():
-            eps = min(eps, (n - 1) / n)
-            probs = np.full(q.shape, eps / (n - 1))
-            np.put_along_axis(probs, greedy, 1.0 - eps, axis=-1)
-            return probs
     available = q > -np.inf
     m = available.sum(axis=-1, keepdims=True)
     tied = (q == q.max(axis=-1, keepdims=True)) & available
