@@ -35,8 +35,9 @@ from qbench.parts.networks import DiscreteQ, flatten_parameters
 from qbench.parts.optim import FusedAdam
 
 
-def bare_update_ms(k_seeds: int, compile_loss: bool, steps: int, blocks: int) -> tuple[float, float | None]:
-    """(best ms per update of all K seeds, compile seconds or None)."""
+def build_update(k_seeds: int, compile_loss: bool = False):
+    """The bare update of K seeds as a function of nothing (its tensors live in the closure); with compile_loss
+    the loss is wrapped in torch.compile (compiled on its first call)."""
     gens = [torch.Generator().manual_seed(i) for i in range(k_seeds)]
     online = flatten_parameters(DiscreteQ(gens, 4, 2, [256, 256]))
     target = flatten_parameters(DiscreteQ(gens, 4, 2, [256, 256])).requires_grad_(False)
@@ -52,25 +53,32 @@ def bare_update_ms(k_seeds: int, compile_loss: bool, steps: int, blocks: int) ->
         q = online.all_actions(obs).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         return F.huber_loss(q, y, reduction="none", delta=1.0).mean(-1)
 
-    def update(loss_fn) -> None:
+    loss_fn = torch.compile(loss_of) if compile_loss else loss_of
+
+    def update() -> None:
         online.arena.grad.zero_()
         loss_fn(obs, actions, rewards, discounts, next_obs).sum().backward()
         optimiser.step()
 
-    loss_fn, compile_s = loss_of, None
+    return update
+
+
+def bare_update_ms(k_seeds: int, compile_loss: bool, steps: int, blocks: int) -> tuple[float, float | None]:
+    """(best ms per update of all K seeds, compile seconds or None)."""
+    started = time.perf_counter()
+    update = build_update(k_seeds, compile_loss)
+    compile_s = None
     if compile_loss:
-        started = time.perf_counter()
-        loss_fn = torch.compile(loss_of)
-        update(loss_fn)
-        update(loss_fn)
+        update()
+        update()
         compile_s = time.perf_counter() - started
     for _ in range(20):
-        update(loss_fn)
+        update()
     best = float("inf")
     for _ in range(blocks):
         started = time.perf_counter()
         for _ in range(steps):
-            update(loss_fn)
+            update()
         best = min(best, (time.perf_counter() - started) / steps)
     return best * 1e3, compile_s
 
