@@ -72,15 +72,20 @@ def bare_update_ms(k_seeds: int, compile_loss: bool, steps: int, blocks: int) ->
         update()
         update()
         compile_s = time.perf_counter() - started
-    for _ in range(20):
-        update()
+    return best_ms(update, steps, blocks, warmup=20), compile_s
+
+
+def best_ms(fn, repeats: int = 50, blocks: int = 5, warmup: int = 5) -> float:
+    """The best of `blocks` blocks of `repeats` calls of fn, in ms a call, after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
     best = float("inf")
     for _ in range(blocks):
         started = time.perf_counter()
-        for _ in range(steps):
-            update()
-        best = min(best, (time.perf_counter() - started) / steps)
-    return best * 1e3, compile_s
+        for _ in range(repeats):
+            fn()
+        best = min(best, (time.perf_counter() - started) / repeats)
+    return best * 1e3
 
 
 def main() -> int:

@@ -36,7 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bare_update import build_update
+from bare_update import best_ms, build_update
 from flop_floor import count_flops, matmul_gflops
 
 PRODUCTS = ("aten.baddbmm.default", "aten.bmm.default")
@@ -62,18 +62,6 @@ class OpTimer(TorchDispatchMode):
         if key not in self.args:
             self.args[key] = [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args]
         return out
-
-
-def best_ms(fn, repeats: int = 50, blocks: int = 5) -> float:
-    for _ in range(5):
-        fn()
-    best = float("inf")
-    for _ in range(blocks):
-        started = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        best = min(best, (time.perf_counter() - started) / repeats)
-    return best * 1e3
 
 
 def strided_like(t: torch.Tensor, stride: tuple[int, ...]) -> torch.Tensor:
