@@ -127,6 +127,18 @@ def test_a_killed_batch_resumes_to_the_uninterrupted_numbers(variant, task, sett
     kill_and_resume([build_job(variant, task, s, settings) for s in (1, 4, 6)], tmp_path, n)
 
 
+MAXIMISATION_BIAS = {"total_env_steps": 600, "eval_interval_env_steps": 200, "eval_episodes": 3,
+                     "checkpoint_interval_env_steps": 150, "log_interval_env_steps": 100}
+
+
+@pytest.mark.parametrize("variant,seeds", [("tabular_q", (5,)), ("dqn", (0, 1, 2))])
+def test_a_task_with_valid_actions_resumes_alone_and_in_batches_of_more_seeds_than_states(variant, seeds, tmp_path):
+    """The maximisation-bias MDP offers each of its 2 states its own actions (an (S, A) table that belongs to no
+    seed): a checkpoint keeps it whole, so one seed resumes and 3 seeds checkpoint and resume."""
+    settings = {**MAXIMISATION_BIAS, **({"warmup_env_steps": 50} if variant == "dqn" else {})}
+    kill_and_resume([build_job(variant, "qbench/MaximisationBias-v0", s, settings) for s in seeds], tmp_path, 2)
+
+
 def kill_and_resume(jobs, tmp_path, n: int) -> tuple[list, list]:
     """Run the batch straight, and again interrupted after its n-th checkpoint and resumed; assert that every row
     and summary figure of the resumed run equals the straight one's; return both lists of summaries."""

@@ -260,7 +260,7 @@ class DiscreteQ(nn.Module):
         self.n_actions = n_actions
         self.encoder = _encoder_or_flat(encoder, obs_dim)
         self.net = mlp(generators, self.encoder.out_dim, hidden_sizes, n_actions)
-        self.register_buffer("valid_actions", _valid_tensor(valid_actions))
+        register_valid_actions(self, valid_actions)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.all_actions(obs)
@@ -286,7 +286,7 @@ class TableQ(nn.Module):
         with torch.no_grad():
             self.table.weight.zero_()
             self.table.bias.zero_()
-        self.register_buffer("valid_actions", _valid_tensor(valid_actions))
+        register_valid_actions(self, valid_actions)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.all_actions(obs)
@@ -300,10 +300,12 @@ class TableQ(nn.Module):
         return self.all_actions(obs).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
 
 
-def _valid_tensor(valid_actions) -> torch.Tensor | None:
-    if valid_actions is None:
-        return None
-    return torch.as_tensor(valid_actions, dtype=torch.float32)
+def register_valid_actions(module: nn.Module, valid_actions) -> None:
+    """The env's (S, A) table of offered actions as a buffer that moves with the module. It is no part of its
+    state dict: it has no seed axis (per-seed checkpoints slice every state tensor by seed), and it is rebuilt
+    from the env whenever a network is."""
+    table = None if valid_actions is None else torch.as_tensor(valid_actions, dtype=torch.float32)
+    module.register_buffer("valid_actions", table, persistent=False)
 
 
 class StateActionQ(nn.Module):
