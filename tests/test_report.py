@@ -204,6 +204,37 @@ def test_a_report_of_a_folder_without_suite_scores_leaves_out_the_normalised_tab
     assert "## Aggregate normalised scores" not in (tmp_path / "out" / "report.md").read_text()
 
 
+def test_each_run_is_normalised_by_the_scores_of_the_suite_that_ran_it(tmp_path):
+    """Two suites score CartPole differently (reference 500 and 120): a run at its own suite's reference is 1, a
+    diverged run without evaluations takes its own suite's random score, and the report says they differ."""
+    write_suite_record(tmp_path, "long", {"CartPole-v1": (20.0, 500.0)})
+    write_suite_record(tmp_path, "short", {"CartPole-v1": (10.0, 120.0)})
+    for seed in range(3):
+        write_run(tmp_path, "long", "CartPole-v1", "dqn", seed, STEPS, [250.0, 500.0])
+        write_run(tmp_path, "short", "CartPole-v1", "fast_dqn", seed, STEPS, [65.0, 120.0 - 11.0 * seed])
+    write_run(tmp_path, "short", "CartPole-v1", "fast_dqn", 3, [], [], state="diverged")
+    report = build_report(tmp_path, reps=100)
+    iqm = report.tables["aggregate"].query("metric == 'IQM'").set_index("variant")["point"]
+    assert iqm["dqn"] == pytest.approx(1.0)
+    # seeds 0-2: (120 - 10) / 110 = 1.0, (109 - 10) / 110 = 0.9, (98 - 10) / 110 = 0.8; seed 3 diverged before any
+    # evaluation and scores short's random score, 0: the middle two of [0, 0.8, 0.9, 1.0] average 0.85
+    assert iqm["fast_dqn"] == pytest.approx(0.85)
+    finals = report.tables["finals"].set_index(["variant", "seed"])
+    assert finals.loc[("fast_dqn", 3), "final_return"] == 10.0
+    assert any("CartPole-v1 is scored differently by its suites ('long': random 20, reference 500; 'short': "
+               "random 10, reference 120)" in n for n in report.notes)
+
+
+def test_a_task_whose_random_and_reference_scores_are_equal_is_said_so(tmp_path):
+    write_suite_record(tmp_path, "s", {"Alpha-v0": (0.0, 100.0), "Beta-v0": (10.0, 10.0)})
+    for task in ("Alpha-v0", "Beta-v0"):
+        write_run(tmp_path, "s", task, "dqn", 0, STEPS, [20.0, 50.0])
+    report = build_report(tmp_path, reps=100)
+    assert set(report.tables["aggregate"]["tasks"]) == {1}
+    assert any(n.startswith("Beta-v0: its random and reference scores are equal (10)") for n in report.notes)
+    assert not any("no random and reference score for Beta-v0" in n for n in report.notes)
+
+
 CHROMIUM = next((c for c in ("chromium", "chromium-browser", "google-chrome") if shutil.which(c)), None)
 
 

@@ -152,20 +152,36 @@ def _read_suite_record(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 def load_scoring(run_dirs: list[str], suites: list[str], suite_file: str | None = None,
                  notes: list[str] | None = None) -> dict[str, TaskScoring]:
-    """Per task, the scoring of the suite that ran it: ``suite_file`` if given, else the ``suite.json`` a runner
-    wrote beside the runs (``<results>/<suite>/suite.json``, two levels above each run directory), else the
-    shipped suite files named like the suites in the results.
+    """Per task, the scoring of the first suite that scores it (see ``load_suite_scorings``): what the tables
+    and figures that show one scoring per task (pass thresholds, which tasks are normalisable) use."""
+    return merged_scoring(load_suite_scorings(run_dirs, suites, suite_file, notes))
+
+
+def merged_scoring(per_suite: dict[str, dict[str, TaskScoring]]) -> dict[str, TaskScoring]:
+    scoring: dict[str, TaskScoring] = {}
+    for tasks in per_suite.values():
+        for task, entry in tasks.items():
+            scoring.setdefault(task, entry)
+    return scoring
+
+
+def load_suite_scorings(run_dirs: list[str], suites: list[str], suite_file: str | None = None,
+                        notes: list[str] | None = None) -> dict[str, dict[str, TaskScoring]]:
+    """Per suite, per task, the scoring of that suite: ``suite_file`` if given (for every run, under the key
+    ``ANY_SUITE``), else the ``suite.json`` a runner wrote beside the runs (``<results>/<suite>/suite.json``, two
+    levels above each run directory), else the shipped suite files named like the suites in the results.
 
     A suite.json that cannot be read is said in ``notes`` (by path, with the reason), and its suite is not
     replaced by the shipped suite of that name, whose scores may have changed since: its tasks have no scores
-    (they are left out of the normalised tables) unless ``suite_file`` is given."""
+    (they are left out of the normalised tables) unless ``suite_file`` is given. Two suites that give one task
+    different random or reference scores are said in ``notes``: each run is normalised by its own suite's."""
     from qbench.config import ConfigError
     from qbench.suites import load_suite
 
     if suite_file is not None:
         suite = load_suite(suite_file)
-        return _scoring_of_record(suite_record(suite), str(suite.path))
-    scoring: dict[str, TaskScoring] = {}
+        return {ANY_SUITE: _scoring_of_record(suite_record(suite), str(suite.path))}
+    per_suite: dict[str, dict[str, TaskScoring]] = {}
     recorded = set()
     records = {Path(d).parents[2] / SUITE_RECORD for d in run_dirs if len(Path(d).parents) > 2}
     for path in sorted(p for p in records if p.exists()):
@@ -177,17 +193,46 @@ def load_scoring(run_dirs: list[str], suites: list[str], suite_file: str | None 
                              f"'{path.parent.name}' are unknown, so its tasks are left out of the normalised tables "
                              "(pass --suite to score them with a suite file)")
             continue
-        recorded.add(record.get("suite"))
+        name = str(record.get("suite") or path.parent.name)
+        recorded.add(name)
         for task, entry in _scoring_of_record(record, str(path)).items():
-            scoring.setdefault(task, entry)
+            per_suite.setdefault(name, {}).setdefault(task, entry)
     for name in sorted(set(suites) - recorded - {""}):
         try:
             suite = load_suite(name)
         except ConfigError:
             continue
-        for task, entry in _scoring_of_record(suite_record(suite), str(suite.path)).items():
-            scoring.setdefault(task, entry)
-    return scoring
+        per_suite[name] = _scoring_of_record(suite_record(suite), str(suite.path))
+    if notes is not None:
+        notes.extend(_scoring_conflicts(per_suite))
+    return per_suite
+
+
+ANY_SUITE = "*"   # the key of a scoring given for every run (report --suite FILE)
+
+
+def _scoring_conflicts(per_suite: dict[str, dict[str, TaskScoring]]) -> list[str]:
+    scores: dict[str, dict[tuple, list[str]]] = {}
+    for name, tasks in per_suite.items():
+        for task, entry in tasks.items():
+            scores.setdefault(task, {}).setdefault((entry.random_score, entry.reference_score), []).append(name)
+    return [f"{task} is scored differently by its suites ("
+            + "; ".join(f"{', '.join(repr(n) for n in names)}: random {_g(r)}, reference {_g(ref)}"
+                        for (r, ref), names in sorted(by.items(), key=lambda kv: kv[1]))
+            + "): each run is normalised by its own suite's scores, and the pass table uses the first's thresholds"
+            for task, by in sorted(scores.items()) if len(by) > 1]
+
+
+def _g(value) -> str:
+    return "none" if value is None else f"{value:g}"
+
+
+def run_scoring(per_suite: dict[str, dict[str, TaskScoring]] | None, scoring: dict[str, TaskScoring], suite: str,
+                task: str) -> TaskScoring | None:
+    """The scoring of one run: its own suite's for its task, else the task's in ``scoring``."""
+    per_suite = per_suite or {}
+    own = per_suite.get(suite, per_suite.get(ANY_SUITE, {})).get(task)
+    return own if own is not None else scoring.get(task)
 
 
 def atari_scoring(env_ids: dict[str, str]) -> dict[str, TaskScoring]:
@@ -230,7 +275,7 @@ def _generator(seed: int, *key: Any) -> np.random.Generator:
 
 STATES = ("complete", "diverged", "crashed", "unfinished", "damaged")
 FINAL_COLUMNS = ["task", "variant", "seed", "env_id", "env_steps", "final_return", "status", "complete", "failed",
-                 "scored", "score_source", "code_version", "attempt_code_versions", "problems", "run_dir"]
+                 "scored", "score_source", "code_version", "attempt_code_versions", "problems", "run_dir", "suite"]
 
 
 def _failure_kind(run_dir: str) -> str:
@@ -272,7 +317,8 @@ def runs_of_results(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def final_scores(results: pd.DataFrame, runs: pd.DataFrame | None = None,
-                 scoring: dict[str, TaskScoring] | None = None) -> pd.DataFrame:
+                 scoring: dict[str, TaskScoring] | None = None,
+                 suite_scorings: dict[str, dict[str, TaskScoring]] | None = None) -> pd.DataFrame:
     """One row per run directory: its state and, for the runs that enter the statistics (``scored``), its score
     ``final_return`` and where that score comes from (``score_source``):
 
@@ -304,9 +350,11 @@ def final_scores(results: pd.DataFrame, runs: pd.DataFrame | None = None,
             score, source = r.last_return, "final evaluation"
         elif r.status == "diverged" and r.evaluations > 0:
             score, source = r.last_return, "last evaluation before divergence"
-        elif r.status == "diverged" and scoring.get(r.task, TaskScoring()).random_score is not None:
-            score, source = float(scoring[r.task].random_score), "random score (diverged before any evaluation)"
-        rows.append({"task": r.task, "variant": r.variant, "seed": r.seed, "env_id": r.env_id,
+        elif r.status == "diverged" and (own := run_scoring(suite_scorings, scoring, getattr(r, "suite", ""),
+                                                              r.task)) is not None and own.random_score is not None:
+            score, source = float(own.random_score), "random score (diverged before any evaluation)"
+        rows.append({"suite": getattr(r, "suite", ""), "task": r.task, "variant": r.variant, "seed": r.seed,
+                     "env_id": r.env_id,
                      "env_steps": r.env_steps, "final_return": score, "status": r.status,
                      "complete": r.status == "complete", "failed": r.status in ("diverged", "crashed"),
                      "scored": bool(source), "score_source": source,
@@ -314,7 +362,7 @@ def final_scores(results: pd.DataFrame, runs: pd.DataFrame | None = None,
                      "attempt_code_versions": getattr(r, "attempt_code_versions", ""),
                      "problems": getattr(r, "problems", ""), "run_dir": r.run_dir})
     finals = pd.DataFrame(rows, columns=FINAL_COLUMNS)
-    text = ["code_version", "attempt_code_versions", "problems"]
+    text = ["code_version", "attempt_code_versions", "problems", "suite"]
     finals[text] = finals[text].fillna("").astype(str)
     return finals.sort_values(["task", "variant", "seed", "run_dir"], na_position="last").reset_index(drop=True)
 
@@ -445,17 +493,22 @@ def references_table(finals: pd.DataFrame, references: pd.DataFrame) -> pd.DataF
                                        "notes"])
 
 
-def normalised_scores(finals: pd.DataFrame, scoring: dict[str, TaskScoring]) -> dict[str, dict[str, np.ndarray]]:
+def normalised_scores(finals: pd.DataFrame, scoring: dict[str, TaskScoring],
+                      suite_scorings: dict[str, dict[str, TaskScoring]] | None = None
+                      ) -> dict[str, dict[str, np.ndarray]]:
     """Per variant, per normalisable task, the normalised scores of its runs in the statistics (complete and
-    diverged, see ``final_scores``)."""
+    diverged, see ``final_scores``), each run by its own suite's random and reference scores."""
     out: dict[str, dict[str, np.ndarray]] = {}
     for (variant, task), group in _scored(finals).groupby(["variant", "task"], sort=True):
-        entry = scoring.get(task)
-        if entry is None or not entry.normalisable:
+        suites = group["suite"] if "suite" in group else pd.Series([""] * len(group), index=group.index)
+        entries = [run_scoring(suite_scorings, scoring, suite, task) for suite in suites]
+        keep = np.array([e is not None and e.normalisable for e in entries], dtype=bool)
+        if not keep.any():
             continue
+        kept = [e for e, k in zip(entries, keep, strict=True) if k]
         out.setdefault(variant, {})[task] = np.asarray(
-            stats.normalise(group["final_return"].to_numpy(float), entry.random_score, entry.reference_score),
-            dtype=float).reshape(-1)
+            stats.normalise(group["final_return"].to_numpy(float)[keep], [e.random_score for e in kept],
+                            [e.reference_score for e in kept]), dtype=float).reshape(-1)
     return out
 
 
@@ -1220,9 +1273,16 @@ def _notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, TaskScor
                      + "): a resumed run mixes them")
     known = finals[finals["status"] != "damaged"]
     left_out = sorted(t for t in set(known["task"]) if t not in scoring or not scoring[t].normalisable)
-    if left_out:
-        notes.append("no random and reference score for " + ", ".join(left_out)
+    equal = [t for t in left_out if t in scoring and scoring[t].random_score is not None
+             and scoring[t].random_score == scoring[t].reference_score]
+    unscored = [t for t in left_out if t not in equal]
+    if unscored:
+        notes.append("no random and reference score for " + ", ".join(unscored)
                      + ": left out of the normalised aggregate and the performance profiles")
+    for t in equal:
+        notes.append(f"{t}: its random and reference scores are equal ({scoring[t].random_score:g}), so its "
+                     "normalised score is undefined: left out of the normalised aggregate and the performance "
+                     "profiles")
     if overestimation.empty:
         notes.append("no run logged Q(s_0, a_0) and its discounted return: no overestimation plot")
     if not cost.empty and cost["peak_rss_mb_max"].isna().any():
@@ -1250,15 +1310,19 @@ def build_report(results: str | Path | pd.DataFrame, *, suite: str | None = None
         raise NoResultsError(f"no run with evaluations under '{source}' (a run directory holds config.json and "
                              "evaluations.csv)")
     notes: list[str] = []
-    scoring = load_scoring(sorted(set(runs["run_dir"])), sorted(set(runs["suite"])), suite, notes)
+    suite_scorings = load_suite_scorings(sorted(set(runs["run_dir"])), sorted(set(runs["suite"])), suite, notes)
+    scoring = merged_scoring(suite_scorings)
     known = runs[runs["env_id"].astype(bool)]
     for task, entry in atari_scoring(dict(zip(known["task"], known["env_id"]))).items():
         if task not in scoring or not scoring[task].normalisable:
             scoring[task] = entry
+        for tasks in suite_scorings.values():   # a suite that names the game without scores: human-normalised
+            if task in tasks and not tasks[task].normalisable:
+                tasks[task] = entry
     references = load_references() if references is None else references
-    finals = final_scores(df, runs, scoring)
+    finals = final_scores(df, runs, scoring, suite_scorings)
     boot = {"seed": seed, "reps": reps, "confidence": confidence}
-    normalised = normalised_scores(finals, scoring)
+    normalised = normalised_scores(finals, scoring, suite_scorings)
     diverged = diverged_counts(finals, scoring)
     tables = {
         "runs": runs_table(finals),
