@@ -317,6 +317,8 @@ def coerce_setting(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         value = float(value)
+        if not math.isfinite(value):   # NaN passes every bound check below (each comparison is False)
+            raise ConfigError(f"setting '{key}' must be a finite number, got {value}")
     elif kind == "str":
         if not isinstance(value, str):
             raise bad

@@ -49,6 +49,9 @@ def test_toml_floats_for_integers_are_accepted_only_when_integral():
     ("hidden_sizes", [64, -1], "list of positive integers"),
     ("batch_size", True, "must be int"),
     ("learning_rate", 1e-3, "unknown setting 'learning_rate'"),
+    ("lr", float("nan"), "'lr' must be a finite number, got nan"),     # NaN passes every bound comparison
+    ("gamma", float("nan"), "'gamma' must be a finite number"),
+    ("tau", float("inf"), "'tau' must be a finite number, got inf"),
 ])
 def test_bad_settings_name_the_problem(key, value, fragment):
     with pytest.raises(ConfigError) as info:
