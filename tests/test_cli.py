@@ -305,10 +305,13 @@ def test_list_suites_says_which_are_yours_and_which_are_shipped(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     (tmp_path / "suites").mkdir()
     (tmp_path / "suites" / "mine.toml").write_text('seeds = 1\nvariants = ["dqn"]\n[tasks."CartPole-v1"]\n')
+    (tmp_path / "suites" / "latin1.toml").write_bytes('description = "caf\u00e9"\n'.encode("latin-1"))
     assert cli.main(["list", "suites"]) == 0
     header, rows = _plain_table(capsys.readouterr().out)
     where = {row[0]: row[header.index("from")] for row in rows}
     assert where["mine"] == "./suites" and where["smoke"] == "shipped" and where["sanity"] == "shipped"
+    latin1 = next(row for row in rows if row[0] == "latin1")   # listed as invalid; the listing goes on
+    assert "not UTF-8 text (byte 0xe9" in latin1[header.index("description")]
 
 
 @pytest.mark.parametrize("command", ["run", "sanity"])

@@ -221,6 +221,7 @@ def test_seeds_and_only_select_jobs():
 
 MALFORMED = [
     ("bad TOML", "seeds = \n", "mine.toml: invalid TOML"),
+    ("not UTF-8", b"\xff\xfeseeds = 1\n", "mine.toml: not UTF-8 text (byte 0xff at offset 0)"),
     ("unknown top key", 'seedz = 2\nseeds = 1\n[tasks."CartPole-v1"]\nvariants = ["dqn"]\n',
      "mine.toml: unknown key 'seedz'; valid keys: budget, custom_variants"),
     ("unknown task key", 'seeds = 1\n[tasks."CartPole-v1"]\nvariants = ["dqn"]\nbudjet = {}\n',
@@ -274,7 +275,7 @@ MALFORMED = [
 @pytest.mark.parametrize("case,text,fragment", MALFORMED, ids=[c[0] for c in MALFORMED])
 def test_malformed_suite_is_one_line_exit_2_and_writes_nothing(case, text, fragment, tmp_path, capsys):
     path = tmp_path / "mine.toml"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     results = tmp_path / "results"
     code = cli.main(["run", str(path), "--results", str(results)])
     err = capsys.readouterr().err
