@@ -461,7 +461,24 @@ def _plan(suite_arg: str, args: argparse.Namespace):
     jobs = expand(suite, getattr(args, "seeds", None), parse_only(args.only), overrides)
     if not jobs:
         raise ConfigError(f"no job of suite '{suite.name}' matches --only {' '.join(args.only or [])}")
+    _check_run_paths(Path(args.results), suite.name, jobs)
     return suite, jobs
+
+
+def _check_run_paths(results: Path, suite_name: str, jobs) -> None:
+    """Every job's run directory can be a folder: refused when it, or a folder between it and the suite's
+    results folder, is a file (a worker would die on it, and the runner with it)."""
+    from qbench.runner import run_path
+
+    top = results / suite_name
+    for job in jobs:
+        path = run_path(results, suite_name, job)
+        for place in (path, *path.parents):
+            if place == top or top not in place.parents:
+                break
+            if place.exists() and not place.is_dir():
+                raise ConfigError(f"'{place}' is a file where the run directory of {job.task.name} {job.variant} "
+                                  f"seed {job.seed} must go: move it away, then run again")
 
 
 def _print_dry_run(suite, jobs, args: argparse.Namespace, console) -> int:

@@ -112,6 +112,31 @@ def test_bad_paths_and_options_are_one_line_exit_2_and_lose_nothing(args, fragme
     assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"]   # nothing written
 
 
+@pytest.mark.parametrize("where", ["run directory", "variant folder"])
+def test_a_file_where_a_jobs_run_directory_goes_is_one_line_exit_2_before_any_job(where, tmp_path, capsys):
+    """A worker that meets a file at its run path dies on it; the runner used to die with it, blaming another
+    job. Refused before anything runs, naming the file and the job."""
+    results = tmp_path / "results"
+    assert cli.main(["run", "smoke", "--results", str(results), "--dry-run"]) == 0
+    header, rows = _plain_table(capsys.readouterr().out)
+    row = rows[0]
+    task, variant, seed, job_hash = (row[header.index(c)] for c in ("task", "variant", "seed", "job hash"))
+    folder = results / "smoke" / task / variant
+    folder.parent.mkdir(parents=True)
+    if where == "run directory":
+        folder.mkdir()
+        blocker = folder / f"seed{seed}-{job_hash}"
+    else:
+        blocker = folder
+    blocker.write_text("keep me\n")
+    before = sorted(results.rglob("*"))
+    for extra in ([], ["--dry-run"]):
+        assert cli.main(["run", "smoke", "--results", str(results), *extra]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and f"'{blocker}' is a file where the run directory of {task} {variant}" in lines[0]
+    assert blocker.read_text() == "keep me\n" and sorted(results.rglob("*")) == before   # nothing written
+
+
 def test_a_module_class_that_is_a_gymnasium_env_still_works_as_a_task(tmp_path, capsys):
     assert cli.main(["train", "ddpg", "tests.bounds_env:BoundsCheckingEnv", "--dry-run", "--out",
                      str(tmp_path / "run")]) == 0
