@@ -48,6 +48,12 @@ class _VersionAction(argparse.Action):
         parser.exit(0)
 
 
+def escape(text: str) -> str:
+    """A name or path inside rich markup: its '[' is text, not a tag."""
+    from rich.markup import escape as rich_escape
+    return rich_escape(text)
+
+
 def _console():
     from rich.console import Console
     console = Console()
@@ -208,7 +214,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if state == "complete":
         summary = read_json_or_empty(path / SUMMARY)
         console.print(f"{path} already holds this job, complete (remove it to train again): "
-                      + _final_line(summary, job.task), highlight=False)
+                      + _final_line(summary, job.task), highlight=False, markup=False)
         return 0
     total = job.config.total_env_steps
     with job_lock(path) as held:
@@ -217,14 +223,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         clean_temporaries(path)
         (path / ERROR).unlink(missing_ok=True)   # a retry: the old failure no longer describes this directory
         how = "resuming the interrupted run in" if state == "resume" else "->"
-        console.print(f"[bold]{job.variant}[/] on [bold]{job.task.name}[/], seed {job.seed}, {total:,} env steps "
-                      f"{how} {path}")
+        console.print(f"[bold]{escape(job.variant)}[/] on [bold]{escape(job.task.name)}[/], seed {job.seed}, "
+                      f"{total:,} env steps {how} {escape(str(path))}")
         try:
             summary = _train_with_progress(job, RunDir(path), total, console)
         except DivergedError as exc:
             print(f"qbench: run diverged: {exc} (recorded in {path / 'error.json'})", file=sys.stderr)
             return 1
-    console.print(_final_line(summary, job.task), highlight=False)
+    console.print(_final_line(summary, job.task), highlight=False, markup=False)
     return 0
 
 
@@ -270,7 +276,7 @@ def _train_seeds(args: argparse.Namespace) -> int:
         if state == "complete":
             summary = read_json_or_empty(path / SUMMARY)
             console.print(f"seed {job.seed}: {path} already holds this job, complete (remove it to train again): "
-                          + _final_line(summary), highlight=False)
+                          + _final_line(summary), highlight=False, markup=False)
     todo = [i for i, state in enumerate(states) if state != "complete"]
     if not todo:
         return 0
@@ -284,11 +290,11 @@ def _train_seeds(args: argparse.Namespace) -> int:
         for path in paths:
             clean_temporaries(path)
             (path / ERROR).unlink(missing_ok=True)   # a retry: the old failure no longer describes this directory
-        console.print(f"[bold]{first.variant}[/] on [bold]{first.task.name}[/], {_seed_words(jobs)}"
+        console.print(f"[bold]{escape(first.variant)}[/] on [bold]{escape(first.task.name)}[/], {_seed_words(jobs)}"
                       f"{' together' if len(jobs) > 1 else ''}, {total:,} env steps each", highlight=False)
         for job, path, state in zip(jobs, paths, states, strict=True):
             how = "resuming the interrupted run in" if state == "resume" else "->"
-            console.print(f"  seed {job.seed} {how} {path}", highlight=False)
+            console.print(f"  seed {job.seed} {how} {path}", highlight=False, markup=False)
         results = _train_batch_with_progress(jobs, [RunDir(p) for p in paths], total, console)
     diverged = 0
     for job, path, result in zip(jobs, paths, results, strict=True):
@@ -297,9 +303,9 @@ def _train_seeds(args: argparse.Namespace) -> int:
             print(f"qbench: seed {job.seed} diverged: {result} (recorded in {path / 'error.json'})", file=sys.stderr,
                   flush=True)
         else:
-            console.print(f"seed {job.seed}: " + _final_line(result), highlight=False)
+            console.print(f"seed {job.seed}: " + _final_line(result), highlight=False, markup=False)
     if first.task.description:   # what the numbers mean, once
-        console.print(f"({first.task.name}: {first.task.description})", highlight=False)
+        console.print(f"({first.task.name}: {first.task.description})", highlight=False, markup=False)
     return 1 if diverged else 0
 
 

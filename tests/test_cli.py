@@ -137,6 +137,42 @@ def test_a_file_where_a_jobs_run_directory_goes_is_one_line_exit_2_before_any_jo
     assert blocker.read_text() == "keep me\n" and sorted(results.rglob("*")) == before   # nothing written
 
 
+@pytest.mark.parametrize("seeds", [[], ["--seeds", "0-1"]])
+@pytest.mark.parametrize("name", ["run[abc]", "x[/y]z", "s[bold]"])
+def test_paths_with_brackets_are_printed_whole(name, seeds, tmp_path, capsys):
+    """rich reads '[...]' as markup: a path holding one was cut short, or the command died on it."""
+    out = tmp_path / name
+    tiny = ["--set", "total_env_steps=200", "--set", "warmup_env_steps=50", "--set", "eval_episodes=1",
+            "--set", "hidden_sizes=[8]"]
+    assert cli.main(["train", "dqn", "CartPole-v1", *tiny, *seeds, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    shown = [str(out / f"seed{s}") for s in (0, 1)] if seeds else [str(out)]
+    assert all(f"-> {path}\n" in printed for path in shown), printed
+
+
+def test_a_rich_table_title_and_a_failed_job_line_keep_their_brackets():
+    import io
+
+    from rich.console import Console
+
+    from qbench.jobs import build_job
+    from qbench.runner.progress import RichReporter, print_table
+    from qbench.runner.run import Outcome
+    console = Console(file=io.StringIO(), force_terminal=True, width=200, color_system=None)
+    print_table(console, "jobs in /r/x[/y]z and /r/s[bold]", ["a"], [["1" * 60]])   # wide: the title on one line
+    assert "jobs in /r/x[/y]z and /r/s[bold]" in console.file.getvalue()
+
+    job = build_job("dqn", "CartPole-v1", 0, {})
+    reporter = RichReporter(console, "suite [x]", "local processes")
+    reporter.start(1, [job], 1)
+    reporter.finished(Outcome(job, Path("/r"), "failed", error={
+        "error": "crashed", "type": "RuntimeError", "message": "bad action [/cpu] in [bold]step"}))
+    reporter.close()
+    printed = console.file.getvalue()
+    assert "suite [x]: 1 jobs" in printed
+    assert "FAILED CartPole-v1 dqn seed 0: crashed: RuntimeError: bad action [/cpu] in [bold]step" in printed
+
+
 def test_a_module_class_that_is_a_gymnasium_env_still_works_as_a_task(tmp_path, capsys):
     assert cli.main(["train", "ddpg", "tests.bounds_env:BoundsCheckingEnv", "--dry-run", "--out",
                      str(tmp_path / "run")]) == 0

@@ -7,6 +7,8 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
+from rich.markup import escape
+
 from qbench.jobs import Job
 from qbench.runner.run import Outcome, Reporter
 
@@ -121,7 +123,7 @@ class RichReporter(Reporter):
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.tally = Tally(total_jobs, to_run, slots)
-        self.console.print(f"[bold]{self.title}[/]: {total_jobs} jobs, "
+        self.console.print(f"[bold]{escape(self.title)}[/]: {total_jobs} jobs, "
                            f"{total_jobs - len(to_run)} already complete, "
                            f"{len(to_run)} to run on {self.describe} ({slots} at a time)")
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[jobs]}"),
@@ -142,7 +144,8 @@ class RichReporter(Reporter):
     def finished(self, outcome: Outcome) -> None:
         self.tally.add(outcome)
         if outcome.status == "failed":
-            self.bar.console.print(f"[red]FAILED[/] {job_label(outcome.job)}: {error_line(outcome.error)}")
+            self.bar.console.print(f"[red]FAILED[/] {escape(job_label(outcome.job))}: "
+                                   f"{escape(error_line(outcome.error))}")
         self._refresh()
 
     def close(self) -> None:
@@ -158,7 +161,7 @@ def print_table(console, title: str, columns: list[str], rows: list[list[str]]) 
     if console.is_terminal:
         from rich.table import Table
         from rich.text import Text
-        table = Table(title=title)
+        table = Table(title=Text(title, style="table.title"))
         for col in columns:
             table.add_column(col, overflow="fold")   # a long name is folded onto the next line, never cut
         for row in rows:
