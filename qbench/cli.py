@@ -197,6 +197,7 @@ def _print_dry_run_train(job, path: Path, state: str, args: argparse.Namespace, 
 def cmd_train(args: argparse.Namespace) -> int:
     from qbench.engine import DivergedError
     from qbench.jobs import build_job
+    from qbench.runner.plan import check_replay_allocates
     from qbench.runner.worker import clean_temporaries, job_lock
     from qbench.store import ERROR, SUMMARY, RunDir, read_json_or_empty
 
@@ -204,6 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _train_seeds(args)
     layers = _train_layers(args)
     job = build_job(args.variant, args.task, args.seed, *(layer for _, layer in layers))
+    check_replay_allocates(job, 1)
     path = Path(args.out) if args.out else _default_run_path(job)
     _check_output_dir(path, "run directory")
     state = _train_dir_state(path, job)
@@ -256,13 +258,14 @@ def _train_seeds(args: argparse.Namespace) -> int:
 
     from qbench.engine import DivergedError
     from qbench.jobs import build_job
-    from qbench.runner.plan import parse_seed_list
+    from qbench.runner.plan import check_replay_allocates, parse_seed_list
     from qbench.runner.worker import clean_temporaries, job_lock
     from qbench.store import ERROR, SUMMARY, RunDir, read_json_or_empty
 
     seeds = parse_seed_list(args.seeds)
     layers = _train_layers(args)
     first = build_job(args.variant, args.task, seeds[0], *(layer for _, layer in layers))
+    check_replay_allocates(first, len(seeds))
     jobs = [dataclasses.replace(first, seed=seed) for seed in seeds]   # the same settings, one seed each
     paths = _seed_run_paths(jobs, args.out)
     for path in paths:
@@ -458,6 +461,7 @@ def _positive_int_or_none(text: str | int | None, option: str) -> int | None:
 def _plan(suite_arg: str, args: argparse.Namespace):
     """Load, validate and expand a suite: every user mistake surfaces here, before anything is written."""
     from qbench.runner import expand, parse_only, parse_overrides
+    from qbench.runner.plan import check_replay_allocates
     from qbench.suites import load_suite
 
     _check_run_options(args)
@@ -468,6 +472,8 @@ def _plan(suite_arg: str, args: argparse.Namespace):
     if not jobs:
         raise ConfigError(f"no job of suite '{suite.name}' matches --only {' '.join(args.only or [])}")
     _check_run_paths(Path(args.results), suite.name, jobs)
+    for job in jobs:
+        check_replay_allocates(job, 1)   # a batch holds as many seeds as fit (memory_cap), and at least one
     return suite, jobs
 
 
@@ -714,6 +720,11 @@ def _main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"qbench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except MemoryError as exc:   # the machine's limit, not a bug: what ran so far is checkpointed
+        what = str(exc).splitlines()[0] if str(exc) else "an allocation failed"
+        print(f"qbench: out of memory: {what}; a smaller buffer_size, or fewer seeds in one process, may fit",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         again = shlex.join(["qbench", *argv])
         how = (f"; run the same command again to resume: {again}" if args.command in RESUMABLE else "")

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # The n-step corrections that weigh each later step of a window by a trace coefficient (qbench.replay.nstep).
+# The most seeds one command or suite entry expands to: more is a typo (0-99999999), and its job list alone
+# would fill the memory before anything is checked. The theory suite runs 1,000.
+MAX_SEEDS = 100_000
 TRACE_CORRECTIONS = ("importance_sampling", "retrace", "tree_backup")
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from qbench.config import VARIANTS, ConfigError, Variant, choices_line, coerce_setting, unknown
+from qbench.config import MAX_SEEDS, VARIANTS, ConfigError, Variant, choices_line, coerce_setting, unknown
 from qbench.envs.tasks import TASKS, Task, get_task
 
 # The shipped suite files: package data, present in a source checkout, an editable install and a wheel alike.
@@ -135,6 +135,13 @@ def _positive_int(source: str, key: str, value: Any) -> int:
     return value
 
 
+def _seed_count(source: str, key: str, value: Any) -> int:
+    count = _positive_int(source, key, value)
+    if count > MAX_SEEDS:
+        raise _fail(source, key, f"must be at most {MAX_SEEDS:,} seeds, got {count:,}")
+    return count
+
+
 def _names(source: str, key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         raise _fail(source, key, f"must be a non-empty list of names, got {value!r}")
@@ -236,7 +243,7 @@ def _load(path: Path, chain: tuple[Path, ...]) -> Suite:
     description = _string(source, "description", doc["description"]) if "description" in doc else ""
     if "seeds" not in doc:
         raise ConfigError(f"{source}: missing key 'seeds' (the number of seeds per variant and task)")
-    seeds = _positive_int(source, "seeds", doc["seeds"])
+    seeds = _seed_count(source, "seeds", doc["seeds"])
     min_passing = doc.get("min_passing_seeds")
     if min_passing is not None:
         min_passing = _positive_int(source, "min_passing_seeds", min_passing)
@@ -366,7 +373,7 @@ def _task_entry(source: str, name: str, raw: Any, default_variants: tuple[str, .
             raise _fail(source, f"{key}.thresholds.{v}", f"variant '{v}' is not run on this task; variants "
                         f"here: {', '.join(variants)}")
         thresholds[v] = _number(source, f"{key}.thresholds.{v}", value)
-    own_seeds = _positive_int(source, f"{key}.seeds", raw["seeds"]) if "seeds" in raw else None
+    own_seeds = _seed_count(source, f"{key}.seeds", raw["seeds"]) if "seeds" in raw else None
     entry = TaskEntry(name, variants, (suite_layer, task_layer), source, scores.get("random_score"),
                       scores.get("reference_score"), thresholds, own_seeds)
     return entry, task

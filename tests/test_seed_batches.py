@@ -91,6 +91,8 @@ def test_seed_lists_in_every_valid_form(text, seeds):
     ("0-", "is not a seed list"), ("1,,2", "is not a seed list"), ("0-3-5", "is not a seed list"),
     ("5-2", "range 5-2 runs backwards; write it low-high (2-5)"),
     ("0-3,2", "names seed 2 more than once"),
+    ("0-99999999", "'0-99999999' names 100,000,000 seeds or more; at most 100,000 train in one command"),
+    ("0-50000,60000-110000", "names 100,002 seeds or more"),   # refused before any list is built
 ])
 def test_bad_seed_lists_are_one_line_naming_the_valid_forms(text, fragment, tmp_path, capsys):
     with pytest.raises(ConfigError) as info:
@@ -100,6 +102,17 @@ def test_bad_seed_lists_are_one_line_naming_the_valid_forms(text, fragment, tmp_
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("qbench: error: --seeds") and fragment in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_at_most_max_seeds_in_a_list_or_a_suite(tmp_path):
+    from qbench.config import MAX_SEEDS
+    assert parse_seed_list(f"0-{MAX_SEEDS - 1}") == list(range(MAX_SEEDS))
+    with pytest.raises(ConfigError, match="--seeds must be at most 100,000, got 100,001"):
+        expand(load_suite("smoke"), seeds=MAX_SEEDS + 1)
+    path = tmp_path / "many.toml"
+    path.write_text(f'seeds = {MAX_SEEDS + 1}\nvariants = ["dqn"]\n[tasks."CartPole-v1"]\n')
+    with pytest.raises(ConfigError, match="seeds: must be at most 100,000 seeds, got 100,001"):
+        load_suite(path)
 
 
 def test_seeds_and_seed_are_mutually_exclusive(tmp_path, capsys):
@@ -268,3 +281,46 @@ def test_the_longest_batches_start_first():
     cem = [build_job("cem_q", "Pendulum-v1", s, {**small, "hidden_sizes": [256, 256]}) for s in range(2)]
     assert estimated_cost(cem) > estimated_cost(dqn)
     assert estimated_cost(longer) > estimated_cost(dqn) > estimated_cost(dqn[:1])
+
+
+# --- replay buffers that cannot fit the machine
+
+GIB = 2 ** 30
+
+
+@pytest.mark.parametrize("overcommit_always", [False, True])
+def test_a_buffer_size_beyond_the_machine_is_one_line_exit_2_and_writes_nothing(overcommit_always, tmp_path,
+                                                                                monkeypatch, capsys):
+    """On a machine of 1 GiB: 10M transitions store at least 26 bytes each (248 MiB, fits); a buffer of 200M
+    has a rewards array of 8 x 200M bytes = 1.49 GiB, which is not allocated unless Linux overcommits always;
+    400M transitions stored (a run that long) need 9.7 GiB, refused either way; 5 seeds of 10M stored too (1.2 GiB)."""
+    from qbench.runner import plan
+    monkeypatch.setattr(plan, "memory_bytes_total", lambda: 1.0 * GIB)
+    monkeypatch.setattr(plan, "overcommits_always", lambda: overcommit_always)
+    base = ["train", "dqn", "CartPole-v1", "--dry-run", "--out", str(tmp_path / "run")]
+    assert cli.main([*base, "--set", "buffer_size=10000000", "--set", "total_env_steps=10000000"]) == 0
+    capsys.readouterr()
+    cases = [(["--set", "buffer_size=200000000"], None if overcommit_always else
+              "buffer_size 200,000,000 needs a replay array of at least 1.5 GiB, larger than this machine's 1.0 GiB"),
+             (["--set", "buffer_size=400000000", "--set", "total_env_steps=400000000"],
+              "the 400,000,000 transitions a run of buffer_size 400,000,000 stores need at least 9.7 GiB"),
+             (["--set", "buffer_size=10000000", "--set", "total_env_steps=10000000", "--seeds", "0-4"],
+              "need at least 1.2 GiB (5 seeds in one process); this machine has 1.0 GiB")]
+    for extra, fragment in cases:
+        code = cli.main([*base, *extra])
+        err = capsys.readouterr().err
+        if fragment is None:
+            assert code == 0, err
+        else:
+            assert code == 2 and err.count("\n") == 1 and fragment in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_running_out_of_memory_while_training_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 1.46 TiB for an array with shape (1, 100000000000, 4)")
+    monkeypatch.setattr(cli, "_train_with_progress", no_memory)
+    code = cli.main(["train", "dqn", "CartPole-v1", "--steps", "300", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 1 and err == ("qbench: out of memory: Unable to allocate 1.46 TiB for an array with shape (1, "
+                                 "100000000000, 4); a smaller buffer_size, or fewer seeds in one process, may fit\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import re
@@ -10,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from qbench.config import ConfigError, config_hash, parse_assignment
+from qbench.config import MAX_SEEDS, ConfigError, config_hash, parse_assignment
 from qbench.jobs import Job, build_job
 from qbench.store import ERROR, SUMMARY
 from qbench.suites import Suite
@@ -45,6 +46,8 @@ def expand(suite: Suite, seeds: int | None = None, only: dict[str, frozenset[str
     """
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ConfigError(f"--seeds must be a positive integer, got {seeds!r}")
+    if seeds is not None and seeds > MAX_SEEDS:
+        raise ConfigError(f"--seeds must be at most {MAX_SEEDS:,}, got {seeds:,}")
     only = only or {}
 
     def seeds_of(entry) -> range:   # --seeds, else the task's own count, else the suite's
@@ -140,6 +143,59 @@ def replay_bytes_estimate(job: Job) -> float:
     if job.task.family == "minatar":
         return c.buffer_size * (2 * 1000 + 20)
     return 0.0
+
+
+# The least a vector replay buffer holds per transition and seed (qbench/replay/buffer.py): obs and next obs
+# (float32, at least one number each), the action (at least 4 bytes), the reward (float64), two flags and mu(a|s);
+# its largest single array holds at least the rewards, 8 bytes a transition.
+MIN_VECTOR_TRANSITION_BYTES = 4 + 4 + 4 + 8 + 1 + 1 + 4
+MIN_VECTOR_ARRAY_BYTES = 8
+
+
+def check_replay_allocates(job: Job, seeds_per_process: int) -> None:
+    """Refuse a buffer_size that cannot work on this machine, by two floors: the transitions the run will store
+    (buffer_size or total_env_steps, whichever is smaller) need more than its memory and swap; or one of the
+    buffer's arrays is larger than memory and swap, which Linux refuses to allocate unless it is set to
+    overcommit always. A run either lets through may still run short of memory; one refused could never run."""
+    c = job.config
+    k = seeds_per_process
+    per_transition = (replay_bytes_estimate(job) / c.buffer_size if replay_bytes_estimate(job)
+                      else MIN_VECTOR_TRANSITION_BYTES)
+    stored = per_transition * min(c.buffer_size, c.total_env_steps) * k
+    array = (replay_bytes_estimate(job) or MIN_VECTOR_ARRAY_BYTES * c.buffer_size) * k
+    have = memory_bytes_total()
+    seeds = f" ({k} seeds in one process)" if k > 1 else ""
+    if stored > have:
+        raise ConfigError(f"the {min(c.buffer_size, c.total_env_steps):,} transitions a run of buffer_size "
+                          f"{c.buffer_size:,} stores need at least {_gib(stored)}{seeds}; this machine has "
+                          f"{_gib(have)} of memory and swap: set a smaller buffer_size")
+    if array > have and not overcommits_always():
+        raise ConfigError(f"buffer_size {c.buffer_size:,} needs a replay array of at least {_gib(array)}{seeds}, "
+                          f"larger than this machine's {_gib(have)} of memory and swap, so it cannot be "
+                          "allocated: set a smaller buffer_size")
+
+
+def overcommits_always() -> bool:
+    """Linux set to grant any allocation (vm.overcommit_memory = 1): an array larger than memory is then given,
+    and only the pages touched count."""
+    try:
+        return Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2 ** 30:,.1f} GiB"
+
+
+@functools.cache
+def memory_bytes_total() -> float:
+    """Memory and swap this machine has (MemTotal + SwapTotal), or inf where /proc/meminfo is not there."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        return sum(float(fields[k].split()[0]) * 1024 for k in ("MemTotal", "SwapTotal") if k in fields)
+    except (OSError, ValueError):
+        return math.inf
 
 
 def memory_bytes_available() -> float:
@@ -240,6 +296,9 @@ def parse_seed_list(text: str) -> list[int]:
         high = int(match.group(2)) if match.group(2) is not None else low
         if high < low:
             raise ConfigError(f"--seeds '{text}': range {part} runs backwards; write it low-high ({high}-{low})")
+        if len(seeds) + high - low + 1 > MAX_SEEDS:
+            raise ConfigError(f"--seeds '{text}' names {len(seeds) + high - low + 1:,} seeds or more; at most "
+                              f"{MAX_SEEDS:,} train in one command")
         seeds.extend(range(low, high + 1))
     twice = sorted(s for s, n in Counter(seeds).items() if n > 1)
     if twice:
