@@ -574,9 +574,13 @@ def cmd_sanity(args: argparse.Namespace) -> int:
                 "reach the threshold (final greedy return)",
                 ["task", "variant", "threshold", "seeds passing", "final return per seed", "verdict"], rows)
     failing = [v for v in verdicts if v.verdict == "fail"]
+    incomplete = [v for v in verdicts if v.verdict == "incomplete"]
     job_failures = sum(o.status == "failed" for o in outcomes)
-    print(f"sanity: {len(verdicts) - len(failing)}/{len(verdicts)} pass or are reported only"
-          f"{f', {len(failing)} FAIL' if failing else ''}; wall {wall_s:.0f} s", flush=True)
+    decided = len(verdicts) - len(failing) - len(incomplete)
+    print(f"sanity: {decided}/{len(verdicts)} pass or are reported only"
+          f"{f', {len(failing)} FAIL' if failing else ''}"
+          + (f", {len(incomplete)} incomplete (fewer seeds ran than the rule counts; run them all to judge)"
+             if incomplete else "") + f"; wall {wall_s:.0f} s", flush=True)
     return 1 if failing or job_failures else 0
 
 

@@ -327,6 +327,21 @@ def test_sanity_rule_needs_min_passing_seeds_at_or_above_the_threshold():
     assert {v.variant: v for v in judge(suite, outcomes)}["dqn"].verdict == "pass"
 
 
+@pytest.mark.parametrize("finals,verdict", [
+    ({0: 500, 1: 500}, "incomplete"),              # 2 pass; the 3 seeds not run could bring it to 4 of 5
+    ({0: 500, 1: 500, 2: 500, 3: 500}, "pass"),    # 4 of 5 already
+    ({0: 500, 1: 10}, "incomplete"),               # 1 passes, 3 not run: 4 of 5 still possible
+    ({0: 500, 1: 10, 2: 10}, "fail"),              # 1 passes, 2 not run: at most 3 of 5
+])
+def test_a_sanity_check_of_some_seeds_is_judged_only_where_the_others_cannot_change_it(finals, verdict):
+    from qbench.runner import expand
+
+    suite = load_suite(SUITES_DIR / "sanity.toml")   # 5 seeds, 4 needed
+    jobs = [j for j in expand(suite) if j.task.name == "CartPole-v1" and j.variant == "dqn" and j.seed in finals]
+    [v] = judge(suite, [_outcome(j, finals[j.seed]) for j in jobs])
+    assert v.verdict == verdict
+
+
 def test_sanity_command_prints_a_table_and_exits_1_when_a_variant_fails(tmp_path):
     # qbench sanity reads suites/sanity.toml, looking in ./suites first: a tiny one here.
     (tmp_path / "suites").mkdir()

@@ -1,6 +1,7 @@
 """The pass rule of a suite with thresholds: a (variant, task) passes when at least ``min_passing_seeds`` of
 its seeds end (final greedy evaluation, ``final_return_mean``) at or above the variant's threshold on that
-task."""
+task. Where fewer seeds ran than the suite has (``--only seed=...``), a verdict the missing seeds could still
+change is ``incomplete``, neither pass nor fail."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class Verdict:
     threshold: float | None           # None: reported without a pass requirement
     needed: int | None
     finals: tuple[tuple[int, float | None], ...]   # (seed, final return), None for a failed job
+    seeds: int = 0                    # the seeds the suite gives this task (the rule counts over them)
 
     @property
     def passing(self) -> int:
@@ -29,7 +31,10 @@ class Verdict:
     def verdict(self) -> str:
         if self.threshold is None:
             return "reported"
-        return "pass" if self.passing >= self.needed else "fail"
+        if self.passing >= self.needed:
+            return "pass"
+        not_run = max(0, self.seeds - len(self.finals))
+        return "fail" if self.passing + not_run < self.needed else "incomplete"
 
 
 def judge(suite: Suite, outcomes: list[Outcome]) -> list[Verdict]:
@@ -41,6 +46,7 @@ def judge(suite: Suite, outcomes: list[Outcome]) -> list[Verdict]:
     for (task, variant), seeds in finals.items():
         threshold = suite.entry(task).thresholds.get(variant)
         needed = suite.min_passing_seeds if threshold is not None else None
-        verdicts.append(Verdict(task, variant, threshold, needed,
-                                tuple(sorted(seeds))))
+        entry = suite.entry(task)
+        verdicts.append(Verdict(task, variant, threshold, needed, tuple(sorted(seeds)),
+                                entry.seeds or suite.seeds))
     return verdicts
