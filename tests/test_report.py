@@ -225,6 +225,19 @@ def test_each_run_is_normalised_by_the_scores_of_the_suite_that_ran_it(tmp_path)
                "random 10, reference 120)" in n for n in report.notes)
 
 
+def test_variants_aggregated_over_different_tasks_are_said_so(tmp_path):
+    write_suite_record(tmp_path, "s", {"Alpha-v0": (0.0, 100.0), "Beta-v0": (0.0, 100.0)})
+    for seed in range(2):
+        for task in ("Alpha-v0", "Beta-v0"):
+            write_run(tmp_path, "s", task, "a_dqn", seed, STEPS, [20.0, 90.0])
+        write_run(tmp_path, "s", "Alpha-v0", "b_dqn", seed, STEPS, [20.0, 30.0])
+    report = build_report(tmp_path, reps=100)
+    assert any(n.startswith("the normalised aggregates and profiles are not over the same tasks for every "
+                            "variant: b_dqn lacks Beta-v0") for n in report.notes)
+    write_run(tmp_path, "s", "Beta-v0", "b_dqn", 0, STEPS, [20.0, 30.0])
+    assert not any("not over the same tasks" in n for n in build_report(tmp_path, reps=100).notes)
+
+
 def test_a_task_whose_random_and_reference_scores_are_equal_is_said_so(tmp_path):
     write_suite_record(tmp_path, "s", {"Alpha-v0": (0.0, 100.0), "Beta-v0": (10.0, 10.0)})
     for task in ("Alpha-v0", "Beta-v0"):

@@ -1213,6 +1213,19 @@ def _short(version: str) -> str:
     return version
 
 
+def _task_set_notes(normalised: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """A note when the normalised aggregates and profiles of the variants stand on different sets of tasks: an
+    easy task one variant ran and another did not moves its aggregate, not its merit."""
+    tasks = {variant: frozenset(by_task) for variant, by_task in normalised.items()}
+    every = frozenset().union(*tasks.values()) if tasks else frozenset()
+    missing = {variant: sorted(every - ts) for variant, ts in sorted(tasks.items()) if every - ts}
+    if not missing:
+        return []
+    return ["the normalised aggregates and profiles are not over the same tasks for every variant: "
+            + "; ".join(f"{variant} lacks {', '.join(ts)}" for variant, ts in missing.items())
+            + ": compare those variants in the per-task table, where each task stands alone"]
+
+
 def _notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, TaskScoring],
            overestimation: pd.DataFrame, cost: pd.DataFrame) -> list[str]:
     notes = []
@@ -1323,6 +1336,7 @@ def build_report(results: str | Path | pd.DataFrame, *, suite: str | None = None
     finals = final_scores(df, runs, scoring, suite_scorings)
     boot = {"seed": seed, "reps": reps, "confidence": confidence}
     normalised = normalised_scores(finals, scoring, suite_scorings)
+    notes += _task_set_notes(normalised)
     diverged = diverged_counts(finals, scoring)
     tables = {
         "runs": runs_table(finals),
