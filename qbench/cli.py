@@ -213,15 +213,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_dry_run_train(job, path, state, args, console)
         return 0
-    if state == "complete":
+    def say_complete() -> int:
         summary = read_json_or_empty(path / SUMMARY)
         console.print(f"{path} already holds this job, complete (remove it to train again): "
                       + _final_line(summary, job.task), highlight=False, markup=False)
         return 0
+
+    if state == "complete":
+        return say_complete()
     total = job.config.total_env_steps
     with job_lock(path) as held:
         if not held:
             raise ConfigError(f"another process is training this job in '{path}' (it holds {path / 'lock'})")
+        state = _train_dir_state(path, job)   # again under the lock: another process may have just finished it
+        if state == "complete":
+            return say_complete()
         clean_temporaries(path)
         (path / ERROR).unlink(missing_ok=True)   # a retry: the old failure no longer describes this directory
         how = "resuming the interrupted run in" if state == "resume" else "->"
@@ -290,6 +296,16 @@ def _train_seeds(args: argparse.Namespace) -> int:
             if not locks.enter_context(job_lock(path)):
                 raise ConfigError(f"another process is training seed {job.seed} of this job in '{path}' (it holds "
                                   f"{path / 'lock'})")
+        # again under the locks: another process may have just finished a seed
+        states = [_train_dir_state(path, job) for path, job in zip(paths, jobs, strict=True)]
+        for job, path, state in zip(jobs, paths, states, strict=True):
+            if state == "complete":
+                console.print(f"seed {job.seed}: {path} was completed by another process meanwhile",
+                              highlight=False, markup=False)
+        todo = [i for i, state in enumerate(states) if state != "complete"]
+        if not todo:
+            return 0
+        jobs, paths, states = [jobs[i] for i in todo], [paths[i] for i in todo], [states[i] for i in todo]
         for path in paths:
             clean_temporaries(path)
             (path / ERROR).unlink(missing_ok=True)   # a retry: the old failure no longer describes this directory

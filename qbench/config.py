@@ -20,6 +20,8 @@ from typing import Any
 # The most seeds one command or suite entry expands to: more is a typo (0-99999999), and its job list alone
 # would fill the memory before anything is checked. The theory suite runs 1,000.
 MAX_SEEDS = 100_000
+# The largest seed: results store seeds as 64-bit integers (pandas Int64).
+MAX_SEED = 2 ** 63 - 1
 TRACE_CORRECTIONS = ("importance_sampling", "retrace", "tree_backup")
 
 

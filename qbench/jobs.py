@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qbench.config import (
+    MAX_SEED,
     TRACE_CORRECTIONS,
     VARIANTS,
     Config,
@@ -48,8 +49,8 @@ def variants_for(action_kind: str, variants: dict[str, Variant]) -> list[str]:
 def build_job(variant_name: str, task_name: str, seed: int, *overrides: dict[str, Any],
               extra_variants: dict[str, Variant] | None = None, extra_tasks: dict[str, Task] | None = None) -> Job:
     """Resolve and validate one job; raises ConfigError with a one-line message on any mistake."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed must be an integer in 0..{MAX_SEED} (2^63 - 1), got {seed!r}")
     variant = get_variant(variant_name, extra_variants)
     task = get_task(task_name, extra_tasks)
     config = resolve(variant, task.settings, *overrides)

@@ -20,6 +20,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from qbench.config import MAX_SEED
+
 CONFIG = "config.json"
 METADATA = "metadata.json"
 EVALUATIONS = "evaluations.csv"
@@ -106,6 +108,10 @@ def git_commit() -> str:
     a git checkout (an installed wheel)."""
     here = Path(__file__).resolve().parent
     try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        if (Path(top) / "qbench").resolve() != here:   # a copy inside someone else's repository (a venv in it)
+            return "unknown"
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
                                 timeout=5, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
@@ -290,14 +296,15 @@ def code_version(record: dict[str, Any]) -> str:
     commit = record.get("git_commit")
     if isinstance(commit, str) and commit and commit != "unknown":
         return commit
-    version = record.get("qbench_version") or (record.get("versions") or {}).get("qbench")
+    versions = record.get("versions")
+    version = record.get("qbench_version") or (versions.get("qbench") if isinstance(versions, dict) else None)
     return f"qbench {version}" if isinstance(version, str) and version and version != "unknown" else ""
 
 
 def _identity_from_path(run_dir: Path) -> dict[str, Any]:
     """task, variant and seed from results/<suite>/<task>/<variant>/seed<k>-<hash>, for a run without a config."""
     match = re.match(r"seed(\d+)-", run_dir.name)
-    if match and len(run_dir.parts) >= 3:
+    if match and len(run_dir.parts) >= 3 and int(match.group(1)) <= MAX_SEED:
         return {"task": run_dir.parent.parent.name, "variant": run_dir.parent.name, "seed": int(match.group(1))}
     return {"task": UNKNOWN, "variant": UNKNOWN, "seed": None}
 
@@ -312,6 +319,10 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
     job, error = _read_json(run_dir / CONFIG)
     if error is None and job is not None and not (isinstance(job, dict) and {"task", "variant", "seed"} <= set(job)):
         error = f"{CONFIG} has no task, variant and seed"
+    elif error is None and job is not None and not (
+            isinstance(job["task"], str) and isinstance(job["variant"], str)
+            and isinstance(job["seed"], int) and not isinstance(job["seed"], bool) and 0 <= job["seed"] <= MAX_SEED):
+        error = f"{CONFIG}: task and variant must be names and seed an integer in 0..{MAX_SEED}"
     if error:
         damage.append(error)
         job = None

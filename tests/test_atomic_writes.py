@@ -60,3 +60,24 @@ def test_the_umask_is_read_without_proc_too(tmp_path, umask, monkeypatch):
     monkeypatch.undo()
     assert _mode(tmp_path / "f.txt") == 0o640
     assert os.umask(0o027) == 0o027   # the fallback restored it
+
+
+def test_git_commit_is_unknown_for_a_copy_inside_another_repository(tmp_path):
+    """qbench installed as a plain copy in a venv inside a user's git repository: the user's commit is not
+    qbench's."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import qbench
+    project = tmp_path / "proj"
+    site = project / ".venv" / "site-packages"
+    shutil.copytree(Path(qbench.__file__).parent, site / "qbench", ignore=shutil.ignore_patterns("__pycache__"))
+    for command in (["init", "-q"], ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty",
+                                     "-m", "user's"]):
+        subprocess.run(["git", *command], cwd=project, check=True, capture_output=True)
+    program = "import sys; sys.path.insert(0, sys.argv[1]); from qbench.store import git_commit; print(git_commit())"
+    out = subprocess.run([sys.executable, "-c", program, str(site)],
+                         capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
+    assert out == "unknown"

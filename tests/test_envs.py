@@ -58,3 +58,20 @@ def test_bounds_scaling_is_checked_when_the_job_is_built():
         build_job("dqn", "CartPole-v1", 0, {"observation_scaling": "bounds"})  # CartPole's velocities are unbounded
     job = build_job("dqn", "MountainCar-v0", 0, {"observation_scaling": "bounds"})
     assert job.config.observation_scaling == "bounds"
+
+
+def test_box_actions_at_the_ends_stay_inside_asymmetric_bounds():
+    """float32 low + 1 * (high - low) is 0.90000004 for [-0.3, 0.9]: the ends are clipped to the bounds, and the
+    points inside are the affine map itself."""
+    from qbench.envs.tasks import spaces_of
+
+    class Asymmetric(gym.Env):
+        observation_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        action_space = gym.spaces.Box(np.array([-0.3, 0.0], dtype=np.float32), np.array([0.9, 3.0], dtype=np.float32))
+
+    spaces = spaces_of(Asymmetric())
+    high, low = spaces.to_env(np.ones(2, np.float32)), spaces.to_env(-np.ones(2, np.float32))
+    assert high.tolist() == Asymmetric.action_space.high.tolist() and Asymmetric.action_space.contains(high)
+    assert low.tolist() == Asymmetric.action_space.low.tolist() and Asymmetric.action_space.contains(low)
+    middle = spaces.to_env(np.array([0.0, 0.5], np.float32))
+    assert np.allclose(middle, [0.3, 2.25]) and Asymmetric.action_space.contains(middle)

@@ -295,3 +295,21 @@ def test_a_filtered_frame_with_the_runs_table_scores_its_rows_and_keeps_runs_wit
     assert (per_task["seeds"], per_task["diverged"], per_task["mean"]) == (3, 1, (20 + 20 + 0) / 3)
     only_seed_0 = build_report(df[df["seed"] == 0], runs=load_runs(tmp_path), reps=100)
     assert set(only_seed_0.tables["finals"]["seed"]) == {0, 2}
+
+
+def test_a_config_or_metadata_of_the_wrong_types_damages_that_run_only(tmp_path):
+    """Valid JSON of the wrong shape (a hand edit: seed null or 2^64, versions a list) marks its run damaged or
+    loses only what it says; the other runs load."""
+    import json
+
+    for seed in range(4):
+        write_run(tmp_path, "s", "Alpha-v0", "dqn", seed, [1000], [5.0 + seed])
+    runs = sorted((tmp_path / "s" / "Alpha-v0" / "dqn").iterdir())
+    for run, seed in zip(runs[:2], [None, 2 ** 64], strict=True):
+        config = json.loads((run / "config.json").read_text())
+        (run / "config.json").write_text(json.dumps({**config, "seed": seed}))
+    (runs[2] / "metadata.json").write_text(json.dumps({"versions": ["x"]}))
+    table = load_runs(tmp_path).sort_values("run_dir").reset_index(drop=True)
+    assert list(table["status"]) == ["damaged", "damaged", "complete", "complete"]
+    assert all("seed an integer in 0..9223372036854775807" in p for p in table["problems"][:2])
+    assert len(load_results(tmp_path)) == 2

@@ -324,3 +324,16 @@ def test_running_out_of_memory_while_training_is_one_line_exit_1(tmp_path, monke
     err = capsys.readouterr().err
     assert code == 1 and err == ("qbench: out of memory: Unable to allocate 1.46 TiB for an array with shape (1, "
                                  "100000000000, 4); a smaller buffer_size, or fewer seeds in one process, may fit\n")
+
+
+def test_train_checks_again_under_the_lock_that_the_run_is_not_complete(tmp_path, monkeypatch, capsys):
+    """Another process finished the run between this one's first look and its lock: it says so and trains
+    nothing (training again would clean the finished run's directory)."""
+    looks = iter(["new", "complete"])
+    monkeypatch.setattr(cli, "_train_dir_state", lambda path, job: next(looks))
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("trained a run that was complete")
+    monkeypatch.setattr(cli, "_train_with_progress", must_not_train)
+    assert cli.main(["train", "dqn", "CartPole-v1", "--steps", "300", "--out", str(tmp_path / "run")]) == 0
+    assert "already holds this job, complete" in capsys.readouterr().out

@@ -244,7 +244,9 @@ class Spaces:
         if self.action_kind == "discrete":
             return int(action)
         unit = (np.clip(action, -1.0, 1.0) + 1.0) / 2.0
-        return (self.action_low + unit * (self.action_high - self.action_low)).reshape(self.action_low.shape)
+        scaled = self.action_low + unit * (self.action_high - self.action_low)
+        # float32 rounding can put the ends one ulp outside asymmetric bounds ([-0.3, 0.9]: +1 -> 0.90000004)
+        return np.clip(scaled, self.action_low, self.action_high).reshape(self.action_low.shape)
 
 
 def is_image_space(space: gym.Space) -> bool:
