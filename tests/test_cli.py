@@ -25,7 +25,7 @@ def qbench(*args, cwd=None):
     (["train", "dqn", "CartPole-v1", "--set", "loss=l1"], "valid choices: mse, huber"),
     (["train", "dqn", "Pendulum-v1"], "needs a Discrete action space"),
     (["train", "dqn", "CartPole-v1", "--seed", "x"], "invalid int value"),
-    (["train", "dqn", "CartPole-v1", "--seed", "-1"], "seed must be a non-negative integer"),
+    (["train", "dqn", "CartPole-v1", "--seed", "-1"], "seed must be an integer in 0..9223372036854775807 (2^63 - 1), got -1"),
     (["train", "dqn", "CartPole-v1", "--steps", "0"], "total_env_steps' must be >= 1"),
     (["trian"], "invalid choice: 'trian'"),
 ])
