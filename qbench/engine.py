@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import io
 import json
+import math
 import resource
 import shutil
 import sys
@@ -204,30 +205,44 @@ class Evaluation:
 TAIL_WEIGHT = 0.01
 
 
-def visited_returns(q_values: list[float], rewards: list[float], gamma: float,
-                    terminated: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(Q(s_t, a_t), discounted return from s_t) for the states of one episode whose return is known: every state
-    of an episode that terminated; of one that was cut (time limit, or the evaluation's step cap), only those at
-    least log(TAIL_WEIGHT) / log(gamma) steps before the cut (none when gamma = 1). van Hasselt et al. (2016)
-    measure overestimation along such trajectories, not only at s_0."""
+def visited_returns(q_values: list[float], rewards: list[float], gamma: float, terminated: bool,
+                    horizon: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
+    """(Q(s_t, a_t), discounted return from s_t) for the states of one episode whose return is known, chosen by
+    t alone, never by how the episode went on: a state counts when the episode could not have been cut within
+    L = log(TAIL_WEIGHT) / log(gamma) steps of it, i.e. horizon - t >= L, where horizon is the most steps an
+    episode may last (the env's time limit or the evaluation's cap); of an episode cut earlier than that by
+    something else, only the states at least L steps before its cut. (Keeping every state of the episodes that
+    terminated and dropping those near the cut of the others would select episodes by their outcome: on FrozenLake
+    at gamma 0.99, cut at 100 steps, it reads -0.06 for the exact Q*.) None count when gamma = 1 and the horizon
+    is finite. van Hasselt et al. (2016) measure overestimation along such trajectories, not only at s_0."""
     rewards_np = np.asarray(rewards, dtype=np.float64)
     returns = np.zeros(len(rewards_np))
     running = 0.0
     for t in range(len(rewards_np) - 1, -1, -1):
         running = rewards_np[t] + gamma * running
         returns[t] = running
-    keep = len(rewards_np)
-    if not terminated and gamma >= 1.0:
+    end = horizon if terminated else len(rewards_np)
+    if gamma <= 0.0 or end == math.inf:
+        keep = len(rewards_np)
+    elif gamma >= 1.0:
         keep = 0
-    elif not terminated and gamma > 0.0:
-        keep = max(0, len(rewards_np) - int(np.ceil(np.log(TAIL_WEIGHT) / np.log(gamma))) + 1)
+    else:
+        tail_steps = int(np.ceil(np.log(TAIL_WEIGHT) / np.log(gamma)))
+        keep = int(min(len(rewards_np), max(0, end - tail_steps + 1)))
     return np.asarray(q_values[:keep], dtype=np.float64), returns[:keep]
+
+
+def episode_horizon(env, max_episode_steps: int) -> float:
+    """The most steps an evaluation episode on env may last: its time limit (spec.max_episode_steps), capped at the
+    evaluation's max_episode_steps."""
+    limit = getattr(getattr(env, "spec", None), "max_episode_steps", None)
+    return float(min(max_episode_steps, limit) if isinstance(limit, int) and limit > 0 else max_episode_steps)
 
 
 def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: list[int], gamma: float,
              max_episode_steps: int = 10_000, maximiser_seeds: list[int] | None = None,
              active: list[bool] | np.ndarray | None = None,
-             seed_every_episode: bool = False) -> list[Evaluation | None]:
+             seed_every_episode: bool = False, reward_clip: float = 0.0) -> list[Evaluation | None]:
     """Greedy episodes of every active seed of the batch, in lockstep (one forward pass per step for all seeds);
     envs[k] is reset with seeds[k] once, so each evaluation is reproducible. An episode that reaches
     max_episode_steps is cut there and counted in `capped`: a greedy policy that loops on an env without a time
@@ -237,8 +252,11 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
 
     Q(s_0, a_0) against the discounted return actually collected from s_0 is the overestimation diagnostic of
     van Hasselt et al. (2016); the same comparison over every visited state whose return is known
-    (visited_returns) goes into q_visited_sum, return_visited_sum and visited_states. Reading Q costs one forward
-    pass per step and draws no random numbers.
+    (visited_returns) goes into q_visited_sum, return_visited_sum and visited_states. An episode whose s_0 return
+    is not known (visited_returns keeps no state of it: the horizon is too short for gamma) gets NaN in q_start
+    and discounted_returns. Discounted returns sum the rewards the learner saw (clipped at reward_clip when it is
+    above 0), so that they are on Q's scale; `returns` are the game's. Reading Q costs one forward pass per step
+    and draws no random numbers.
     """
     k_seeds = len(envs)
     running = np.ones(k_seeds, dtype=bool) if active is None else np.array(active, dtype=bool)
@@ -250,6 +268,7 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
     total, total_discounted, discount = np.zeros(k_seeds), np.zeros(k_seeds), np.ones(k_seeds)
     q_trace: list[list[float]] = [[] for _ in range(k_seeds)]
     reward_trace: list[list[float]] = [[] for _ in range(k_seeds)]
+    horizons = [episode_horizon(env, max_episode_steps) for env in envs]
     for k in np.flatnonzero(running):
         obs[k] = spaces.encode(envs[k].reset(seed=seeds[k])[0])
     with maximiser.reseeded(seeds if maximiser_seeds is None else maximiser_seeds):
@@ -265,11 +284,12 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
                     ev.q_start[episode[k]] = float(q_now[k])
                 raw, reward, terminated, truncated, _ = envs[k].step(spaces.to_env(action_np[k]))
                 total[k] += float(reward)
-                total_discounted[k] += discount[k] * float(reward)
+                learned = float(clip_rewards(float(reward), reward_clip))
+                total_discounted[k] += discount[k] * learned
                 discount[k] *= gamma
                 t[k] += 1
                 q_trace[k].append(float(q_now[k]))
-                reward_trace[k].append(float(reward))
+                reward_trace[k].append(learned)
                 done = terminated or truncated
                 if not done and t[k] >= max_episode_steps:
                     ev.capped += 1
@@ -277,12 +297,15 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
                 if not done:
                     obs[k] = spaces.encode(raw)
                     continue
-                q_kept, returns_kept = visited_returns(q_trace[k], reward_trace[k], gamma, bool(terminated))
+                q_kept, returns_kept = visited_returns(q_trace[k], reward_trace[k], gamma, bool(terminated),
+                                                       horizons[k])
                 ev.q_visited_sum += float(q_kept.sum())
                 ev.return_visited_sum += float(returns_kept.sum())
                 ev.visited_states += len(q_kept)
                 q_trace[k], reward_trace[k] = [], []
                 ev.returns[episode[k]], ev.discounted_returns[episode[k]] = total[k], total_discounted[k]
+                if len(q_kept) == 0:   # s_0's return is not known to the tail weight: no overestimation from it
+                    ev.q_start[episode[k]] = ev.discounted_returns[episode[k]] = np.nan
                 episode[k] += 1
                 total[k], total_discounted[k], discount[k], t[k] = 0.0, 0.0, 1.0, 0
                 if episode[k] < episodes and seed_every_episode:
@@ -669,6 +692,12 @@ def make_buffer(cfg: Config, spaces: Spaces, task, k_seeds: int) -> ReplayBuffer
                         cfg.gamma, obs_dtype=spaces.obs_dtype)
 
 
+def mean_or_nan(values: np.ndarray) -> float:
+    """The mean of the values that are not NaN; NaN when there are none (no warning)."""
+    known = values[~np.isnan(values)]
+    return float(known.mean()) if len(known) else float("nan")
+
+
 def clip_rewards(rewards: np.ndarray, clip: float) -> np.ndarray:
     """Rewards for learning: clipped to [-clip, clip] when clip > 0 (Atari's protocol), else as they are."""
     return rewards if clip == 0 else np.clip(rewards, -clip, clip)
@@ -802,7 +831,7 @@ class Bookkeeper:
                                    cfg.eval_episodes, [stream_seed(seed, "eval_env", env_steps) for seed in seeds],
                                    cfg.gamma, cfg.eval_max_episode_steps,
                                    [stream_seed(seed, "eval_maximiser", env_steps) for seed in seeds], self.alive,
-                                   self.jobs[0].task.seeds_every_reset)
+                                   self.jobs[0].task.seeds_every_reset, cfg.reward_clip)
             distance = (self.known.distance(learner.acting, len(seeds), learner.device) if self.known is not None
                         else None)
             for k in alive:
@@ -937,8 +966,8 @@ class LoopState:
             "env_steps": env_steps, "return_mean": float(returns.mean()), "return_std": float(returns.std()),
             "return_min": float(returns.min()), "return_max": float(returns.max()),
             "n_episodes": len(returns), "grad_steps": grad_steps,
-            "q_start_mean": float(ev.q_start.mean()),
-            "discounted_return_mean": float(ev.discounted_returns.mean()),
+            "q_start_mean": mean_or_nan(ev.q_start),
+            "discounted_return_mean": mean_or_nan(ev.discounted_returns),
             "q_visited_mean": ev.q_visited_sum / visited if visited else float("nan"),
             "discounted_return_visited_mean": ev.return_visited_sum / visited if visited else float("nan"),
             "visited_states": visited, **(extra or {}),

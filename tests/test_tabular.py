@@ -248,6 +248,19 @@ def test_visited_returns_count_only_states_whose_return_is_known():
     assert len(visited_returns(q, [1.0] * 3, 1.0, terminated=False)[0]) == 0
 
 
+def test_visited_states_are_chosen_by_their_step_alone_not_by_how_the_episode_ended():
+    """Episodes last at most 8 steps (horizon); at gamma 0.5 a return is known to 1% when 7 steps fit after it:
+    only t = 0 and 1 qualify, in an episode that terminated at step 3 as in one cut at step 8. Dropping cut
+    episodes' late states but keeping every state of terminated ones would select by outcome."""
+    kept_q, returns = visited_returns([1.0, 2.0, 3.0], [1.0, 1.0, 1.0], 0.5, terminated=True, horizon=8)
+    assert kept_q.tolist() == [1.0, 2.0]
+    np.testing.assert_allclose(returns, [1.75, 1.5])
+    assert visited_returns(list(range(8)), [1.0] * 8, 0.5, terminated=False, horizon=8)[0].tolist() == [0.0, 1.0]
+    assert len(visited_returns([1.0], [1.0], 0.5, terminated=True, horizon=6)[0]) == 0   # 6 < 7: never known
+    assert len(visited_returns([1.0], [1.0], 1.0, terminated=True, horizon=1000)[0]) == 0
+    assert len(visited_returns([1.0], [1.0], 1.0, terminated=True)[0]) == 1               # no horizon at all
+
+
 def test_evaluation_measures_q_along_the_visited_states():
     """A constant Q of 2 on an env paying 1 per step for 3 steps (then terminating), gamma 0.5: the visited
     states' mean Q is 2 and their mean discounted return (1.75 + 1.5 + 1) / 3."""
@@ -279,6 +292,54 @@ def test_evaluation_measures_q_along_the_visited_states():
     assert ev.visited_states == 6
     assert ev.q_visited_sum / 6 == 2.0
     assert ev.return_visited_sum / 6 == pytest.approx((1.75 + 1.5 + 1.0) / 3)
+
+
+def test_overestimation_from_s0_is_nan_where_the_horizon_hides_the_return_and_uses_the_learners_rewards():
+    """A constant Q of 2; an env paying 10 a step, terminating at step 3, under a time limit. gamma 0.5 needs 7
+    steps after s_0: with a limit of 5 neither s_0 nor any state is known (NaN, no visited state); with a limit
+    of 20, all of it, and with reward_clip 1 the discounted returns sum clipped rewards (1.75, Q's scale) while
+    the score stays the game's (30)."""
+    import gymnasium as gym
+    from gymnasium.wrappers import TimeLimit
+
+    class TenPerStep(gym.Env):
+        observation_space = gym.spaces.Box(-1, 1, (1,))
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.t = 0
+            return np.zeros(1, np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            return np.zeros(1, np.float32), 10.0, self.t == 3, False, {}
+
+    class Constant:
+        def all_actions(self, obs):
+            return torch.full((*obs.shape[:-1], 2), 2.0)
+
+        def q(self, obs, actions):
+            return torch.full(obs.shape[:-1], 2.0)
+
+    from qbench.parts.maximisers import ExactMaximiser
+
+    def limited(steps):
+        inner = TenPerStep()
+        inner.spec = gym.envs.registration.EnvSpec("TenPerStep-v0", max_episode_steps=steps)
+        env = TimeLimit(inner, steps)
+        assert env.spec.max_episode_steps == steps
+        return env
+
+    short = limited(5)
+    ev = evaluate(Constant(), ExactMaximiser(), [short], spaces_of(short), 2, [0], 0.5)[0]
+    assert np.isnan(ev.q_start).all() and np.isnan(ev.discounted_returns).all() and ev.visited_states == 0
+    assert ev.returns.tolist() == [30.0, 30.0]
+    long = limited(20)
+    ev = evaluate(Constant(), ExactMaximiser(), [long], spaces_of(long), 2, [0], 0.5, reward_clip=1.0)[0]
+    assert ev.q_start.tolist() == [2.0, 2.0] and ev.discounted_returns.tolist() == [1.75, 1.75]
+    assert ev.returns.tolist() == [30.0, 30.0] and ev.visited_states == 6
+    assert ev.return_visited_sum == pytest.approx(2 * (1.75 + 1.5 + 1.0))
 
 
 def test_double_q_s_two_tables_and_coins_survive_a_kill_and_resume(tmp_path):
