@@ -1297,7 +1297,9 @@ def _notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, TaskScor
                      "normalised score is undefined: left out of the normalised aggregate and the performance "
                      "profiles")
     if overestimation.empty:
-        notes.append("no run logged Q(s_0, a_0) and its discounted return: no overestimation plot")
+        notes.append("no run logged Q(s_0, a_0) and its discounted return (runs older than these columns, or "
+                     "episodes too short for gamma: a return counts when log(0.01)/log(gamma) steps fit after its "
+                     "state, 459 at gamma 0.99): no overestimation plot")
     if not cost.empty and cost["peak_rss_mb_max"].isna().any():
         notes.append("peak memory was not recorded by some runs (written by older qbench versions)")
     return notes
