@@ -95,7 +95,9 @@ def test_report_of_real_runs_uses_the_suite_record_and_logs_overestimation(smoke
     for variant in ("dqn", "double_dqn", "ddpg", "naf"):
         assert f"\n{variant},IQM,1,2," in aggregate     # normalised with the suite's scores: 1 task, 2 runs
     over = (tmp_path / "report" / "csv" / "overestimation.csv").read_text().splitlines()
-    assert len(over) == 1 + 4 * 2     # 4 (task, variant) pairs x 2 evaluations, all logged
+    # CartPole's 2 variants x 2 evaluations; Pendulum's 200-step episodes are shorter than the 228 steps gamma 0.98
+    # needs for a known return, so its runs log none (NaN) and have no row
+    assert len(over) == 1 + 2 * 2 and all(line.startswith("CartPole-v1,") for line in over[1:])
     assert "## Overestimation" in (tmp_path / "report" / "report.md").read_text()
 
 

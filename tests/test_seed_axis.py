@@ -19,9 +19,11 @@ from .test_checkpoint import Interrupt, interrupt_after_checkpoint, rows
 
 CARTPOLE = {"total_env_steps": 1500, "warmup_env_steps": 300, "eval_interval_env_steps": 500, "eval_episodes": 2,
             "hidden_sizes": [32, 32], "env_steps_per_update": 16, "grad_steps_per_update": 8}
+# gamma 0.9: the 200-step episodes then hold the 44 steps a known return needs, so that Q(s_0, a_0) is logged and
+# compared (at the task's 0.98 it would need 228 and be NaN)
 PENDULUM = {"total_env_steps": 700, "warmup_env_steps": 200, "eval_interval_env_steps": 350, "eval_episodes": 1,
             "hidden_sizes": [32, 32], "batch_size": 32, "cem_population": 16, "cem_elites": 4,
-            "random_samples_target": 16}
+            "random_samples_target": 16, "gamma": 0.9}
 
 
 def evaluations_by_seed(variant, task, seeds, settings):
@@ -47,7 +49,7 @@ def evaluations_by_seed(variant, task, seeds, settings):
 def test_a_seed_trained_in_a_batch_equals_the_same_seed_alone_bit_for_bit(variant, task, settings):
     alone, _ = evaluations_by_seed(variant, task, [3], settings)
     together, _ = evaluations_by_seed(variant, task, [0, 3, 7], settings)
-    assert together[3] == alone[3]
+    assert together[3] == alone[3] and not np.isnan(np.array(alone[3], dtype=float)).any()
     assert together[0] != together[3] and together[7] != together[3]   # the neighbours really are other seeds
 
 
