@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
@@ -261,34 +262,39 @@ def test_visited_states_are_chosen_by_their_step_alone_not_by_how_the_episode_en
     assert len(visited_returns([1.0], [1.0], 1.0, terminated=True)[0]) == 1               # no horizon at all
 
 
+class ThreeSteps(gym.Env):
+    """Pays `reward` a step and terminates at step 3."""
+    observation_space = gym.spaces.Box(-1, 1, (1,))
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, reward: float = 1.0):
+        self.reward = reward
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(1, np.float32), self.reward, self.t == 3, False, {}
+
+
+class ConstantQ:
+    """Q = 2 for every state and action."""
+    def all_actions(self, obs):
+        return torch.full((*obs.shape[:-1], 2), 2.0)
+
+    def q(self, obs, actions):
+        return torch.full(obs.shape[:-1], 2.0)
+
+
 def test_evaluation_measures_q_along_the_visited_states():
     """A constant Q of 2 on an env paying 1 per step for 3 steps (then terminating), gamma 0.5: the visited
     states' mean Q is 2 and their mean discounted return (1.75 + 1.5 + 1) / 3."""
-    import gymnasium as gym
-
-    class ThreeSteps(gym.Env):
-        observation_space = gym.spaces.Box(-1, 1, (1,))
-        action_space = gym.spaces.Discrete(2)
-
-        def reset(self, *, seed=None, options=None):
-            super().reset(seed=seed)
-            self.t = 0
-            return np.zeros(1, np.float32), {}
-
-        def step(self, action):
-            self.t += 1
-            return np.zeros(1, np.float32), 1.0, self.t == 3, False, {}
-
-    class Constant:
-        def all_actions(self, obs):
-            return torch.full((*obs.shape[:-1], 2), 2.0)
-
-        def q(self, obs, actions):
-            return torch.full(obs.shape[:-1], 2.0)
-
     from qbench.parts.maximisers import ExactMaximiser
     env = ThreeSteps()
-    ev = evaluate(Constant(), ExactMaximiser(), [env], spaces_of(env), 2, [0], 0.5)[0]
+    ev = evaluate(ConstantQ(), ExactMaximiser(), [env], spaces_of(env), 2, [0], 0.5)[0]
     assert ev.visited_states == 6
     assert ev.q_visited_sum / 6 == 2.0
     assert ev.return_visited_sum / 6 == pytest.approx((1.75 + 1.5 + 1.0) / 3)
@@ -299,44 +305,23 @@ def test_overestimation_from_s0_is_nan_where_the_horizon_hides_the_return_and_us
     steps after s_0: with a limit of 5 neither s_0 nor any state is known (NaN, no visited state); with a limit
     of 20, all of it, and with reward_clip 1 the discounted returns sum clipped rewards (1.75, Q's scale) while
     the score stays the game's (30)."""
-    import gymnasium as gym
     from gymnasium.wrappers import TimeLimit
-
-    class TenPerStep(gym.Env):
-        observation_space = gym.spaces.Box(-1, 1, (1,))
-        action_space = gym.spaces.Discrete(2)
-
-        def reset(self, *, seed=None, options=None):
-            super().reset(seed=seed)
-            self.t = 0
-            return np.zeros(1, np.float32), {}
-
-        def step(self, action):
-            self.t += 1
-            return np.zeros(1, np.float32), 10.0, self.t == 3, False, {}
-
-    class Constant:
-        def all_actions(self, obs):
-            return torch.full((*obs.shape[:-1], 2), 2.0)
-
-        def q(self, obs, actions):
-            return torch.full(obs.shape[:-1], 2.0)
 
     from qbench.parts.maximisers import ExactMaximiser
 
     def limited(steps):
-        inner = TenPerStep()
-        inner.spec = gym.envs.registration.EnvSpec("TenPerStep-v0", max_episode_steps=steps)
+        inner = ThreeSteps(reward=10.0)
+        inner.spec = gym.envs.registration.EnvSpec("ThreeSteps-v0", max_episode_steps=steps)
         env = TimeLimit(inner, steps)
         assert env.spec.max_episode_steps == steps
         return env
 
     short = limited(5)
-    ev = evaluate(Constant(), ExactMaximiser(), [short], spaces_of(short), 2, [0], 0.5)[0]
+    ev = evaluate(ConstantQ(), ExactMaximiser(), [short], spaces_of(short), 2, [0], 0.5)[0]
     assert np.isnan(ev.q_start).all() and np.isnan(ev.discounted_returns).all() and ev.visited_states == 0
     assert ev.returns.tolist() == [30.0, 30.0]
     long = limited(20)
-    ev = evaluate(Constant(), ExactMaximiser(), [long], spaces_of(long), 2, [0], 0.5, reward_clip=1.0)[0]
+    ev = evaluate(ConstantQ(), ExactMaximiser(), [long], spaces_of(long), 2, [0], 0.5, reward_clip=1.0)[0]
     assert ev.q_start.tolist() == [2.0, 2.0] and ev.discounted_returns.tolist() == [1.75, 1.75]
     assert ev.returns.tolist() == [30.0, 30.0] and ev.visited_states == 6
     assert ev.return_visited_sum == pytest.approx(2 * (1.75 + 1.5 + 1.0))

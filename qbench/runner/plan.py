@@ -145,24 +145,33 @@ def replay_bytes_estimate(job: Job) -> float:
     return 0.0
 
 
-# The least a vector replay buffer holds per transition and seed (qbench/replay/buffer.py): obs and next obs
-# (float32, at least one number each), the action (at least 4 bytes), the reward (float64), two flags and mu(a|s);
-# its largest single array holds at least the rewards, 8 bytes a transition.
-MIN_VECTOR_TRANSITION_BYTES = 4 + 4 + 4 + 8 + 1 + 1 + 4
-MIN_VECTOR_ARRAY_BYTES = 8
+# The least a replay buffer holds per transition and seed, and the least its largest single array (seeds x
+# capacity x ...) holds: vector tasks (qbench/replay/buffer.py) store obs and next obs (float32, at least one number
+# each), the action (at least 4 bytes), the reward (float64, the array floor), two flags and mu(a|s); Atari
+# (qbench/replay/frames.py) one screen_size^2 frame (the array floor) and about 20 bytes more; MinAtar obs and next
+# obs of at least 10x10x4 bytes (Breakout's 4 channels, the fewest) each.
+MIN_VECTOR_BYTES = (4 + 4 + 4 + 8 + 1 + 1 + 4, 8)
+MIN_MINATAR_BYTES = (2 * 400 + 20, 400)
+
+
+def replay_floor_bytes(job: Job) -> tuple[int, int]:
+    """(bytes per transition, bytes per transition of the largest array) that one seed's replay holds at least."""
+    if job.task.family == "atari":
+        frame = job.config.screen_size ** 2
+        return frame + 20, frame
+    return MIN_MINATAR_BYTES if job.task.family == "minatar" else MIN_VECTOR_BYTES
 
 
 def check_replay_allocates(job: Job, seeds_per_process: int) -> None:
     """Refuse a buffer_size that cannot work on this machine, by two floors: the transitions the run will store
-    (buffer_size or total_env_steps, whichever is smaller) need more than its memory and swap; or one of the
-    buffer's arrays is larger than memory and swap, which Linux refuses to allocate unless it is set to
-    overcommit always. A run either lets through may still run short of memory; one refused could never run."""
+    (buffer_size or total_env_steps, whichever is smaller) need more than its memory and swap; or the buffer's
+    largest array is larger than memory and swap, which Linux refuses to allocate unless it is set to overcommit
+    always. A run either lets through may still run short of memory; one refused could never run."""
     c = job.config
     k = seeds_per_process
-    per_transition = (replay_bytes_estimate(job) / c.buffer_size if replay_bytes_estimate(job)
-                      else MIN_VECTOR_TRANSITION_BYTES)
+    per_transition, per_array_transition = replay_floor_bytes(job)
     stored = per_transition * min(c.buffer_size, c.total_env_steps) * k
-    array = (replay_bytes_estimate(job) or MIN_VECTOR_ARRAY_BYTES * c.buffer_size) * k
+    array = per_array_transition * c.buffer_size * k
     have = memory_bytes_total()
     seeds = f" ({k} seeds in one process)" if k > 1 else ""
     if stored > have:
@@ -175,6 +184,10 @@ def check_replay_allocates(job: Job, seeds_per_process: int) -> None:
                           "allocated: set a smaller buffer_size")
 
 
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2 ** 30:,.1f} GiB"
+
+
 def overcommits_always() -> bool:
     """Linux set to grant any allocation (vm.overcommit_memory = 1): an array larger than memory is then given,
     and only the pages touched count."""
@@ -182,10 +195,6 @@ def overcommits_always() -> bool:
         return Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1"
     except OSError:
         return False
-
-
-def _gib(n_bytes: float) -> str:
-    return f"{n_bytes / 2 ** 30:,.1f} GiB"
 
 
 @functools.cache
