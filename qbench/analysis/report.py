@@ -150,14 +150,9 @@ def _read_suite_record(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return record, None
 
 
-def load_scoring(run_dirs: list[str], suites: list[str], suite_file: str | None = None,
-                 notes: list[str] | None = None) -> dict[str, TaskScoring]:
-    """Per task, the scoring of the first suite that scores it (see ``load_suite_scorings``): what the tables
-    and figures that show one scoring per task (pass thresholds, which tasks are normalisable) use."""
-    return merged_scoring(load_suite_scorings(run_dirs, suites, suite_file, notes))
-
-
 def merged_scoring(per_suite: dict[str, dict[str, TaskScoring]]) -> dict[str, TaskScoring]:
+    """Per task, the scoring of the first suite that scores it: what the tables and figures that show one scoring
+    per task (pass thresholds, which tasks are normalisable) use."""
     scoring: dict[str, TaskScoring] = {}
     for tasks in per_suite.values():
         for task, entry in tasks.items():
