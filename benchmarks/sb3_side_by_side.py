@@ -46,9 +46,9 @@ dqn_cartpole: rl-baselines3-zoo's DQN CartPole-v1 hyperparameters at 20k env ste
     env_steps >= warmup_env_steps and env_steps % env_steps_per_update == 0, so warmup_env_steps=1001
     (learning_starts + 1) and total_env_steps=20_224 (the budget rounded up to whole rounds) do the same rounds.
     eps_decay_fraction=0.16 x 20_000 / 20_224, so epsilon reaches 0.04 at env step 3,200 on both sides.
-  - Exploration differs only in its convention (SB3: uniform action with probability eps, the greedy one included;
-    qbench: eps spread over the non-greedy actions); the cost per action is the same. Warm-up actions are uniform on
-    both sides (qbench: env steps 1 ... 1001, SB3: 1 ... 1000).
+  - Exploration: the same policy on both sides (epsilon_form=uniform, qbench's default since issue 25: a uniform
+    action with probability eps, the greedy one included, as in SB3). Warm-up actions are uniform on both sides
+    (qbench: env steps 1 ... 1001, SB3: 1 ... 1000).
   - Evaluation: SB3 evaluates nothing; qbench always evaluates at the end of the run, so eval_interval_env_steps =
     total_env_steps and eval_episodes=1: one greedy episode (at most 500 env steps, one forward pass each; a few
     tens of ms) is the only evaluation in the qbench time. Diagnostics rows every 1,000 env steps (qbench's default)
@@ -147,7 +147,7 @@ def qbench_settings(name: str, c: dict) -> tuple[str, dict]:
         return "huber_dqn", {
             **common, "target_update": "hard", "target_period_grad_steps": c["gradient_steps"],
             "loss": "huber", "huber_delta": c["huber_delta"], "grad_clip": "norm",
-            "max_grad_norm": c["max_grad_norm"], "exploration": "epsilon_greedy", "eps_start": 1.0,
+            "max_grad_norm": c["max_grad_norm"], "exploration": "epsilon_greedy", "epsilon_form": "uniform", "eps_start": 1.0,
             "eps_end": c["exploration_final_eps"],
             "eps_decay_fraction": c["exploration_fraction"] * c["budget"] / total,
             "target": "max", "n_step": 1,

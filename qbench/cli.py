@@ -100,10 +100,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             steps = t.settings.get("total_env_steps", Config().total_env_steps)
             # one per line on a terminal; a pipe gets them on one line, comma-separated
             tuned = ",\n".join(f"{k}={v}" for k, v in t.settings.items() if k != "total_env_steps")
-            rows.append([t.name, t.env_id, f"{steps:,}", t.extra or "", tuned, t.description])
+            rows.append([t.name, t.env_id, f"{steps:,}", t.extra or "", tuned, t.sources, t.description])
         print_table(console, "known tasks and their tuned settings (any registered Gymnasium id or module:Class "
-                    "also works, with the engine defaults; 'qbench train VARIANT TASK --dry-run' shows a job's)",
-                    ["task", "env id", "default env steps", "extra", "tuned settings", "description"], rows)
+                    "also works, with the engine defaults; 'qbench train VARIANT TASK --dry-run' shows a job's; "
+                    "epsilon in the uniform form, the ecosystem's, unless a row says otherwise)",
+                    ["task", "env id", "default env steps", "extra", "tuned settings", "sources", "description"],
+                    rows)
     else:
         rows = []
         defaults = Config().to_dict()

@@ -108,6 +108,10 @@ class Config:
     reward_clip: float = _setting(0.0, "clip the rewards the learner sees to [-reward_clip, reward_clip] (0: no "
                                   "clipping); training returns in the logs and every evaluation stay unclipped "
                                   "game scores", minimum=0.0)
+    reward_scale: float = _setting(1.0, "multiply the rewards the learner sees (after reward_clip) by this; Q, "
+                                   "the targets and the divergence watch are in these units, training returns "
+                                   "in the logs and every evaluation stay game scores", minimum=0.0,
+                                   exclusive_minimum=True)
     terminal_on_life_loss: bool = _setting(False, "Atari: a lost life ends the return for learning (discount 0) "
                                            "while the game goes on; never at evaluation. Off by default, as "
                                            "Machado et al. (2018) recommend")
@@ -128,6 +132,19 @@ class Config:
     optimizer: str = _setting("adam", "optimiser of the Q network: adam, rmsprop, or sgd (plain steps of lr "
                               "times the gradient: with q_head table, mse and a batch of one, Q(s, a) += lr (y - "
                               "Q(s, a)), Watkins' update at step size lr)", choices=("adam", "rmsprop", "sgd"))
+    # torch.optim.RMSprop's parameters (no momentum): v <- alpha v + (1 - alpha) g^2, centred: m <- alpha m +
+    # (1 - alpha) g and v - m^2 in place of v; step lr g / (sqrt(v) + eps), eps added after the square root. The
+    # MinAtar paper's examples/dqn.py is torch's RMSprop(alpha=0.95, centered=True, eps=0.01), so these map 1:1
+    # (its "min squared gradient" 0.01 is torch's eps; in DeepMind's DQN the same name sits inside the root).
+    rmsprop_centered: bool = _setting(False, "optimizer rmsprop: centred (Graves 2013: the gradient's variance, "
+                                      "its second moment minus its squared running mean, in place of the "
+                                      "second moment), as torch's RMSprop(centered=True)")
+    rmsprop_alpha: float = _setting(0.99, "optimizer rmsprop: decay of the running (squared) gradient means, "
+                                    "torch's alpha (the MinAtar paper: 0.95, its 'squared gradient momentum')",
+                                    minimum=0.0, maximum=1.0)
+    rmsprop_eps: float = _setting(1e-8, "optimizer rmsprop: added to the root of the second moment before "
+                                  "dividing, torch's eps (the MinAtar paper: 0.01, its 'min squared gradient')",
+                                  minimum=0.0, exclusive_minimum=True)
     lr: float = _setting(1e-3, "learning rate at the start", minimum=0.0, exclusive_minimum=True)
     lr_schedule: str = _setting("constant", "learning-rate schedule over the run", choices=("constant", "linear"))
     lr_end: float = _setting(0.0, "learning rate after the decay when lr_schedule is linear", minimum=0.0)
@@ -147,9 +164,14 @@ class Config:
     # --- exploration
     exploration: str = _setting("epsilon_greedy", "behaviour policy for discrete actions",
                                 choices=("epsilon_greedy", "boltzmann"))
-    eps_start: float = _setting(1.0, "epsilon at the start: 1 - eps on the greedy action, eps/(|A|-1) on each "
-                                "other; eps is capped at (|A|-1)/|A|, the uniform policy, so eps = 1 means "
-                                "uniform (not anti-greedy)", minimum=0.0, maximum=1.0)
+    epsilon_form: str = _setting("uniform", "what epsilon means: uniform (the ecosystem's: Stable-Baselines3, "
+                                 "rl-baselines3-zoo, CleanRL, Dopamine, the MinAtar paper, Sutton and Barto: with "
+                                 "probability eps a uniformly random action, the greedy one included) or non_greedy "
+                                 "(the lecture's: 1 - eps on the greedy action, eps/(|A|-1) on each other, eps capped "
+                                 "at (|A|-1)/|A|, the uniform policy); non_greedy eps = uniform eps (|A|-1)/|A|. "
+                                 "Applies to eps_start/eps_end and is_target_eps", choices=("uniform", "non_greedy"))
+    eps_start: float = _setting(1.0, "epsilon at the start, in epsilon_form's meaning (eps = 1 is the uniform "
+                                "policy in both forms)", minimum=0.0, maximum=1.0)
     eps_end: float = _setting(0.05, "epsilon after the decay", minimum=0.0, maximum=1.0)
     eps_decay_fraction: float = _setting(0.1, "fraction of total_env_steps over which epsilon decays linearly",
                                          minimum=0.0, maximum=1.0)
@@ -182,11 +204,16 @@ class Config:
     checkpoint_interval_env_steps: int = _setting(10_000, "env steps between checkpoints for resuming (taken at "
                                                   "the next episode end)", minimum=1)
     torch_threads: int = _setting(1, "torch intra-op threads for this run", minimum=1)
-    divergence_bound_factor: float = _setting(10.0, "divergence watch: a seed whose |Q| on a sampled batch exceeds "
-                                              "this factor times r_max / (1 - gamma) is stopped and recorded as "
-                                              "diverged (r_max: the largest |reward| the learner has seen; no "
-                                              "watch while r_max is 0 or gamma is 1); 0 switches it off, NaN "
-                                              "and inf are caught regardless", minimum=0.0)
+    divergence_stop_factor: float = _setting(1000.0, "divergence watch: a seed whose |Q| on a sampled batch "
+                                             "exceeds this many value scales is stopped and recorded as diverged "
+                                             "(one value scale: max(r_max, 1) / (1 - gamma), r_max the largest "
+                                             "|reward| the learner has seen; at gamma 1 the longest episode "
+                                             "replaces 1 / (1 - gamma)); 0 switches the level off; NaN and inf "
+                                             "stop a seed regardless", minimum=0.0)
+    divergence_warn_factor: float = _setting(5.0, "divergence watch: a seed whose |Q| passes this many value "
+                                             "scales is flagged (summary.json's divergence_watch, counted in "
+                                             "the report), never stopped for it", minimum=0.0,
+                                             exclusive_minimum=True)
     # --- the Atari protocol (Machado et al. 2018), for ALE tasks only; recorded with every run in config.json
     sticky_action_prob: float = _setting(0.25, "ALE and MinAtar: probability that the env repeats the previous "
                                          "action instead of the chosen one, per frame (MinAtar tasks set 0.1, "
@@ -201,6 +228,10 @@ class Config:
     max_episode_frames: int = _setting(108_000, "ALE: frames after which an episode is truncated (108k = 30 "
                                        "minutes of play)", minimum=1)
     full_action_space: bool = _setting(False, "ALE: all 18 actions (true) or the game's minimal set (false)")
+    minatar_action_set: str = _setting("minimal", "MinAtar: the game's minimal action set (minimal: 3 to 6 "
+                                       "actions, as the MinAtar/...-v1 ids register it) or all 6 actions of every "
+                                       "game (full: what the MinAtar paper's DQN acts on)",
+                                       choices=("minimal", "full"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -402,6 +433,12 @@ def check_consistency(cfg: Config) -> None:
         if getattr(cfg, key) != default and cfg.nstep_correction not in uses:
             raise ConfigError(f"setting '{key}' applies to nstep_correction {' or '.join(uses)}, not "
                               f"'{cfg.nstep_correction}'; set nstep_correction or leave {key} at {default:g}")
+    defaults = Config()
+    for key in ("rmsprop_centered", "rmsprop_alpha", "rmsprop_eps"):
+        if getattr(cfg, key) != getattr(defaults, key) and cfg.optimizer != "rmsprop":
+            raise ConfigError(f"setting '{key}' applies to optimizer rmsprop, not '{cfg.optimizer}'; set optimizer "
+                              f"rmsprop or leave {key} at {getattr(defaults, key)}; valid optimizers: adam, "
+                              "rmsprop, sgd")
     if cfg.nstep_correction in traced and cfg.target_gradient == "residual":
         raise ConfigError(f"nstep_correction '{cfg.nstep_correction}' computes its target in the replay buffer, "
                           "without a gradient; target_gradient residual needs nstep_correction ignore or cut")
@@ -409,6 +446,10 @@ def check_consistency(cfg: Config) -> None:
         raise ConfigError(f"nstep_correction '{cfg.nstep_correction}' weighs actions by pi(a|s) / mu(a|s) for a "
                           f"discrete pi; target '{cfg.target}' has a learned continuous policy; use target max or "
                           "double")
+    if cfg.divergence_stop_factor and cfg.divergence_stop_factor < cfg.divergence_warn_factor:
+        raise ConfigError(f"divergence_stop_factor ({cfg.divergence_stop_factor:g}) is below "
+                          f"divergence_warn_factor ({cfg.divergence_warn_factor:g}): a seed would be stopped before "
+                          "it is flagged; set the stop factor above the warning (or 0: no level stop)")
     if max_n_step(cfg) > cfg.buffer_size:
         raise ConfigError(f"n_step ({max_n_step(cfg)}) exceeds buffer_size ({cfg.buffer_size})")
 

@@ -31,6 +31,9 @@ import torch
 from qbench.config import TRACE_CORRECTIONS, Config, max_n_step, n_step_at
 from qbench.envs.tasks import Spaces, make_env, spaces_of
 from qbench.jobs import Job
+from qbench.parts.divergence import describe, seed_record, watch_round
+from qbench.parts.divergence import new_state as new_watch
+from qbench.parts.divergence import state_from_records as watch_from_records
 from qbench.parts.exploration import (
     GaussianNoise,
     OrnsteinUhlenbeckNoise,
@@ -179,7 +182,9 @@ def build_optimiser(cfg: Config, params, lr: float):
         # torch < 2.4 has no fused Adam on CPU: foreach computes the same update, slower
         return torch.optim.Adam(params, lr=lr, foreach=True)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, foreach=True)
+        # centred too: the running mean of the gradient is elementwise, so each seed's stays its own
+        return torch.optim.RMSprop(params, lr=lr, alpha=cfg.rmsprop_alpha, eps=cfg.rmsprop_eps,
+                                   centered=cfg.rmsprop_centered, foreach=True)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, foreach=True)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
@@ -242,7 +247,8 @@ def episode_horizon(env, max_episode_steps: int) -> float:
 def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: list[int], gamma: float,
              max_episode_steps: int = 10_000, maximiser_seeds: list[int] | None = None,
              active: list[bool] | np.ndarray | None = None,
-             seed_every_episode: bool = False, reward_clip: float = 0.0) -> list[Evaluation | None]:
+             seed_every_episode: bool = False, reward_clip: float = 0.0,
+             reward_scale: float = 1.0) -> list[Evaluation | None]:
     """Greedy episodes of every active seed of the batch, in lockstep (one forward pass per step for all seeds);
     envs[k] is reset with seeds[k] once, so each evaluation is reproducible. An episode that reaches
     max_episode_steps is cut there and counted in `capped`: a greedy policy that loops on an env without a time
@@ -255,7 +261,7 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
     (visited_returns) goes into q_visited_sum, return_visited_sum and visited_states. An episode whose s_0 return
     is not known (visited_returns keeps no state of it: the horizon is too short for gamma) gets NaN in q_start
     and discounted_returns. Discounted returns sum the rewards the learner saw (clipped at reward_clip when it is
-    above 0), so that they are on Q's scale; `returns` are the game's. Reading Q costs one forward pass per step
+    above 0, then times reward_scale), so that they are on Q's scale; `returns` are the game's. Reading Q costs one forward pass per step
     and draws no random numbers.
     """
     k_seeds = len(envs)
@@ -284,7 +290,7 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
                     ev.q_start[episode[k]] = float(q_now[k])
                 raw, reward, terminated, truncated, _ = envs[k].step(spaces.to_env(action_np[k]))
                 total[k] += float(reward)
-                learned = float(clip_rewards(float(reward), reward_clip))
+                learned = float(learner_rewards(float(reward), reward_clip, reward_scale))
                 total_discounted[k] += discount[k] * learned
                 discount[k] *= gamma
                 t[k] += 1
@@ -361,12 +367,13 @@ class Behaviour:
         # Inverse CDF with one uniform per seed, from the seed's own stream.
         uniforms = [rng.random() for rng in self.rngs]
         if cfg.exploration == "epsilon_greedy":
-            level = capped_epsilon(linear_schedule(cfg.eps_start, cfg.eps_end, cfg.eps_decay_fraction,
-                                                   progress_frac), spaces.n_actions)
-            drawn = epsilon_greedy_draw(q, level, uniforms)
+            level = linear_schedule(cfg.eps_start, cfg.eps_end, cfg.eps_decay_fraction, progress_frac)
+            if cfg.epsilon_form == "non_greedy":
+                level = capped_epsilon(level, spaces.n_actions)
+            drawn = epsilon_greedy_draw(q, level, uniforms, cfg.epsilon_form)
             if drawn is not None:
                 return drawn[0], level, drawn[1]
-            probs = epsilon_greedy_probs(q, level)
+            probs = epsilon_greedy_probs(q, level, cfg.epsilon_form)
         else:
             level = linear_schedule(cfg.temperature_start, cfg.temperature_end, cfg.temperature_decay_fraction,
                                     progress_frac)
@@ -559,7 +566,7 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
                                                                env_steps <= cfg.warmup_env_steps)
         next_obs, rewards, terminated, truncated = envs.step_all(actions, alive)
         life_lost = envs.life_lost & cfg.terminal_on_life_loss
-        learn_rewards = clip_rewards(rewards, cfg.reward_clip)
+        learn_rewards = learner_rewards(rewards, cfg.reward_clip, cfg.reward_scale)
         buffer.add(envs.obs, actions, learn_rewards, next_obs, terminated | life_lost, truncated, life_lost, alive,
                    behaviour_prob)
         envs.advance(next_obs, terminated | truncated, alive)
@@ -594,7 +601,7 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
                 elif cfg.target_update == "polyak":
                     polyak_update(learner.follower_params, learner.leader_params, cfg.tau)
                 stats.add(loss, q_pred, grad_norm, actor_loss, trace_length(batch) if n_step_run else None)
-            book.mask_diverged(env_steps, grad_steps)
+            book.watch_divergence(env_steps, grad_steps)
             if not alive.any():
                 break
 
@@ -670,7 +677,7 @@ def off_policy_trace(cfg: Config, learner: Learner) -> OffPolicyTrace | None:
             q_target = learner.target.all_actions(s)
             q_select = q_target if cfg.target == "max" else learner.online.all_actions(s)
             q_target, q_select = q_target.double().cpu().numpy(), q_select.double().cpu().numpy()
-        return q_target, epsilon_greedy_probs(q_select, cfg.is_target_eps)
+        return q_target, epsilon_greedy_probs(q_select, cfg.is_target_eps, cfg.epsilon_form)
     return OffPolicyTrace(cfg.nstep_correction, evaluate, cfg.trace_lambda, cfg.is_clip)
 
 
@@ -698,9 +705,11 @@ def mean_or_nan(values: np.ndarray) -> float:
     return float(known.mean()) if len(known) else float("nan")
 
 
-def clip_rewards(rewards: np.ndarray, clip: float) -> np.ndarray:
-    """Rewards for learning: clipped to [-clip, clip] when clip > 0 (Atari's protocol), else as they are."""
-    return rewards if clip == 0 else np.clip(rewards, -clip, clip)
+def learner_rewards(rewards: np.ndarray, clip: float, scale: float) -> np.ndarray:
+    """Rewards for learning: clipped to [-clip, clip] when clip > 0 (Atari's protocol), then multiplied by scale
+    (PFRL's NAF example learns from rewards times 1e-3); as they are with clip 0 and scale 1."""
+    clipped = rewards if clip == 0 else np.clip(rewards, -clip, clip)
+    return clipped if scale == 1 else clipped * scale
 
 
 def to_device(device: torch.device, *arrays: np.ndarray) -> list[torch.Tensor]:
@@ -722,6 +731,7 @@ class Bookkeeper:
                        for _ in jobs]
         self.stats = UpdateStats(len(jobs), logs_trace=max_n_step(cfg) > 1)
         self.alive = np.ones(len(jobs), dtype=bool)
+        self.watch = new_watch(len(jobs))
         self.outcomes: list[dict[str, Any] | DivergedError | None] = [None] * len(jobs)
         self.next_checkpoint = cfg.checkpoint_interval_env_steps
         self.last_log = (time.perf_counter(), 0)
@@ -737,6 +747,7 @@ class Bookkeeper:
     def restore(self, checkpoints: list[dict[str, Any]], learner: Learner, buffer: ReplayBuffer, envs: SeedEnvs,
                 behaviour: Behaviour, rngs: list[np.random.Generator]) -> None:
         self.states = [LoopState(**c["loop"]) for c in checkpoints]
+        self.watch = watch_from_records([st.watch or seed_record(new_watch(1), 0) for st in self.states])
         learner.load_state_dict(stack_seeds([{key: c[key] for key in learner.state_dict()} for c in checkpoints]))
         buffer.load_chunks(checkpoints[0]["buffer"], [c["buffer_chunks"] for c in checkpoints])
         self.stats.load([c["loop"]["sums"] for c in checkpoints])
@@ -768,41 +779,42 @@ class Bookkeeper:
             self.states[k].record_step(rewards[k], ended[k], explore_level, abs(float(learn_rewards[k])),
                                        env_steps, infos[k] if self.episode_info else None)
 
-    def divergence_bounds(self) -> np.ndarray:
-        """(K,) the |Q| above which a seed counts as diverged: divergence_bound_factor * r_max / (1 - gamma), with
-        r_max the largest |reward| the seed's learner has seen; inf (no watch) while r_max is 0, for gamma 1, or
-        with the factor 0. A Q-learner that converges stays within r_max / (1 - gamma) where targets average
-        rewards and bootstrapped values; function approximation may overshoot a little, never by the factor."""
-        r_max = np.array([st.reward_abs_max for st in self.states])
-        factor, gamma = self.cfg.divergence_bound_factor, self.cfg.gamma
-        if factor == 0 or gamma >= 1.0:
-            return np.full(len(r_max), np.inf)
-        return np.where(r_max > 0, factor * r_max / (1.0 - gamma), np.inf)
-
-    def mask_diverged(self, env_steps: int, grad_steps: int) -> None:
-        """Record every seed whose loss or gradient went non-finite in this round as diverged (error.json) and
-        mask it out of the batch; the other seeds go on."""
-        non_finite = self.stats.non_finite()
-        bounds = self.divergence_bounds()
+    def watch_divergence(self, env_steps: int, grad_steps: int) -> None:
+        """Once per round of gradient steps (qbench/parts/divergence.py): a seed whose loss, gradient or |Q| went
+        non-finite, or whose |Q| on a sampled batch passed divergence_stop_factor value scales, is recorded as
+        diverged (error.json) and masked out of the batch, and the other seeds go on; a seed whose |Q| first
+        passes divergence_warn_factor value scales is flagged (said once, recorded in its summary), never
+        stopped for it."""
+        cfg = self.cfg
         q_abs_max = self.stats.q_abs_max()
-        for k in np.flatnonzero((non_finite | (q_abs_max > bounds)) & self.alive):
+        r_max = np.array([st.reward_abs_max for st in self.states])
+        longest = np.array([max(st.longest_episode_steps, st.episode_steps) for st in self.states])
+        verdict = watch_round(self.watch, q_abs_max, r_max, cfg.gamma, env_steps, self.stats.non_finite(),
+                              self.alive, longest, cfg.divergence_warn_factor,
+                              cfg.divergence_stop_factor or np.inf)
+        self.watch = verdict.state
+        for k in np.flatnonzero(verdict.warned_now):
+            if self.progress is not None:
+                self.progress(env_steps, {"seed": self.seeds[k], "divergence_warning": describe(
+                    verdict, k, q_abs_max[k], r_max[k], cfg.gamma, cfg.divergence_warn_factor,
+                    cfg.divergence_stop_factor)})
+        for k in np.flatnonzero(verdict.stopped_now):
             means = self.stats.means(k)
-            steps = (f"at env step {env_steps} (gradient steps {grad_steps - self.cfg.grad_steps_per_update + 1}-"
+            steps = (f"at env step {env_steps} (gradient steps {grad_steps - cfg.grad_steps_per_update + 1}-"
                      f"{grad_steps})")
-            if non_finite[k]:
-                message = (f"TD loss became {means['td_loss']} (gradient norm {means['grad_norm']}) in the "
-                           f"gradient steps {steps}")
+            if verdict.non_finite_now[k]:
+                message = (f"TD loss became {means['td_loss']} (gradient norm {means['grad_norm']}, |Q| "
+                           f"{q_abs_max[k]:.4g}) in the gradient steps {steps}")
             else:
-                message = (f"Q exceeded the divergence bound: |Q| reached {q_abs_max[k]:.4g} on a sampled batch "
-                           f"{steps}, above {self.cfg.divergence_bound_factor:g} x r_max / (1 - gamma) = "
-                           f"{bounds[k]:.4g} (r_max = {self.states[k].reward_abs_max:.4g}, the largest |reward| "
-                           f"seen; gamma = {self.cfg.gamma:g})")
+                message = (describe(verdict, k, q_abs_max[k], r_max[k], cfg.gamma, cfg.divergence_warn_factor,
+                                    cfg.divergence_stop_factor) + f", in the gradient steps {steps}")
             self.alive[k] = False
             self.outcomes[k] = DivergedError(message)
             if self.runs[k] is not None:
                 if self.episode_info:
                     self.runs[k].append_episodes(self.states[k].unflushed_episodes())
-                self.runs[k].write_error({"error": "diverged", "message": message})
+                self.runs[k].write_error({"error": "diverged", "message": message,
+                                          "divergence_watch": seed_record(self.watch, k)})
             if self.progress is not None:
                 self.progress(env_steps, {"seed": self.seeds[k], "diverged": message})
 
@@ -831,7 +843,8 @@ class Bookkeeper:
                                    cfg.eval_episodes, [stream_seed(seed, "eval_env", env_steps) for seed in seeds],
                                    cfg.gamma, cfg.eval_max_episode_steps,
                                    [stream_seed(seed, "eval_maximiser", env_steps) for seed in seeds], self.alive,
-                                   self.jobs[0].task.seeds_every_reset, cfg.reward_clip)
+                                   self.jobs[0].task.seeds_every_reset, cfg.reward_clip,
+                                   cfg.reward_scale)
             distance = (self.known.distance(learner.acting, len(seeds), learner.device) if self.known is not None
                         else None)
             for k in alive:
@@ -845,7 +858,7 @@ class Bookkeeper:
             self.next_checkpoint = env_steps + cfg.checkpoint_interval_env_steps
             for k in alive:
                 self.states[k].at_checkpoint(env_steps, grad_steps, lr, elapsed, self.next_checkpoint,
-                                             self.stats.seed_state(k))
+                                             self.stats.seed_state(k), seed_record(self.watch, k))
             if any(self.runs[k] is not None for k in alive):
                 learner_state = learner.state_dict()
                 for k in alive:
@@ -877,6 +890,7 @@ class Bookkeeper:
                 "wall_s": wall_s, "steps_per_s": self.cfg.total_env_steps / wall_s, "seeds_in_batch": len(self.jobs),
                 "peak_rss_mb": peak_rss_mb(),
                 "replay_bytes_per_transition": buffer.bytes_per_transition(),
+                "divergence_watch": seed_record(self.watch, k),
                 **frame_counts(self.jobs[k], self.cfg.total_env_steps),
             }
         return self.outcomes
@@ -906,6 +920,11 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
+# diagnostics.csv's train_return_last100: the mean return of the last 100 training episodes completed by each log
+# row (fewer before there are 100; NaN before the first), the training return as the MinAtar paper plots it.
+TRAIN_RETURN_WINDOW = 100
+
+
 @dataclasses.dataclass
 class LoopState:
     """One seed's counters and logs: with the parts' state, all its checkpoint needs."""
@@ -923,10 +942,29 @@ class LoopState:
     sums: dict = dataclasses.field(default_factory=dict)             # UpdateStats.seed_state at the checkpoint
     evaluations: list = dataclasses.field(default_factory=list)
     diagnostics: list = dataclasses.field(default_factory=list)
-    reward_abs_max: float = 0.0        # the largest |reward| the learner has seen: scales the divergence bound
+    reward_abs_max: float = 0.0        # the largest |reward| the learner has seen: scales the divergence watch
     episode_steps: int = 0
+    longest_episode_steps: int = 0     # scales the divergence watch at gamma 1
+    watch: dict = dataclasses.field(default_factory=dict)            # divergence.seed_record at the checkpoint
     episode_rows: list = dataclasses.field(default_factory=list)     # for tasks that record episode info
     episodes_flushed: int = 0          # episode_rows already in episodes.csv
+    # The returns of the last TRAIN_RETURN_WINDOW training episodes, oldest first (diagnostics'
+    # train_return_last100). None only from a checkpoint written before it existed: see __post_init__.
+    last_returns: list | None = None
+
+    def __post_init__(self) -> None:
+        if self.last_returns is None:
+            # A checkpoint from before the window: its episodes' returns are unknown (NaN), so the window's mean
+            # is NaN until as many new episodes have pushed them out, never a mean over fewer than it says.
+            self.last_returns = [float("nan")] * min(self.episodes, TRAIN_RETURN_WINDOW)
+        for i, row in enumerate(self.diagnostics):
+            if "train_return_last100" not in row:   # its rows get the column (NaN), where log_row puts it, so
+                new: dict[str, Any] = {}            # the rows appended after a resume fit diagnostics.csv's header
+                for key, value in row.items():
+                    new[key] = value
+                    if key == "train_return_mean":
+                        new["train_return_last100"] = float("nan")
+                self.diagnostics[i] = new
 
     def record_step(self, reward: float, episode_ended: bool, explore_level: float, learn_reward_abs: float = 0.0,
                     env_steps: int = 0, info: dict[str, Any] | None = None) -> None:
@@ -935,8 +973,12 @@ class LoopState:
         self.episode_steps += 1
         self.reward_abs_max = max(self.reward_abs_max, learn_reward_abs)
         if episode_ended:
+            self.longest_episode_steps = max(self.longest_episode_steps, self.episode_steps)
             self.episodes += 1
             self.recent_returns.append(self.episode_return)
+            self.last_returns.append(self.episode_return)
+            if len(self.last_returns) > TRAIN_RETURN_WINDOW:
+                del self.last_returns[0]
             if info is not None:
                 self.episode_rows.append({"episode": self.episodes, "env_steps": env_steps,
                                           "return": self.episode_return, "length": self.episode_steps, **info})
@@ -954,6 +996,7 @@ class LoopState:
             "env_steps": env_steps, "grad_steps": grad_steps, "episodes": self.episodes, **update_means,
             "lr": lr, "explore_level": self.explore_level,
             "train_return_mean": float(np.mean(self.recent_returns)) if self.recent_returns else float("nan"),
+            "train_return_last100": float(np.mean(self.last_returns)) if self.last_returns else float("nan"),
             "steps_per_s": steps_per_s, "wall_s": wall_s})
         self.recent_returns = []
 
@@ -974,9 +1017,9 @@ class LoopState:
             "capped_episodes": ev.capped, "wall_s": wall_s})
 
     def at_checkpoint(self, env_steps: int, grad_steps: int, lr: float, elapsed_s: float, next_checkpoint: int,
-                      sums: dict[str, float]) -> None:
+                      sums: dict[str, float], watch: dict[str, Any]) -> None:
         self.env_steps, self.grad_steps, self.lr, self.elapsed_s = env_steps, grad_steps, lr, elapsed_s
-        self.next_checkpoint_env_steps, self.sums = next_checkpoint, sums
+        self.next_checkpoint_env_steps, self.sums, self.watch = next_checkpoint, sums, watch
 
 
 def save_checkpoint(run: RunDir, job: Job, buffer: ReplayBuffer, seed_index: int, st: LoopState,

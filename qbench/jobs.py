@@ -73,6 +73,9 @@ def build_job(variant_name: str, task_name: str, seed: int, *overrides: dict[str
     if spaces.action_kind == "box" and config.exploration != defaults.exploration:
         raise ConfigError(f"exploration '{config.exploration}' chooses among discrete actions and task "
                           f"'{task.name}' has Box actions; Box actions explore by action_noise (gaussian, ou)")
+    if spaces.action_kind == "box" and config.epsilon_form != defaults.epsilon_form:
+        raise ConfigError(f"epsilon_form '{config.epsilon_form}' says what epsilon-greedy's epsilon means and task "
+                          f"'{task.name}' has Box actions; Box actions explore by action_noise (gaussian, ou)")
     if spaces.action_kind == "discrete" and config.action_noise != defaults.action_noise:
         raise ConfigError(f"action_noise '{config.action_noise}' perturbs Box actions and task '{task.name}' has "
                           "Discrete actions; Discrete actions explore by exploration (epsilon_greedy, boltzmann)")
@@ -88,7 +91,7 @@ def build_job(variant_name: str, task_name: str, seed: int, *overrides: dict[str
 
 def check_task_settings(task: Task, config: Config) -> None:
     """Refuse settings that the task would ignore: the ALE protocol off ALE, sticky actions off ALE and MinAtar,
-    cuda without a GPU."""
+    the MinAtar action set off MinAtar, cuda without a GPU."""
     defaults = Config()
     protocol = ATARI_PROTOCOL_KEYS + (() if task.family in ("atari", "minatar") else (STICKY_KEY,))
     if task.family != "atari":
@@ -96,6 +99,10 @@ def check_task_settings(task: Task, config: Config) -> None:
         if changed:
             raise ConfigError(f"setting '{changed[0]}' is part of the Atari protocol and task '{task.name}' is not "
                               "an ALE game; it applies to ALE/... tasks only")
+    if task.family != "minatar" and config.minatar_action_set != defaults.minatar_action_set:
+        raise ConfigError(f"setting 'minatar_action_set' chooses among a MinAtar game's actions and task "
+                          f"'{task.name}' is not a MinAtar game; it applies to MinAtar/... tasks only (on ALE "
+                          "games: full_action_space)")
     if config.device == "cuda":
         import torch
         if not torch.cuda.is_available():

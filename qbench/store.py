@@ -197,7 +197,12 @@ RESULT_COLUMNS = ("suite", "task", "variant", "seed", "env_steps", "return_mean"
                   "return_max", "n_episodes", "grad_steps", "wall_s", "complete", "failed", "attempts", "env_id",
                   "job_hash", "run_dir", "status", "code_version")
 RUN_COLUMNS = ("suite", "task", "variant", "seed", "env_id", "status", "evaluations", "env_steps", "last_return",
-               "attempts", "code_version", "attempt_code_versions", "job_hash", "problems", "run_dir")
+               "attempts", "code_version", "attempt_code_versions", "job_hash", "problems", "run_dir",
+               "divergence_warned", "peak_value_scales", "divergence_warn_factor")
+# The divergence watch's record of a run (summary.json, or error.json of a run it stopped), as load_runs and
+# load_results give it: flagged (nullable boolean), peak |Q| in value scales, and the warning level it ran with.
+WATCH_COLUMNS = ("divergence_warned", "peak_value_scales", "divergence_warn_factor")
+WATCH = "divergence_watch"   # the key of that record in summary.json and error.json
 # Any one of these files makes a directory a run directory (a job that died before writing its config still has
 # its lock and runner.json).
 RUN_FILES = (CONFIG, EVALUATIONS, SUMMARY, ERROR, RUNNER, LOCK)
@@ -301,6 +306,61 @@ def code_version(record: dict[str, Any]) -> str:
     return f"qbench {version}" if isinstance(version, str) and version and version != "unknown" else ""
 
 
+def _number(value: Any) -> float | None:
+    """A JSON number as a float (NaN and infinities included); None for anything else (bools, strings, ...)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def divergence_record(record: Any, name: str) -> tuple[Any, float, str | None]:
+    """(flagged, peak value scales, problem) from the ``divergence_watch`` of a summary.json or error.json
+    (``record``, the file's JSON value; ``name``, the file, for the problem).
+
+    flagged: True when the watch recorded a ``first_warned_env_step`` (|Q| passed the run's warning level), False
+    when it recorded none, pandas.NA when unknown: no record (a run written before the watch recorded one, a
+    crash, a file that cannot be read) or a damaged one. Peak: ``peak_value_scales``, NaN when unknown. A record
+    that is not what the watch writes (not an object, a step that is not a non-negative integer, a peak that is
+    not a non-negative number) gives unknown for the damaged part and a problem to say; it never makes the run
+    damaged: its evaluations are whole."""
+    import pandas as pd
+
+    if not isinstance(record, dict) or WATCH not in record:
+        return pd.NA, math.nan, None
+    watch = record[WATCH]
+    if not isinstance(watch, dict):
+        return pd.NA, math.nan, (f"{name}: its {WATCH} is not a record ({type(watch).__name__}): whether the run "
+                                 "passed the divergence warning level is unknown (counted as not flagged)")
+    wrong = []
+    step = watch.get("first_warned_env_step")
+    if step is None:
+        flagged = False
+    elif isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+        flagged = True
+    else:
+        flagged = pd.NA
+        wrong.append(f"first_warned_env_step {step!r} is not a non-negative integer or null")
+    peak = _number(watch.get("peak_value_scales"))
+    if peak is None or peak < 0:
+        if "peak_value_scales" in watch:
+            wrong.append(f"peak_value_scales {watch['peak_value_scales']!r} is not a non-negative number")
+        peak = math.nan
+    problem = None
+    if wrong:
+        problem = (f"{name}: {WATCH}: " + "; ".join(wrong)
+                   + (": whether the run passed the divergence warning level is unknown (counted as not flagged)"
+                      if flagged is pd.NA else ": its peak is unknown"))
+    return flagged, peak, problem
+
+
+def divergence_warn_factor(job: dict[str, Any] | None) -> float:
+    """The warning level (value scales) a job's divergence watch ran with: config.json's
+    ``config.divergence_warn_factor``; NaN when not recorded (a run written before the setting existed)."""
+    config = job.get("config") if isinstance(job, dict) else None
+    factor = _number(config.get("divergence_warn_factor")) if isinstance(config, dict) else None
+    return math.nan if factor is None else factor
+
+
 def _identity_from_path(run_dir: Path) -> dict[str, Any]:
     """task, variant and seed from results/<suite>/<task>/<variant>/seed<k>-<hash>, for a run without a config."""
     match = re.match(r"seed(\d+)-", run_dir.name)
@@ -340,8 +400,9 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
     rows = evaluations.rows
     failure = ""
     complete = (run_dir / SUMMARY).exists()
+    watch_record, watch_file = None, SUMMARY   # the file holding the run's divergence watch record
     if complete:
-        _, error = _read_json(run_dir / SUMMARY)
+        watch_record, error = _read_json(run_dir / SUMMARY)
         if error:
             damage.append(error)
         if evaluations.dropped:
@@ -358,6 +419,10 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
                 damage.append(f"{error}: diverged or crashed is unknown")
             else:
                 failure = "diverged" if isinstance(record, dict) and record.get("error") == "diverged" else "crashed"
+                watch_record, watch_file = record, ERROR
+    warned, peak_value_scales, error = divergence_record(watch_record, watch_file)
+    if error:
+        notes.append(error)
     if job is None and not (run_dir / CONFIG).exists() and (complete or not rows.empty):
         damage.append(f"no {CONFIG} beside its results")
     status = "damaged" if damage else "complete" if complete else failure or "unfinished"
@@ -377,7 +442,9 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
             "attempts": attempts, "code_version": code_version(runner) or code_version(metadata),
             "attempt_code_versions": ", ".join(dict.fromkeys(v for v in versions if v)),
             "job_hash": config_hash(job) if job is not None else "", "problems": "; ".join(damage + notes),
-            "run_dir": str(run_dir), "frames_per_env_step": frames_per_env_step(job)}
+            "run_dir": str(run_dir), "frames_per_env_step": frames_per_env_step(job),
+            "divergence_warned": warned, "peak_value_scales": peak_value_scales,
+            "divergence_warn_factor": divergence_warn_factor(job)}
     if job is None or rows.empty:
         return info, None
     rows = rows.sort_values("env_steps", kind="stable")
@@ -421,6 +488,9 @@ def load_runs_and_results(path: str | Path = "results"):
     runs["seed"] = runs["seed"].astype("Int64")
     runs["evaluations"] = runs["evaluations"].astype(int)
     runs["attempts"] = runs["attempts"].astype(int)
+    runs["divergence_warned"] = runs["divergence_warned"].astype("boolean")
+    runs[["peak_value_scales", "divergence_warn_factor"]] = runs[["peak_value_scales",
+                                                                  "divergence_warn_factor"]].astype(float)
     if not frames:
         return runs, pd.DataFrame({c: pd.Series(dtype=object) for c in RESULT_COLUMNS})
     df = pd.concat(frames, ignore_index=True)
@@ -434,6 +504,10 @@ def load_runs_and_results(path: str | Path = "results"):
     for column, values in per_run.items():
         df[column] = pd.Series(values).repeat(counts).to_numpy()
     df["frames"] = df["env_steps"] * pd.Series([o["frames_per_env_step"] for o in owners]).repeat(counts).to_numpy()
+    for column in WATCH_COLUMNS:
+        values = pd.Series([o[column] for o in owners],
+                           dtype="boolean" if column == "divergence_warned" else float).repeat(counts)
+        df[column] = values.reset_index(drop=True).array
     extra = [c for c in df.columns if c not in RESULT_COLUMNS]
     return runs, df[[*RESULT_COLUMNS, *extra]]
 
@@ -459,6 +533,14 @@ def load_runs(path: str | Path = "results"):
       ``attempt_history``, comma-separated (more than one: its rows come from different code)
     - ``job_hash``: the hash of its config ('' when unreadable); ``problems``: what is wrong with its files,
       '; '-separated ('' for none); ``run_dir``: its path
+    - ``divergence_warned``: the divergence watch flagged the run (its |Q| passed ``divergence_warn_factor``
+      value scales; flagged runs run on and count like any other): True or False from summary.json's
+      ``divergence_watch`` (error.json's for a run the watch stopped), a nullable boolean that is <NA> when
+      unknown: a run written before the watch recorded itself, a crashed or unfinished run, or a record that is
+      damaged (said in ``problems``, without making the run damaged). Count flagged runs with
+      ``divergence_warned.fillna(False)``.
+    - ``peak_value_scales``: the largest |Q| the watch saw, in value scales (NaN when unknown);
+      ``divergence_warn_factor``: the warning level the run's config set (NaN when its config.json predates it)
     """
     return load_runs_and_results(path)[0]
 
@@ -482,6 +564,8 @@ def load_results(path: str | Path = "results"):
     - ``job_hash``: the hash of the resolved config that names the run directory; ``run_dir``: its path
     - ``status``: complete, diverged, crashed, unfinished or damaged (see ``load_runs``)
     - ``code_version``: the git commit (else qbench version) of the code that ran the run's latest attempt
+    - after the columns above, ``frames``, the run's ``divergence_warned``, ``peak_value_scales`` and
+      ``divergence_warn_factor`` (see ``load_runs``), and any other column its evaluations.csv holds
 
     Rows of incomplete runs are included (filter on ``complete``); normalised scores are computed at analysis
     time from the suite's random and reference scores, never stored. Only intact rows are here: a half-written

@@ -10,7 +10,7 @@ import pytest
 from qbench.config import ConfigError
 from qbench.engine import run_batch
 from qbench.jobs import build_job
-from qbench.parts.exploration import capped_epsilon, epsilon_greedy_probs, linear_schedule
+from qbench.parts.exploration import epsilon_greedy_probs, linear_schedule
 from qbench.replay.buffer import OffPolicyTrace, ReplayBuffer
 from qbench.replay.nstep import trace_coefficients
 from qbench.store import RunDir
@@ -165,7 +165,7 @@ def test_with_a_greedy_target_and_an_on_policy_behaviour_every_correction_equals
     rng = np.random.default_rng(3)
     q = rng.normal(size=(5, 3))
     greedy = q.argmax(axis=1)
-    pi = epsilon_greedy_probs(q, 0.0)
+    pi = epsilon_greedy_probs(q, 0.0, "uniform")
     buffer = ReplayBuffer(1, 64, (1,), (), np.int64, n_step=4, gamma=GAMMA)
     s = 0
     for t in range(40):
@@ -191,13 +191,15 @@ def test_trace_coefficients_by_hand():
     np.testing.assert_allclose(trace_coefficients("tree_backup", pi, mu, trace_lambda=0.5), [0.45, 0.05, 0.25])
 
 
-def test_the_buffer_keeps_each_actions_behaviour_probability_through_a_checkpoint(tmp_path):
-    """CartPole (2 actions): mu is 1/2 in warm-up, then 1 - eps or eps with eps the schedule's at that step; the
-    checkpoint's replay chunks hold it, and the killed batch resumes to the uninterrupted numbers (Retrace's
-    targets depend on mu: a lost mu would show as different rows)."""
+@pytest.mark.parametrize("form", ["uniform", "non_greedy"])
+def test_the_buffer_keeps_each_actions_behaviour_probability_through_a_checkpoint(tmp_path, form):
+    """CartPole (2 actions): mu is 1/2 in warm-up, then the form's probability of the action taken, with eps the
+    schedule's at that step (uniform: 1 - eps/2 greedy, eps/2 the other; non_greedy: 1 - eps or eps, eps capped
+    at 1/2); the checkpoint's replay chunks hold it, and the killed batch resumes to the uninterrupted numbers
+    (Retrace's targets depend on mu: a lost mu would show as different rows)."""
     settings = {"total_env_steps": 900, "eval_interval_env_steps": 450, "eval_episodes": 1, "warmup_env_steps": 100,
                 "checkpoint_interval_env_steps": 290, "log_interval_env_steps": 150, "hidden_sizes": [16],
-                "eps_decay_fraction": 0.5}
+                "eps_decay_fraction": 0.5, "epsilon_form": form}
     jobs = [build_job("retrace_dqn", "CartPole-v1", s, settings) for s in (0, 3)]
     cut = [RunDir(tmp_path / "first" / str(job.seed)) for job in jobs]
     with pytest.raises(Interrupt):
@@ -207,7 +209,8 @@ def test_the_buffer_keeps_each_actions_behaviour_probability_through_a_checkpoin
     assert len(stored) >= 290
     steps = np.arange(1, len(stored) + 1)
     cfg = jobs[0].config
-    eps = np.array([capped_epsilon(linear_schedule(cfg.eps_start, cfg.eps_end, 0.5, (t - 1) / 900), 2) for t in steps])
+    eps = np.array([linear_schedule(cfg.eps_start, cfg.eps_end, 0.5, (t - 1) / 900) for t in steps])
+    eps = eps / 2 if form == "uniform" else np.minimum(eps, 0.5)   # the mass on the non-greedy action
     warm = steps <= 100
     np.testing.assert_array_equal(stored[warm], np.float32(0.5))
     later = stored[~warm].astype(np.float64)

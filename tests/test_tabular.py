@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from qbench.config import ConfigError
 from qbench.engine import (
     KnownDynamics,
     Learner,
@@ -221,20 +222,44 @@ def test_the_distance_reads_every_state_through_the_network():
     assert isinstance(known, KnownDynamics)
 
 
-def test_the_divergence_watch_stops_a_run_above_its_bound_and_spares_one_below(tmp_path):
-    """TwoStateChain pays at most 5 at gamma 0.9, so |Q*| <= 50: with the default factor 10 (bound 500) a table
-    converging there is never stopped; with factor 0.1 (bound 5) the same run is, with the reason recorded."""
+def test_the_divergence_watch_stops_a_run_above_its_level_flags_one_above_its_warning(tmp_path):
+    """TwoStateChain pays at most 5 at gamma 0.9, so |Q*| <= 50, one value scale: with the default levels (warn
+    5 scales = 250, stop 1000 scales = 50,000) a table converging there is neither flagged nor stopped; with a
+    stop factor of 0.05 (|Q| 2.5; the table reaches about 5 in these 2000 steps) the same run is stopped, with
+    the reason recorded; with a warning factor of 0.05 and no level stop it runs to the end, flagged, and its
+    summary says when."""
     settings = {"gamma": 0.9, "total_env_steps": 2000, "eval_interval_env_steps": 1000, "eval_episodes": 1}
     calm = build_job("tabular_q", "qbench/TwoStateChain-v0", 0, settings)
-    assert run_batch([calm], [RunDir(tmp_path / "calm")])[0]["env_steps"] == 2000
-    tight = build_job("tabular_q", "qbench/TwoStateChain-v0", 0, {**settings, "divergence_bound_factor": 0.1})
+    summary = run_batch([calm], [RunDir(tmp_path / "calm")])[0]
+    assert summary["env_steps"] == 2000
+    watch = summary["divergence_watch"]
+    assert watch["first_warned_env_step"] is None and watch["stopped_env_step"] is None
+    assert 4 < watch["peak_q_abs"] <= 50 and watch["peak_value_scales"] == pytest.approx(watch["peak_q_abs"] / 50)
+
+    tight = build_job("tabular_q", "qbench/TwoStateChain-v0", 0,
+                      {**settings, "divergence_stop_factor": 0.05, "divergence_warn_factor": 0.05})
     result = run_batch([tight], [RunDir(tmp_path / "tight")])[0]
     assert isinstance(result, BaseException)
     error = json.loads((tmp_path / "tight" / "error.json").read_text())
     assert error["error"] == "diverged"
-    assert error["message"].startswith("Q exceeded the divergence bound")
-    assert "= 5 (r_max = 5" in error["message"]
+    assert "above the divergence stop level 0.05 x max(r_max, 1) x 1 / (1 - gamma) = 2.5 (r_max = 5" in error["message"]
+    assert error["divergence_watch"]["stopped_env_step"] is not None
     assert not (tmp_path / "tight" / "summary.json").exists()
+
+    flagged = build_job("tabular_q", "qbench/TwoStateChain-v0", 0,
+                        {**settings, "divergence_stop_factor": 0.0, "divergence_warn_factor": 0.05})
+    summary = run_batch([flagged], [RunDir(tmp_path / "flagged")])[0]
+    assert summary["env_steps"] == 2000
+    first = summary["divergence_watch"]["first_warned_env_step"]
+    assert first is not None and 0 < first < 2000 and summary["divergence_watch"]["stopped_env_step"] is None
+    rows = pd.read_csv(tmp_path / "flagged" / "diagnostics.csv")
+    assert rows.loc[rows["env_steps"] >= first, "q_abs_max"].iloc[0] > 2.5      # the row holding that round
+    assert not (rows.loc[rows["env_steps"] < first, "q_abs_max"] > 2.5).any()
+
+
+def test_a_stop_level_below_the_warning_is_refused():
+    with pytest.raises(ConfigError, match="divergence_stop_factor \\(2\\) is below divergence_warn_factor"):
+        build_job("tabular_q", "qbench/TwoStateChain-v0", 0, {"divergence_stop_factor": 2.0})
 
 
 def test_visited_returns_count_only_states_whose_return_is_known():
@@ -325,6 +350,10 @@ def test_overestimation_from_s0_is_nan_where_the_horizon_hides_the_return_and_us
     assert ev.q_start.tolist() == [2.0, 2.0] and ev.discounted_returns.tolist() == [1.75, 1.75]
     assert ev.returns.tolist() == [30.0, 30.0] and ev.visited_states == 6
     assert ev.return_visited_sum == pytest.approx(2 * (1.75 + 1.5 + 1.0))
+    # reward_scale after the clip: 10 -> 1 -> 0.25 a step, 0.25 (1 + 0.5 + 0.25) = 0.4375 from s_0
+    ev = evaluate(ConstantQ(), ExactMaximiser(), [long], spaces_of(long), 2, [0], 0.5, reward_clip=1.0,
+                  reward_scale=0.25)[0]
+    assert ev.discounted_returns.tolist() == [0.4375, 0.4375] and ev.returns.tolist() == [30.0, 30.0]
 
 
 def test_double_q_s_two_tables_and_coins_survive_a_kill_and_resume(tmp_path):

@@ -51,15 +51,17 @@ def test_an_env_that_mutates_its_observation_in_place_is_copied():
     assert first[0] == 0.0 and second[0] == 1.0   # the first encoding did not follow the env's array
 
 
-def test_epsilon_is_capped_at_the_uniform_point():
-    assert epsilon_greedy_probs(np.array([0.0, 1.0]), 1.0).tolist() == [0.5, 0.5]
-    assert epsilon_greedy_probs(np.array([0.0, 1.0]), 0.8).tolist() == [0.5, 0.5]
-    assert epsilon_greedy_probs(np.array([0.0, 1.0, 0.0, 0.0]), 1.0).tolist() == [0.25] * 4
-    assert epsilon_greedy_probs(np.array([0.0, 1.0]), 0.3).tolist() == pytest.approx([0.3, 0.7])
+def test_non_greedy_epsilon_is_capped_at_the_uniform_point():
+    assert epsilon_greedy_probs(np.array([0.0, 1.0]), 1.0, "non_greedy").tolist() == [0.5, 0.5]
+    assert epsilon_greedy_probs(np.array([0.0, 1.0]), 0.8, "non_greedy").tolist() == [0.5, 0.5]
+    assert epsilon_greedy_probs(np.array([0.0, 1.0, 0.0, 0.0]), 1.0, "non_greedy").tolist() == [0.25] * 4
+    assert epsilon_greedy_probs(np.array([0.0, 1.0]), 0.3, "non_greedy").tolist() == pytest.approx([0.3, 0.7])
+    assert epsilon_greedy_probs(np.array([0.0, 1.0, 0.0, 0.0]), 1.0, "uniform").tolist() == [0.25] * 4
 
 
 @pytest.mark.parametrize("settings", [
-    {"warmup_env_steps": 0, "eps_start": 1.0, "eps_end": 1.0},     # eps 1: uniform, not anti-greedy
+    {"warmup_env_steps": 0, "eps_start": 1.0, "eps_end": 1.0},     # eps 1: uniform
+    {"warmup_env_steps": 0, "eps_start": 1.0, "eps_end": 1.0, "epsilon_form": "non_greedy"},   # not anti-greedy
     {"warmup_env_steps": 600, "eps_start": 0.0, "eps_end": 0.0},   # warm-up: uniform, whatever eps says
 ])
 def test_a_fully_random_behaviour_takes_both_actions_equally(settings):
@@ -68,6 +70,15 @@ def test_a_fully_random_behaviour_takes_both_actions_equally(settings):
                     {"total_env_steps": 600, "eval_interval_env_steps": 600, "batch_size": 8, **settings}))
     ones = np.mean(ConstantEnv.actions[:600])
     assert abs(ones - 0.5) < 0.07, ones   # 600 fair coin flips: 0.5 +- 0.02
+
+
+def test_the_learner_sees_rewards_clipped_then_scaled():
+    from qbench.engine import learner_rewards
+
+    rewards = np.array([-16.0, 0.5, 3.0])
+    assert learner_rewards(rewards, 0.0, 1.0) is rewards
+    assert learner_rewards(rewards, 0.0, 1e-3).tolist() == pytest.approx([-0.016, 0.0005, 0.003])
+    assert learner_rewards(rewards, 1.0, 0.5).tolist() == [-0.5, 0.25, 0.5]
 
 
 def test_nan_rewards_after_the_window_do_not_poison_it():

@@ -185,10 +185,11 @@ def _same_as_text(same: dict[str, dict[str, dict[str, str]]], variant: str, vari
     return ", ".join(parts)
 
 
-def _legend(fig, ax, entries: list[tuple[str, Line2D]], groups: dict[str, list[str]] | None = None) -> None:
+def _legend(fig, ax, entries: list[tuple[str, Line2D]], groups: dict[str, list[str]] | None = None,
+            extra: list[Line2D] | None = None) -> None:
     """One legend for the figure, right of ``ax`` (the top-right panel; constrained layout makes room for it).
     ``groups``: heading -> variants (headings shown when there is more than one group), ``entries`` in variant
-    order."""
+    order; ``extra``: lines that are no variant's, last (what a line style means)."""
     handles, labels, headings = [], [], []
     by_variant = dict(entries)
     if groups and len(groups) > 1:
@@ -203,6 +204,8 @@ def _legend(fig, ax, entries: list[tuple[str, Line2D]], groups: dict[str, list[s
     else:
         handles = [h for _, h in entries]
         labels = [h.get_label() for h in handles]
+    handles += extra or []
+    labels += [h.get_label() for h in extra or []]
     rows_fit = max(int((fig.get_figheight() - 0.4) / 0.25), 4)
     legend = ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0,
                        fontsize=LEGEND_PT, frameon=False, handlelength=3.2, ncols=math.ceil(len(handles) / rows_fit))
@@ -223,10 +226,11 @@ def _legend_height(table: pd.DataFrame) -> float:
 
 
 def _per_task_panels(table: pd.DataFrame, value: str, draw, ylabel: str, title: str, label, styles=None,
-                     after=None):
+                     after=None, extra_legend: list[Line2D] | None = None):
     """One panel per task, env steps on x; ``draw(ax, rows, style, markevery)`` draws one variant and returns its
     line; ``label(rows of every task)`` what its legend text says in brackets (besides "= other variant" for
-    curves that coincide, ``identical_curves``); ``after(ax, panel)`` finishes a panel."""
+    curves that coincide, ``identical_curves``); ``after(ax, panel)`` finishes a panel; ``extra_legend`` closes
+    the legend."""
     _theme()
     styles = styles or variant_styles(table["variant"], _tasks_of([table]))
     tasks = sorted(table["task"].unique())
@@ -257,7 +261,7 @@ def _per_task_panels(table: pd.DataFrame, value: str, draw, ylabel: str, title: 
         text = f"{variant} ({'; '.join(d for d in details if d)})" if any(details) else variant
         line = Line2D([], [], **styles[variant].line(label=text))
         entries.append((variant, line))
-    _legend(fig, axes[min(len(axes), 3) - 1], entries, _task_groups(table))
+    _legend(fig, axes[min(len(axes), 3) - 1], entries, _task_groups(table), extra_legend)
     # Wrapped to the figure's width: a one-task figure is narrower than the title.
     fig.suptitle(textwrap.fill(title, width=int(fig.get_figwidth() * 10)))
     return fig
@@ -269,10 +273,27 @@ def _seeds_text(rows: pd.DataFrame) -> str:
     return f"n={seeds.min()}" if seeds.min() == seeds.max() else f"n={seeds.min()}-{seeds.max()}"
 
 
-def learning_curves(curves: pd.DataFrame, confidence: float = 0.95, styles: dict[str, Style] | None = None):
-    """Per task: IQM over seeds of the greedy evaluation return against env steps, with its CI band."""
+TRAIN_LINE = {"lw": 1.0, "alpha": 0.75, "dashes": (1.5, 1.5)}   # the training return beside the evaluation's
+
+
+def learning_curves(curves: pd.DataFrame, confidence: float = 0.95, styles: dict[str, Style] | None = None,
+                    train: pd.DataFrame | None = None):
+    """Per task: IQM over seeds of the greedy evaluation return against env steps, with its CI band; beside it,
+    where ``train`` (the report's ``train_curves``) has the variant, the training return as the MinAtar paper
+    plots it (mean of the last 100 training episodes, IQM over complete runs): same colour, thin, dotted, no
+    markers."""
     if curves.empty:
         return None
+    if train is not None and not set(zip(train["task"], train["variant"])) & set(zip(curves["task"],
+                                                                                      curves["variant"])):
+        train = None   # no training curve beside any of these
+    styles = styles or variant_styles(curves["variant"], _tasks_of([curves]))
+
+    def training(ax, panel):
+        task = panel["task"].iloc[0]
+        for variant, rows in train[train["task"] == task].groupby("variant", sort=True):
+            if variant in set(panel["variant"]):
+                ax.plot(rows["env_steps"], rows["iqm"], color=styles[variant].colour, **TRAIN_LINE)
 
     def draw(ax, c, style, markevery):
         ax.fill_between(c["env_steps"], c["lower"], c["upper"], color=style.colour, alpha=0.12, lw=0)
@@ -283,8 +304,11 @@ def learning_curves(curves: pd.DataFrame, confidence: float = 0.95, styles: dict
         diverged = int(first["diverged"].sum()) if "diverged" in first else 0
         return [_seeds_text(rows)] + ([f"{diverged} diverged"] if diverged else [])
 
-    return _per_task_panels(curves, "iqm", draw, "evaluation return (IQM)",
-                            f"Learning curves: IQM over seeds, {confidence:.0%} bootstrap CI", label, styles)
+    extra = [Line2D([], [], color="0.4", label="training (last 100 episodes)", **TRAIN_LINE)]
+    return _per_task_panels(curves, "iqm", draw, "evaluation return (IQM)" if train is None else "return (IQM)",
+                            f"Learning curves: IQM over seeds, {confidence:.0%} bootstrap CI", label, styles,
+                            after=training if train is not None else None,
+                            extra_legend=extra if train is not None else None)
 
 
 def _groups_of(variants, tasks: dict[str, frozenset] | None) -> list[list[str]]:
@@ -648,7 +672,7 @@ def all_figures(report) -> dict:
     scored = {v: frozenset(x for x in ts if x in report.scoring and report.scoring[x].normalisable)
               for v, ts in tasks.items()}   # the tasks in the normalised tables
     figures = {
-        "learning_curves": learning_curves(t["curves"], conf, styles),
+        "learning_curves": learning_curves(t["curves"], conf, styles, t.get("train_curves")),
         "aggregate_intervals": aggregate_intervals(t["aggregate"], conf, styles, scored),
         "performance_profiles": performance_profiles(t["profiles"], conf, styles, scored),
         "probability_of_improvement": improvement_heatmap(t["improvement"], tasks),

@@ -63,9 +63,13 @@ def _steps_and_frames(env_steps: float, frames: float) -> str:
     return _steps(env_steps)
 
 
-def _with_diverged(n: int, diverged: int) -> str:
-    """'4' or '4 (1 diverged)': how many runs, and how many of them diverged."""
-    return f"{int(n)} ({int(diverged)} diverged)" if diverged else f"{int(n)}"
+def _with_diverged(n: int, diverged: int, warned: int = 0) -> str:
+    """'4', '4 (1 diverged)' or '4 (1 diverged, 2 flagged)': how many runs, how many of them diverged and how many
+    the divergence watch flagged."""
+    parts = [f"{int(diverged)} diverged"] if diverged else []
+    if warned:
+        parts.append(f"{int(warned)} flagged")
+    return f"{int(n)} ({', '.join(parts)})" if parts else f"{int(n)}"
 
 
 def per_task_display(report: Report) -> pd.DataFrame:
@@ -76,7 +80,8 @@ def per_task_display(report: Report) -> pd.DataFrame:
         if r.reference_source:
             reference = (f"{_pm(r.reference_mean, r.reference_std)} at {_steps(r.reference_env_steps)} steps, "
                          f"{int(r.reference_runs)} run(s): {r.reference_source}")
-        rows.append({"task": r.task, "variant": r.variant, "seeds": _with_diverged(r.seeds, r.diverged),
+        rows.append({"task": r.task, "variant": r.variant,
+                     "seeds": _with_diverged(r.seeds, r.diverged, getattr(r, "warned", 0)),
                      "env steps": _steps_and_frames(r.env_steps, r.frames),
                      "final return mean ± std": _pm(r.mean, r.std),
                      f"IQM [{pct} CI]": _ci(r.iqm, r.iqm_lower, r.iqm_upper),
@@ -381,13 +386,17 @@ def sections(report: Report) -> list[Section]:
         Section("Runs", "Run directories per (task, variant) by state. Complete runs enter the statistics at "
                 "their final evaluation and diverged runs at their last evaluation before they diverged (the "
                 "task's random score if that came before any evaluation): in_statistics counts both. Crashed, "
-                "unfinished and damaged runs are left out, and named in the notes.", report.tables["runs"]),
+                "unfinished and damaged runs are left out, and named in the notes. warned: runs the divergence "
+                "watch flagged (|Q| passed its warning level, 5 value scales by default) and let run on, "
+                "whatever their state; they are counted in their state and in the statistics like every other "
+                "run, and named in the notes.", report.tables["runs"]),
         Section("Diverged runs", "Diverged runs per (task, variant) by what stopped them: a NaN or inf loss, or Q "
                 "beyond the engine's divergence bound (a multiple of r_max / (1 − gamma)).",
                 diverged_runs_display(report)),
         Section("Final return per task",
                 f"Final greedy evaluation return per run (a diverged run: its last evaluation before it "
-                f"diverged, counted in seeds); IQM over seeds with a {pct} percentile bootstrap CI "
+                f"diverged, counted in seeds; flagged: runs among the seeds whose |Q| passed the divergence "
+                f"warning level, counted like the others); IQM over seeds with a {pct} percentile bootstrap CI "
                 f"({report.reps} resamples); AUC = mean evaluation return over training. The published reference "
                 "is the same algorithm on the same environment where one exists.", per_task_display(report)),
     ]
@@ -396,7 +405,9 @@ def sections(report: Report) -> list[Section]:
         out.append(Section("Pass thresholds", "The suite's thresholds on the final evaluation return.", thresholds))
     out += [
         Section("Learning curves", "IQM over seeds of the evaluation return at each evaluation step; a diverged "
-                "run is held at its last evaluation from the step it diverged.", figure="learning_curves"),
+                "run is held at its last evaluation from the step it diverged. Thin dotted lines of the same "
+                "colour, where the runs logged it: the training return as the MinAtar paper plots it, the mean of "
+                "the last 100 training episodes (IQM over complete runs).", figure="learning_curves"),
         Section("Aggregate normalised scores",
                 "Normalised score = (score − random) / (reference − random), with the suite's scores; "
                 f"stratified bootstrap {pct} CIs (runs resampled within each task). Median: the median over "

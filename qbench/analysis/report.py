@@ -4,15 +4,19 @@
 per run directory, whatever its state, and one row per evaluation), scores each run (``final_scores``) and
 computes every table as a pandas DataFrame of plain numbers:
 
-- ``runs``: run directories per (task, variant) by state (complete, diverged, crashed, unfinished, damaged) and
-  how many enter the statistics; unequal counts are listed in notes;
-- ``per_task``: final return per (task, variant): mean, std, IQM with its bootstrap CI, seeds (and how many of
-  them diverged), budget, the area under the learning curve, and the published reference of the same algorithm;
+- ``runs``: run directories per (task, variant) by state (complete, diverged, crashed, unfinished, damaged), how
+  many the divergence watch flagged (``warned``) and how many enter the statistics; unequal counts are listed in
+  notes;
+- ``per_task``: final return per (task, variant): mean, std, IQM with its bootstrap CI, seeds (how many of them
+  diverged, and how many were flagged by the divergence watch: ``warned``), budget, the area under the learning
+  curve, and the published reference of the same algorithm;
 - ``references``: every published score for the tasks in the results (``qbench/data/zoo_reference.csv``);
 - ``aggregate``: IQM, median, mean and optimality gap of normalised scores per variant, with CIs;
 - ``improvement``: P(X > Y) for every ordered pair of variants over the tasks both ran, with CIs;
 - ``profiles``: performance profiles (fraction of runs above tau) of normalised scores, with CI bands;
 - ``curves``: IQM of the evaluation return over seeds at each evaluation step, with CI bands;
+- ``train_curves``: IQM over complete runs of the training return as the MinAtar paper plots it (diagnostics.csv's
+  ``train_return_last100``: the mean of the last 100 training episodes) at each log step;
 - ``overestimation``: per step (complete runs), the predicted Q(s_0, a_0), the discounted return measured from
   s_0 and their difference, IQM over seeds, the difference with a CI over seeds;
 - ``overestimation_visited``: the same along the states the greedy evaluation policy visited (its mean
@@ -47,6 +51,11 @@ that ran the task (``suite.json`` written by ``qbench run``, else the shipped su
 file given with ``suite=``); Atari games the suite does not score are human-normalised. Tasks without both scores
 are left out of the normalised tables, and a note says so. A suite.json that cannot be read is named in a note,
 and is not replaced by the shipped suite of that name.
+
+A run the divergence watch flagged (its |Q| passed ``divergence_warn_factor`` value scales, 5 by default, and it
+ran on: ``divergence_watch`` in summary.json) counts like every other run: it is counted in ``warned`` and named
+in a note per (task, variant), never removed from a statistic. Runs whose summary.json predates that record count
+as not flagged, and a note says how many there are.
 
 The notes also say when one (task, variant) pools runs from different code versions (git commit, else qbench
 version, of each run's latest attempt), and when one run's attempts ran different code.
@@ -270,7 +279,8 @@ def _generator(seed: int, *key: Any) -> np.random.Generator:
 
 STATES = ("complete", "diverged", "crashed", "unfinished", "damaged")
 FINAL_COLUMNS = ["task", "variant", "seed", "env_id", "env_steps", "final_return", "status", "complete", "failed",
-                 "scored", "score_source", "code_version", "attempt_code_versions", "problems", "run_dir", "suite"]
+                 "scored", "score_source", "code_version", "attempt_code_versions", "problems", "run_dir", "suite",
+                 "divergence_warned", "peak_value_scales", "divergence_warn_factor"]
 
 
 def _failure_kind(run_dir: str) -> str:
@@ -307,7 +317,10 @@ def runs_of_results(results: pd.DataFrame) -> pd.DataFrame:
                      "evaluations": int(counts[run_dir]), "env_steps": float(row["env_steps"]),
                      "last_return": float(row["return_mean"]), "attempts": int(row.get("attempts", 1)),
                      "code_version": row.get("code_version", ""), "attempt_code_versions": "",
-                     "job_hash": row.get("job_hash", ""), "problems": "", "run_dir": run_dir})
+                     "job_hash": row.get("job_hash", ""), "problems": "", "run_dir": run_dir,
+                     "divergence_warned": row.get("divergence_warned", pd.NA),
+                     "peak_value_scales": row.get("peak_value_scales", math.nan),
+                     "divergence_warn_factor": row.get("divergence_warn_factor", math.nan)})
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
 
 
@@ -355,24 +368,48 @@ def final_scores(results: pd.DataFrame, runs: pd.DataFrame | None = None,
                      "scored": bool(source), "score_source": source,
                      "code_version": getattr(r, "code_version", ""),
                      "attempt_code_versions": getattr(r, "attempt_code_versions", ""),
-                     "problems": getattr(r, "problems", ""), "run_dir": r.run_dir})
+                     "problems": getattr(r, "problems", ""), "run_dir": r.run_dir,
+                     "divergence_warned": getattr(r, "divergence_warned", pd.NA),
+                     "peak_value_scales": getattr(r, "peak_value_scales", math.nan),
+                     "divergence_warn_factor": getattr(r, "divergence_warn_factor", math.nan)})
     finals = pd.DataFrame(rows, columns=FINAL_COLUMNS)
     text = ["code_version", "attempt_code_versions", "problems", "suite"]
     finals[text] = finals[text].fillna("").astype(str)
+    finals["divergence_warned"] = _flags(finals["divergence_warned"])
+    finals[["peak_value_scales", "divergence_warn_factor"]] = (
+        finals[["peak_value_scales", "divergence_warn_factor"]].apply(pd.to_numeric, errors="coerce").astype(float))
     return finals.sort_values(["task", "variant", "seed", "run_dir"], na_position="last").reset_index(drop=True)
 
 
+def _flags(values: pd.Series) -> pd.Series:
+    """``divergence_warned`` as a nullable boolean: True, False or <NA> (unknown; anything that is not a bool)."""
+    return values.map(lambda v: v if isinstance(v, (bool, np.bool_)) else pd.NA).astype("boolean")
+
+
+def _flagged(group: pd.DataFrame) -> pd.Series:
+    """Which runs of ``group`` the divergence watch flagged (unknown counts as not flagged)."""
+    if "divergence_warned" not in group.columns:
+        return pd.Series(False, index=group.index)
+    return _flags(group["divergence_warned"]).fillna(False).astype(bool)
+
+
+def _warned(group: pd.DataFrame) -> int:
+    return int(_flagged(group).sum())
+
+
 def runs_table(finals: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, variant): how many run directories are in each state, how many enter the statistics
-    (``in_statistics``: complete plus scored diverged runs) and their seeds."""
+    """Per (task, variant): how many run directories are in each state, how many of them the divergence watch
+    flagged (``warned``: |Q| passed its warning level; they ran on, and are in the state columns and the
+    statistics like any other), how many enter the statistics (``in_statistics``: complete plus scored diverged
+    runs) and their seeds."""
     rows = []
     for (task, variant), group in finals.groupby(["task", "variant"], sort=True):
         scored = group[group["scored"]]
         counts = group["status"].value_counts()
         rows.append({"task": task, "variant": variant, **{s: int(counts.get(s, 0)) for s in STATES},
-                     "in_statistics": len(scored),
+                     "warned": _warned(group), "in_statistics": len(scored),
                      "seeds": ",".join(str(int(s)) for s in sorted(scored["seed"].dropna()))})
-    return pd.DataFrame(rows, columns=["task", "variant", *STATES, "in_statistics", "seeds"])
+    return pd.DataFrame(rows, columns=["task", "variant", *STATES, "warned", "in_statistics", "seeds"])
 
 
 def _reference_for(references: pd.DataFrame, env_id: str, variant: str, env_steps: int) -> pd.Series | None:
@@ -443,8 +480,8 @@ def _frames_per_env_step(results: pd.DataFrame, task: str) -> float:
 def per_task_table(finals: pd.DataFrame, results: pd.DataFrame, references: pd.DataFrame, *, seed: int,
                    reps: int, confidence: float) -> pd.DataFrame:
     """Final return per (task, variant) over the runs in the statistics (``seeds``, of which ``diverged``
-    diverged): mean, std, IQM with its CI, the budget, the area under the learning curve (``scored_curves``) and
-    the published reference."""
+    diverged and ``warned`` were flagged by the divergence watch, counted like the others): mean, std, IQM with
+    its CI, the budget, the area under the learning curve (``scored_curves``) and the published reference."""
     scored = _scored(finals)
     curves = scored_curves(results, finals)
     rows = []
@@ -456,7 +493,7 @@ def per_task_table(finals: pd.DataFrame, results: pd.DataFrame, references: pd.D
         budget = _budget(group)
         aucs = [stats.area_under_curve(curves[d].index.to_numpy(), curves[d].to_numpy()) for d in group["run_dir"]]
         row = {"task": task, "variant": variant, "seeds": len(scores), "diverged": _diverged(group),
-               "env_steps": budget, "frames": budget * _frames_per_env_step(results, task), "mean": scores.mean(), "std": scores.std(ddof=1) if len(scores) > 1 else math.nan,
+               "warned": _warned(group), "env_steps": budget, "frames": budget * _frames_per_env_step(results, task), "mean": scores.mean(), "std": scores.std(ddof=1) if len(scores) > 1 else math.nan,
                "iqm": ci.point, "iqm_lower": ci.lower, "iqm_upper": ci.upper,
                "auc_mean": float(np.mean(aucs)),
                "reference_mean": math.nan, "reference_std": math.nan, "reference_env_steps": math.nan,
@@ -467,7 +504,8 @@ def per_task_table(finals: pd.DataFrame, results: pd.DataFrame, references: pd.D
                        reference_env_steps=int(ref["train_steps"]), reference_runs=int(ref["n_runs"]),
                        reference_source=f"{ref['source']} ({ref['env_id']})")
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["task", "variant", "seeds", "diverged", "env_steps", "frames", "mean", "std", "iqm",
+    table = pd.DataFrame(rows, columns=["task", "variant", "seeds", "diverged", "warned", "env_steps", "frames",
+                                        "mean", "std", "iqm",
                                         "iqm_lower", "iqm_upper", "auc_mean", "reference_mean", "reference_std",
                                         "reference_env_steps", "reference_runs", "reference_source"])
     if not table.empty and table["env_steps"].notna().all():
@@ -628,6 +666,38 @@ def curves_table(results: pd.DataFrame, finals: pd.DataFrame, *, seed: int, reps
                                     "diverged": _diverged(group[group["run_dir"].isin(set(wide.index))])}))
     if not frames:
         return pd.DataFrame(columns=["task", "variant", "env_steps", "iqm", "lower", "upper", "seeds", "diverged"])
+    return pd.concat(frames, ignore_index=True)
+
+
+TRAIN_CURVE_COLUMNS = ["task", "variant", "env_steps", "iqm", "seeds"]
+
+
+def train_curves_table(finals: pd.DataFrame) -> pd.DataFrame:
+    """The training return as the MinAtar paper plots it: per (task, variant), the IQM over its complete runs of
+    diagnostics.csv's ``train_return_last100`` (the mean return of the last 100 training episodes at each log
+    row), at the log steps where every one of them has a value. Runs written before the column existed, or
+    whose diagnostics.csv cannot be read, are left out; a (task, variant) with none has no rows. Diverged runs
+    stop training where they diverged, so only complete runs count."""
+    from qbench.store import DIAGNOSTICS, read_csv_rows
+
+    frames = []
+    for (task, variant), group in _complete(finals).groupby(["task", "variant"], sort=True):
+        runs = {}
+        for d in group["run_dir"]:
+            rows = read_csv_rows(Path(d) / DIAGNOSTICS, required=("env_steps",)).rows
+            if "train_return_last100" in rows.columns:
+                runs[d] = pd.Series(pd.to_numeric(rows["train_return_last100"], errors="coerce").to_numpy(float),
+                                    index=pd.to_numeric(rows["env_steps"]).to_numpy(int))
+        if not runs:
+            continue
+        wide = pd.DataFrame(runs).dropna(axis=0)   # rows: env steps, columns: runs
+        if wide.empty:
+            continue
+        frames.append(pd.DataFrame({"task": task, "variant": variant, "env_steps": wide.index.astype(int),
+                                    "iqm": scipy_stats.trim_mean(wide.to_numpy(float), 0.25, axis=1),
+                                    "seeds": wide.shape[1]}))
+    if not frames:
+        return pd.DataFrame(columns=TRAIN_CURVE_COLUMNS)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -898,13 +968,19 @@ DIVERGENCE_BOUND_MESSAGE = "Q exceeded the divergence bound"   # how the engine'
 
 
 def _divergence_cause(run_dir: str) -> str:
-    """bound (the Q divergence watch stopped the run) or nan_or_inf (a non-finite loss or gradient), from the
-    message in error.json; a diverged run whose message cannot be read counts as nan_or_inf, the only cause
-    before the watch existed."""
+    """bound (the Q divergence watch stopped the run at its level) or nan_or_inf (a non-finite loss, gradient or
+    Q), from error.json: its ``divergence_watch`` record (``stopped_non_finite``) where it has one, else its
+    message; a diverged run whose error.json cannot be read counts as nan_or_inf, the only cause before the watch
+    existed."""
     try:
-        message = json.loads((Path(run_dir) / "error.json").read_text()).get("message", "")
+        record = json.loads((Path(run_dir) / "error.json").read_text())
+        message = record.get("message", "")
     except (OSError, ValueError, AttributeError):
         return "nan_or_inf"
+    watch = record.get("divergence_watch")
+    if isinstance(watch, dict) and isinstance(watch.get("stopped_non_finite"), bool) \
+            and watch.get("stopped_env_step") is not None:
+        return "nan_or_inf" if watch["stopped_non_finite"] else "bound"
     return "bound" if str(message).startswith(DIVERGENCE_BOUND_MESSAGE) else "nan_or_inf"
 
 
@@ -1221,6 +1297,39 @@ def _task_set_notes(normalised: dict[str, dict[str, np.ndarray]]) -> list[str]:
             + ": compare those variants in the per-task table, where each task stands alone"]
 
 
+def _scales(x: float) -> str:
+    return "unknown" if x is None or math.isnan(x) else f"{x:,.1f}"
+
+
+def _warned_notes(finals: pd.DataFrame) -> list[str]:
+    """A note per (task, variant) with runs the divergence watch flagged, naming their seeds and largest peak,
+    and one note when some complete or diverged runs predate the watch's record (counted as not flagged)."""
+    notes = []
+    flagged = finals[_flagged(finals)]
+    for (task, variant), group in flagged.groupby(["task", "variant"], sort=True):
+        factors = sorted(set(group["divergence_warn_factor"].dropna()))
+        level = " or ".join(f"{f:g}" for f in factors) if factors else "divergence_warn_factor"
+        seeds = ", ".join(dict.fromkeys(str(int(s)) if pd.notna(s) else "?" for s in sorted(
+            group["seed"], key=lambda s: (pd.isna(s), s if pd.notna(s) else 0))))
+        note = (f"{task} / {variant}: {len(group)} run(s) passed the divergence warning level (|Q| above {level} "
+                f"value scales; peak {_scales(group['peak_value_scales'].max())} scales, seed(s) {seeds}): "
+                "flagged, not stopped; they count like every other run")
+        others = group[group["status"] != "complete"]
+        if not others.empty:
+            note += " (" + "; ".join(f"{n} of them {status}, counted as {status} runs are" for status, n in
+                                     others["status"].value_counts().sort_index().items()) + ")"
+        notes.append(note)
+    known = finals["divergence_warned"].notna() if "divergence_warned" in finals.columns \
+        else pd.Series(False, index=finals.index)
+    unknown = finals[finals["status"].isin(["complete", "diverged"]) & ~known]
+    if not unknown.empty:
+        notes.append(f"{len(unknown)} of {int(finals['status'].isin(['complete', 'diverged']).sum())} complete or "
+                     "diverged run(s) have no usable divergence watch record (written before summary.json held one, "
+                     "stopped by an older watch, or damaged: see their notes): whether their |Q| passed the warning level is unknown, and they "
+                     "are counted as not flagged")
+    return notes
+
+
 def _notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, TaskScoring],
            overestimation: pd.DataFrame, cost: pd.DataFrame) -> list[str]:
     notes = []
@@ -1252,6 +1361,7 @@ def _notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, TaskScor
         notes.append(f"{task} / {variant}: {len(group)} run(s) diverged ({cause}); they count against the "
                      "variant in every statistic, each at its last evaluation before it diverged, or at the task's "
                      "random score if it diverged before any: " + "; ".join(described))
+    notes += _warned_notes(finals)
     for row in runs[runs["crashed"] > 0].itertuples(index=False):
         notes.append(f"{row.task} / {row.variant}: {row.crashed} run(s) crashed, left out of every statistic "
                      "(a crash is not an outcome of the algorithm; qbench run retries them)")
@@ -1343,6 +1453,7 @@ def build_report(results: str | Path | pd.DataFrame, *, suite: str | None = None
         "improvement": improvement_table(finals, **boot),
         "profiles": profiles_table(normalised, **boot, diverged=diverged),
         "curves": curves_table(df, finals, **boot),
+        "train_curves": train_curves_table(finals),
         "overestimation": overestimation_table(df, finals, **boot),
         "overestimation_visited": overestimation_visited_table(df, finals, **boot),
         "overestimation_final": overestimation_final_table(df, finals, **boot),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,12 +20,16 @@ from qbench.store import ERROR, METADATA, RUNNER, RunDir, atomic_write_json
 def write_run(results: Path, suite: str, task: str, variant: str, seed: int, env_steps: Sequence[int],
               returns: Sequence[float], *, env_id: str | None = None, q_start: Sequence[float] | None = None,
               discounted: Sequence[float] | None = None, state: str = "complete", wall_s: float = 10.0,
-              peak_rss_mb: float | None = 300.0, runner: dict | None = None, metadata: dict | None = None) -> Path:
+              peak_rss_mb: float | None = 300.0, runner: dict | None = None, metadata: dict | None = None,
+              divergence_watch: Any = None, config: dict | None = None) -> Path:
     """One run directory; ``state`` is complete (summary.json), diverged or crashed (error.json) or unfinished.
     No ``env_steps`` (a run that stopped before its first evaluation): no evaluations.csv. ``runner`` adds keys to
-    runner.json (e.g. git_commit, attempt_history); ``metadata`` writes a metadata.json."""
+    runner.json (e.g. git_commit, attempt_history); ``metadata`` writes a metadata.json. ``divergence_watch``,
+    when given, is written as it is under that key of summary.json (or error.json): ``watch_record`` makes
+    the engine's; without it the files have no such key, as before the watch recorded itself. ``config`` adds
+    settings to config.json's config table (e.g. divergence_warn_factor; it changes the run's hash)."""
     job = {"variant": variant, "task": task, "env_id": env_id or task, "env_kwargs": {}, "seed": seed,
-           "config": {"synthetic": True}}
+           "config": {"synthetic": True, **(config or {})}}
     path = Path(results) / suite / task / variant / f"seed{seed}-{config_hash(job)}"
     run = RunDir(path)
     run.write_config(job)
@@ -46,10 +51,25 @@ def write_run(results: Path, suite: str, task: str, variant: str, seed: int, env
                    "env_steps": int(env_steps[-1]), "wall_s": wall_s, "steps_per_s": env_steps[-1] / wall_s}
         if peak_rss_mb is not None:
             summary["peak_rss_mb"] = peak_rss_mb
+        if divergence_watch is not None:
+            summary["divergence_watch"] = divergence_watch
         run.write_summary(summary)
     elif state in ("diverged", "crashed"):
-        atomic_write_json(path / ERROR, {"error": state, "message": "synthetic"})
+        error = {"error": state, "message": "synthetic"}
+        if divergence_watch is not None:
+            error["divergence_watch"] = divergence_watch
+        atomic_write_json(path / ERROR, error)
     return path
+
+
+def watch_record(peak_value_scales: float = 1.0, first_warned_env_step: int | None = None,
+                 stopped_env_step: int | None = None, stopped_non_finite: bool = False,
+                 value_scale: float = 100.0) -> dict[str, Any]:
+    """A ``divergence_watch`` record as the engine writes it (``qbench.parts.divergence.seed_record``): flagged
+    when ``first_warned_env_step`` is given, stopped when ``stopped_env_step`` is."""
+    return {"peak_q_abs": peak_value_scales * value_scale, "peak_value_scales": float(peak_value_scales),
+            "first_warned_env_step": first_warned_env_step, "stopped_env_step": stopped_env_step,
+            "stopped_non_finite": stopped_non_finite}
 
 
 def write_suite_record(results: Path, suite: str, scores: dict[str, tuple[float, float]],

@@ -2,9 +2,9 @@
 
 Both need an optional extra (`atari`: ale-py and OpenCV; `minatar`), imported only when such a task is made. The
 protocol is read from the job's Config (sticky_action_prob, frame_skip, frame_stack, screen_size, noop_max,
-max_episode_frames, full_action_space), so it is validated, overridable per suite and recorded in every run's
-config.json. Reward clipping and the optional life-loss terminal are the trainer's (for learning only), never the
-env's: evaluation returns are the game's scores.
+max_episode_frames, full_action_space; MinAtar: sticky_action_prob, minatar_action_set), so it is validated,
+overridable per suite and recorded in every run's config.json. Reward clipping and the optional life-loss
+terminal are the trainer's (for learning only), never the env's: evaluation returns are the game's scores.
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ def _make_minatar(task, cfg) -> gym.Env:
                           "pip install 'qbench[minatar]'") from None
     if task.env_id not in gym.registry:
         minatar.gym.register_envs()
-    return MinAtarSeeds(gym.make(task.env_id, sticky_action_prob=cfg.sticky_action_prob, **task.env_kwargs))
+    # MinAtar's gym BaseEnv: the minimal set maps Discrete(n) onto the game's own action numbers; the full set is
+    # all 6 (Environment.num_actions(), what examples/dqn.py acts on). The setting decides, whatever the id registers.
+    kwargs = {**task.env_kwargs, "use_minimal_action_set": cfg.minatar_action_set == "minimal"}
+    return MinAtarSeeds(gym.make(task.env_id, sticky_action_prob=cfg.sticky_action_prob, **kwargs))
 
 
 class MinAtarSeeds(gym.Wrapper):

@@ -28,6 +28,9 @@ class Task:
     family: str = "gym"              # gym (gym.make), atari (ALE under the protocol settings), minatar
     # info keys recorded per training episode (from the info of its last step) into the run's episodes.csv
     episode_info: tuple[str, ...] = ()
+    # where the tuned settings come from, and which are qbench's own (shown by `qbench list tasks`); epsilon values
+    # are written as their source publishes them, in the uniform form (the ecosystem's) unless this says otherwise
+    sources: str = ""
 
     @property
     def seeds_every_reset(self) -> bool:
@@ -52,6 +55,8 @@ class Task:
 # every setting tried are in the README ("Tasks"). Why: with 1-step targets the flag's value travels back about one
 # state per target refresh, so refreshing twice as often lets the greedy policy converge well before 120k env steps,
 # and the decaying lr damps its late swings.
+_ZOO_ACROBOT = ("rl-baselines3-zoo dqn.yml, verbatim (epsilon 1 -> 0.1 over 12%, uniform form; the zoo's target "
+                "period of 250 env steps is 250 gradient steps at 4 + 4 a round)")
 _ACROBOT_LIKE = {"lr": 6.3e-4, "buffer_size": 50_000, "warmup_env_steps": 0, "batch_size": 128,
                  "target_period_grad_steps": 250, "env_steps_per_update": 4, "grad_steps_per_update": 4,
                  "eps_decay_fraction": 0.12, "eps_end": 0.1, "gamma": 0.99, "hidden_sizes": [256, 256],
@@ -62,6 +67,8 @@ _ACROBOT_LIKE = {"lr": 6.3e-4, "buffer_size": 50_000, "warmup_env_steps": 0, "ba
 _DDPG_LIKE = {"lr": 1e-3, "actor_lr": 1e-3, "batch_size": 256, "target_update": "polyak", "tau": 0.005,
               "env_steps_per_update": 1, "grad_steps_per_update": 1, "hidden_sizes": [400, 300],
               "action_noise": "gaussian", "noise_std": 0.1}
+_ZOO_DDPG = ("rl-baselines3-zoo ddpg.yml, verbatim (noise in units of half the action range, as SB3 adds it to the "
+             "action scaled to [-1, 1])")
 _MUJOCO = {**_DDPG_LIKE, "gamma": 0.99, "buffer_size": 1_000_000, "warmup_env_steps": 10_000,
            "total_env_steps": 1_000_000, "eval_interval_env_steps": 25_000, "eval_episodes": 5}
 
@@ -70,6 +77,9 @@ _MUJOCO = {**_DDPG_LIKE, "gamma": 0.99, "buffer_size": 1_000_000, "warmup_env_st
 # 5M steps, sticky actions 0.1 (MinAtar's own default). Two departures, both to keep qbench's variants what their names
 # say: the optimiser is Adam at the paper's learning rate (the paper: centred RMSProp, alpha 0.95, eps 0.01), and the
 # loss is each variant's own (dqn: MSE; huber_dqn is the paper's Huber loss).
+_MINATAR_SOURCES = ("Young and Tian 2019, examples/dqn.py (epsilon 1 -> 0.1 over 100k steps, uniform form, "
+                    "verbatim; replay, batch, rates, target, network, lr); qbench's own: Adam instead of centred "
+                    "RMSProp, each variant's own loss")
 _MINATAR = {"encoder": "minatar_cnn", "image_layout": "channels_last", "hidden_sizes": [128],
             "sticky_action_prob": 0.1, "buffer_size": 100_000, "batch_size": 32, "warmup_env_steps": 5_000,
             "env_steps_per_update": 1, "grad_steps_per_update": 1, "target_period_grad_steps": 1_000,
@@ -85,6 +95,9 @@ _MINATAR = {"encoder": "minatar_cnn", "image_layout": "channels_last", "hidden_s
 # min_replay_history; the zoo waits 100k), the target is copied every 2,000 gradient steps (Dopamine's 8,000 agent
 # steps; the zoo: 1,000 agent steps), and the loss is each variant's own (dqn: MSE; huber_dqn the Nature DQN's
 # clipped error). 2.5M agent steps = 10M frames, Machado et al.'s shorter budget; atari100k sets its own.
+_ATARI_SOURCES = ("rl-baselines3-zoo dqn.yml Atari (epsilon 1 -> 0.01 over 10%, uniform form, verbatim; Adam "
+                  "1e-4, buffer, batch, rates, reward clipping) under Machado et al. 2018; qbench's own: 20k "
+                  "warm-up steps (Dopamine's), target every 2,000 gradient steps, each variant's own loss")
 _ATARI = {"encoder": "nature_cnn", "hidden_sizes": [512], "reward_clip": 1.0, "buffer_size": 1_000_000,
           "batch_size": 32, "warmup_env_steps": 20_000, "env_steps_per_update": 4, "grad_steps_per_update": 1,
           "target_period_grad_steps": 2_000, "eps_start": 1.0, "eps_end": 0.01, "eps_decay_fraction": 0.1,
@@ -94,16 +107,17 @@ _ATARI = {"encoder": "nature_cnn", "hidden_sizes": [512], "reward_clip": 1.0, "b
 # Known dynamics (Gymnasium's toy text publishes P): every evaluation also measures the distance to Q*. Settings for
 # the network variants (one-hot states into a 64-unit layer); the tabular variants bring their own step size and
 # rates, and take the exploration schedule from here.
+_OWN_TOY = "qbench's own (no published tuning for these small tasks); epsilon in the uniform form"
 _TOY_TEXT = {"gamma": 0.99, "eps_start": 1.0, "eps_end": 0.1, "eps_decay_fraction": 0.2, "lr": 1e-3,
              "hidden_sizes": [64], "buffer_size": 50_000, "batch_size": 64, "warmup_env_steps": 1_000,
              "env_steps_per_update": 4, "grad_steps_per_update": 1, "target_period_grad_steps": 250,
              "total_env_steps": 100_000, "eval_interval_env_steps": 10_000, "eval_episodes": 100,
              "eval_max_episode_steps": 200}
 # Sutton and Barto's Example 6.7, as their Figure 6.5 runs it: alpha 0.1, gamma 1, epsilon-greedy with epsilon 0.1
-# there, which over A's two actions puts 5% on the other one: qbench's epsilon is the mass on the non-greedy actions
-# (eps / (|A| - 1) each), so 0.05 here. 600 env steps hold at least 300 episodes (an episode is 1 or 2 steps).
+# in their (the uniform) form: a random action among those offered with probability 0.1, so 5% on A's other action
+# and 1% on each of B's nine others. 600 env steps hold at least 300 episodes (an episode is 1 or 2 steps).
 # The network variants: one-hot states, 32 units, a gradient step per env step, target copied every 50.
-_MAXIMISATION_BIAS = {"gamma": 1.0, "eps_start": 0.05, "eps_end": 0.05, "lr": 1e-2, "hidden_sizes": [32],
+_MAXIMISATION_BIAS = {"gamma": 1.0, "eps_start": 0.1, "eps_end": 0.1, "lr": 1e-2, "hidden_sizes": [32],
                       "buffer_size": 10_000, "batch_size": 32, "warmup_env_steps": 0, "env_steps_per_update": 1,
                       "grad_steps_per_update": 1, "target_period_grad_steps": 50, "total_env_steps": 600,
                       "eval_interval_env_steps": 600, "eval_episodes": 10, "log_interval_env_steps": 600}
@@ -117,40 +131,52 @@ TASKS: dict[str, Task] = {t.name: t for t in [
           "batch_size": 64, "target_period_grad_steps": 32, "env_steps_per_update": 64, "grad_steps_per_update": 32,
           "huber_delta": 10.0, "max_grad_norm": 100.0,
           "eps_decay_fraction": 0.16, "eps_end": 0.04, "gamma": 0.99, "hidden_sizes": [256, 256],
-          "total_env_steps": 50_000, "eval_interval_env_steps": 5_000}),
-    Task("Acrobot-v1", "Acrobot-v1", "swing a two-link arm above a line; -500 is failure", dict(_ACROBOT_LIKE)),
+          "total_env_steps": 50_000, "eval_interval_env_steps": 5_000},
+         sources="rl-baselines3-zoo dqn.yml (epsilon 1 -> 0.04 over 16%, uniform form, verbatim; lr, buffer, batch, "
+                 "gamma, net); qbench's own: rounds of 64 env + 32 gradient steps, target every 32 gradient steps, "
+                 "lr decayed linearly to 0, huber_delta 10, max_grad_norm 100"),
+    Task("Acrobot-v1", "Acrobot-v1", "swing a two-link arm above a line; -500 is failure", dict(_ACROBOT_LIKE),
+         sources=_ZOO_ACROBOT),
     Task("MountainCar-v0", "MountainCar-v0", "drive an underpowered car up a hill; -200 is failure",
          {"lr": 4e-3, "lr_schedule": "linear", "lr_end": 0.0, "buffer_size": 10_000, "warmup_env_steps": 1000,
           "batch_size": 128, "target_period_grad_steps": 150, "env_steps_per_update": 16,
           "grad_steps_per_update": 8, "eps_decay_fraction": 0.1, "eps_end": 0.07, "gamma": 0.98,
-          "hidden_sizes": [256, 256], "total_env_steps": 120_000, "eval_interval_env_steps": 10_000}),
+          "hidden_sizes": [256, 256], "total_env_steps": 120_000, "eval_interval_env_steps": 10_000},
+         sources="rl-baselines3-zoo dqn.yml (epsilon_end 0.07, uniform form, verbatim; lr, buffer, batch, rates, "
+                 "gamma, net); qbench's own: epsilon decays over 10% (the zoo: 20%), lr decayed linearly to 0, "
+                 "target every 150 gradient steps (the zoo: 600 env steps = 300 gradient steps)"),
     Task("LunarLander-v3", "LunarLander-v3", "land a craft between two flags; 200 counts as solved",
-         dict(_ACROBOT_LIKE), extra="box2d"),
+         dict(_ACROBOT_LIKE), extra="box2d", sources=_ZOO_ACROBOT),
     Task("Pendulum-v1", "Pendulum-v1", "swing up and hold a pendulum; about -150 is good, 0 the best",
          {**_DDPG_LIKE, "gamma": 0.98, "buffer_size": 200_000, "warmup_env_steps": 10_000,
-          "total_env_steps": 20_000, "eval_interval_env_steps": 2_000}),
+          "total_env_steps": 20_000, "eval_interval_env_steps": 2_000}, sources=_ZOO_DDPG),
     Task("MountainCarContinuous-v0", "MountainCarContinuous-v0", "drive up a hill with costly actions; >= 90 is solved",
          {**_DDPG_LIKE, "gamma": 0.99, "buffer_size": 1_000_000, "warmup_env_steps": 100, "action_noise": "ou",
-          "noise_std": 0.5, "total_env_steps": 300_000, "eval_interval_env_steps": 10_000}),
+          "noise_std": 0.5, "total_env_steps": 300_000, "eval_interval_env_steps": 10_000}, sources=_ZOO_DDPG),
     Task("LunarLanderContinuous-v3", "LunarLanderContinuous-v3", "land a craft with continuous thrust; 200 is solved",
          {**_DDPG_LIKE, "gamma": 0.98, "buffer_size": 200_000, "warmup_env_steps": 10_000,
-          "total_env_steps": 300_000, "eval_interval_env_steps": 10_000}, extra="box2d"),
-    Task("HalfCheetah-v5", "HalfCheetah-v5", "run forward (MuJoCo)", dict(_MUJOCO), extra="mujoco"),
-    Task("Hopper-v5", "Hopper-v5", "hop forward without falling (MuJoCo)", dict(_MUJOCO), extra="mujoco"),
-    Task("Walker2d-v5", "Walker2d-v5", "walk forward without falling (MuJoCo)", dict(_MUJOCO), extra="mujoco"),
+          "total_env_steps": 300_000, "eval_interval_env_steps": 10_000}, extra="box2d", sources=_ZOO_DDPG),
+    Task("HalfCheetah-v5", "HalfCheetah-v5", "run forward (MuJoCo)", dict(_MUJOCO), extra="mujoco",
+         sources=_ZOO_DDPG),
+    Task("Hopper-v5", "Hopper-v5", "hop forward without falling (MuJoCo)", dict(_MUJOCO), extra="mujoco",
+         sources=_ZOO_DDPG),
+    Task("Walker2d-v5", "Walker2d-v5", "walk forward without falling (MuJoCo)", dict(_MUJOCO), extra="mujoco",
+         sources=_ZOO_DDPG),
     Task("FrozenLake-v1", "FrozenLake-v1", "cross a slippery frozen lake (4x4, known dynamics: distance to Q* "
-         "logged); about 0.74 is the best success rate", dict(_TOY_TEXT)),
+         "logged); about 0.74 is the best success rate", dict(_TOY_TEXT), sources=_OWN_TOY),
     Task("CliffWalking-v1", "CliffWalking-v1", "walk along a cliff (4x12, known dynamics); -13 is the best return",
-         dict(_TOY_TEXT)),
+         dict(_TOY_TEXT), sources=_OWN_TOY),
     Task("Taxi-v4", "Taxi-v4", "pick up and drop off a passenger (500 states, known dynamics)",
-         {**_TOY_TEXT, "total_env_steps": 200_000, "eval_interval_env_steps": 20_000}),
+         {**_TOY_TEXT, "total_env_steps": 200_000, "eval_interval_env_steps": 20_000}, sources=_OWN_TOY),
     Task("qbench/MaximisationBias-v0", "qbench/MaximisationBias-v0", "Sutton and Barto's Example 6.7: left "
          "from A pays nothing and leads to B, whose 10 actions pay N(-0.1, 1); right ends at 0 (known "
-         "dynamics); records per episode whether A went left", dict(_MAXIMISATION_BIAS), episode_info=("left",)),
+         "dynamics); records per episode whether A went left", dict(_MAXIMISATION_BIAS), episode_info=("left",),
+         sources="Sutton and Barto, Figure 6.5 (alpha 0.1, gamma 1, epsilon 0.1 in their uniform form, verbatim); "
+                 "qbench's own: the network variants' 32 units, rates and target period"),
     *(Task(f"MinAtar/{game}-v1", f"MinAtar/{game}-v1", f"MinAtar {game}: {_MINATAR_WHAT[game]} (10x10 grid)",
-           dict(_MINATAR), extra="minatar", family="minatar") for game in _MINATAR_WHAT),
+           dict(_MINATAR), extra="minatar", family="minatar", sources=_MINATAR_SOURCES) for game in _MINATAR_WHAT),
     *(Task(game, game, f"Atari 2600 {game[4:-3]} (ALE, Machado et al. 2018 protocol; env steps are agent steps of "
-           "4 frames)", dict(_ATARI), extra="atari", family="atari") for game in ATARI_57_GAMES),
+           "4 frames)", dict(_ATARI), extra="atari", family="atari", sources=_ATARI_SOURCES) for game in ATARI_57_GAMES),
 ]}
 
 

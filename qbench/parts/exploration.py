@@ -15,19 +15,44 @@ def linear_schedule(start: float, end: float, decay_fraction: float, progress: f
     return start + frac * (end - start)
 
 
+EPSILON_FORMS = ("uniform", "non_greedy")
+
+
+def non_greedy_mass(eps, n_available, form: str):
+    """The probability mass an epsilon-greedy policy puts on the non-greedy actions, given its epsilon in either
+    form, for n_available actions (a number or an array of them):
+
+    - ``uniform`` (Stable-Baselines3, rl-baselines3-zoo, CleanRL, Dopamine, the MinAtar paper, Sutton and Barto): with
+      probability eps a uniformly random action among the available ones, the greedy one included, so the
+      non-greedy ones get eps (m - 1) / m in all; eps = 1 is the uniform policy.
+    - ``non_greedy`` (the lecture's formula): 1 - eps on the greedy action, eps / (m - 1) on each other, with eps
+      capped at (m - 1) / m, the uniform policy (beyond it the greedy action would get less than the others, and at
+      eps = 1 none at all: on two actions, the anti-greedy policy).
+
+    Both forms are one family: non_greedy eps_l and uniform eps_u are the same policy when eps_l = eps_u (m - 1) / m.
+    """
+    m = np.asarray(n_available, dtype=np.float64)
+    if form == "uniform":
+        return eps * (m - 1) / np.maximum(m, 1)
+    if form == "non_greedy":
+        return np.minimum(eps, (m - 1) / np.maximum(m, 1))
+    raise ValueError(f"unknown epsilon form {form!r}; choose from {', '.join(EPSILON_FORMS)}")
+
+
 def capped_epsilon(eps: float, n_actions: int) -> float:
-    """eps capped at (|A| - 1) / |A|: there every action has probability 1/|A|. Beyond it the greedy action would
-    get less than the others, and at eps = 1 none at all (on two actions, the anti-greedy policy)."""
+    """non_greedy epsilon capped at (|A| - 1) / |A|: there every action has probability 1/|A|. Beyond it the greedy
+    action would get less than the others, and at eps = 1 none at all (on two actions, the anti-greedy policy)."""
     return min(eps, (n_actions - 1) / n_actions)
 
 
-def epsilon_greedy_probs(q_values: np.ndarray, eps: float) -> np.ndarray:
-    """1 - eps on the greedy action and eps / (m - 1) on each of the other m - 1 available ones, with eps capped at
-    the uniform point (see capped_epsilon). An action whose Q is -inf is not available in that state
-    (probability 0). Tied greedy actions share the policy evenly: it is the mean of the epsilon-greedy policies
-    around each of them (a table starts with every entry tied, and sending ties to the lowest index would make
-    one action greedy until the others are learned, as in the maximisation-bias MDP, where Sutton and Barto
-    break ties at random)."""
+def epsilon_greedy_probs(q_values: np.ndarray, eps: float, form: str) -> np.ndarray:
+    """The epsilon-greedy policy of eps in the given form (see non_greedy_mass): the greedy action gets 1 minus the
+    non-greedy mass, and each of the other m - 1 available ones an equal share of it. An action whose Q is -inf is
+    not available in that state (probability 0). Tied greedy actions share the policy evenly: it is the mean of the
+    epsilon-greedy policies around each of them (a table starts with every entry tied, and sending ties to the
+    lowest index would make one action greedy until the others are learned, as in the maximisation-bias MDP, where
+    Sutton and Barto break ties at random). In the uniform form that is (1 - eps) / |T| + eps / m on each tied
+    action and eps / m on every other available one, the textbook's rule."""
     q = np.asarray(q_values, dtype=np.float64)
     n = q.shape[-1]
     available = q > -np.inf
@@ -36,9 +61,9 @@ def epsilon_greedy_probs(q_values: np.ndarray, eps: float) -> np.ndarray:
     share = tied / tied.sum(axis=-1, keepdims=True)        # 1/|T| on each tied greedy action
     if n == 1:
         return np.ones_like(q)
-    eps = np.minimum(eps, (m - 1) / np.maximum(m, 1))
-    others = np.where(m > 1, eps / np.maximum(m - 1, 1), 0.0)
-    return np.where(available, (1.0 - eps) * share + others * (1.0 - share), 0.0)
+    mass = non_greedy_mass(eps, m, form)
+    others = np.where(m > 1, mass / np.maximum(m - 1, 1), 0.0)
+    return np.where(available, (1.0 - mass) * share + others * (1.0 - share), 0.0)
 
 
 def inverse_cdf_draw(probs: np.ndarray, uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,9 +75,9 @@ def inverse_cdf_draw(probs: np.ndarray, uniforms: np.ndarray) -> tuple[np.ndarra
     return drawn, probs[np.arange(len(drawn)), drawn] / cdf[:, -1]
 
 
-def epsilon_greedy_draw(q_values: np.ndarray, eps: float,
-                        uniforms: list[float]) -> tuple[np.ndarray, np.ndarray] | None:
-    """inverse_cdf_draw(epsilon_greedy_probs(q_values, eps), uniforms) for the common case, every action available
+def epsilon_greedy_draw(q_values: np.ndarray, eps: float, uniforms: list[float],
+                        form: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """inverse_cdf_draw(epsilon_greedy_probs(q_values, eps, form), uniforms) for the common case, every action available
     and one greedy action per state, in Python floats (IEEE doubles: the same additions, products and divisions
     in the same order as the numpy code, so the same numbers; tests/test_exploration.py). Acting happens at every
     env step on a handful of numbers, where each numpy call costs more than the arithmetic. None where a state has
@@ -61,8 +86,8 @@ def epsilon_greedy_draw(q_values: np.ndarray, eps: float,
     n = len(rows[0])
     if n < 2:
         return None
-    eps = min(eps, (n - 1) / n)
-    other, greedy_p = eps / (n - 1), 1.0 - eps
+    mass = eps * (n - 1) / n if form == "uniform" else min(eps, (n - 1) / n)   # non_greedy_mass, as numpy does it
+    other, greedy_p = mass / (n - 1), 1.0 - mass
     drawn, drawn_p = [], []
     for row, u in zip(rows, uniforms, strict=True):
         if not all(map(math.isfinite, row)):
