@@ -76,7 +76,8 @@ _MUJOCO = {**_DDPG_LIKE, "gamma": 0.99, "buffer_size": 1_000_000, "warmup_env_st
 # 1000, epsilon 1 -> 0.1 over the first 100k steps, 5000 steps before learning, gamma 0.99, conv 16 3x3 + 128 units,
 # 5M steps, sticky actions 0.1 (MinAtar's own default). Two departures, both to keep qbench's variants what their names
 # say: the optimiser is Adam at the paper's learning rate (the paper: centred RMSProp, alpha 0.95, eps 0.01), and the
-# loss is each variant's own (dqn: MSE; huber_dqn is the paper's Huber loss).
+# loss is each variant's own (dqn: MSE; huber_dqn is the paper's Huber loss). Also the minimal action sets the -v1
+# ids register. The paper's own protocol (6 actions, centred RMSProp, Huber) is the suite minatar_paper.
 _MINATAR_SOURCES = ("Young and Tian 2019, examples/dqn.py (epsilon 1 -> 0.1 over 100k steps, uniform form, "
                     "verbatim; replay, batch, rates, target, network, lr); qbench's own: Adam instead of centred "
                     "RMSProp, each variant's own loss")
