@@ -261,8 +261,8 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
     (visited_returns) goes into q_visited_sum, return_visited_sum and visited_states. An episode whose s_0 return
     is not known (visited_returns keeps no state of it: the horizon is too short for gamma) gets NaN in q_start
     and discounted_returns. Discounted returns sum the rewards the learner saw (clipped at reward_clip when it is
-    above 0, then times reward_scale), so that they are on Q's scale; `returns` are the game's. Reading Q costs one forward pass per step
-    and draws no random numbers.
+    above 0, then times reward_scale), so that they are on Q's scale; `returns` are the game's. Reading Q costs
+    one forward pass per step and draws no random numbers.
     """
     k_seeds = len(envs)
     running = np.ones(k_seeds, dtype=bool) if active is None else np.array(active, dtype=bool)

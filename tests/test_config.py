@@ -109,7 +109,7 @@ def test_job_hash_changes_with_any_setting_and_seed():
 def test_variants_choose_components_and_tasks_set_their_scales():
     huber = build_job("huber_dqn", "CartPole-v1", 0).config
     assert (huber.loss, huber.grad_clip) == ("huber", "norm")
-    assert (huber.huber_delta, huber.max_grad_norm) == (10.0, 100.0)        # CartPole's return scale
+    assert (huber.huber_delta, huber.max_grad_norm) == (100.0, 1000.0)      # CartPole's return scale (issue 25)
     assert build_job("huber_dqn", "Acrobot-v1", 0).config.huber_delta == 1.0  # engine default elsewhere
     plain = build_job("dqn", "CartPole-v1", 0).config
     assert (plain.loss, plain.grad_clip) == ("mse", "off")

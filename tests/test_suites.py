@@ -106,7 +106,7 @@ def test_a_new_task_needs_no_python_and_its_tuned_settings_come_before_the_varia
         [tasks.bounded]
         env_id = "tests.bounds_env:BoundsCheckingEnv"
         variants = ["naf"]
-        tuned_settings = { hidden_sizes = [8], batch_size = 16 }
+        tuned_settings = { hidden_sizes = [8], gamma = 0.9 }
         budget = { total_env_steps = 100 }
 
         [tasks.long_cartpole]
@@ -118,7 +118,8 @@ def test_a_new_task_needs_no_python_and_its_tuned_settings_come_before_the_varia
     suite = load_suite(path)
     jobs = expand(suite)
     assert [j.task.name for j in jobs] == ["bounded", "bounded", "long_cartpole", "long_cartpole"]
-    assert jobs[0].config.hidden_sizes == [8] and jobs[0].config.total_env_steps == 100
+    assert jobs[0].config.gamma == 0.9 and jobs[0].config.total_env_steps == 100   # the new task's tuned settings
+    assert jobs[0].config.hidden_sizes == [100, 100]   # naf's own network, over the task's [8]: the variant wins
     online = jobs[2]
     assert online.task.env_kwargs == {"max_episode_steps": 50}
     assert online.config.batch_size == 1 and online.config.buffer_size == 1   # online_q is its settings
