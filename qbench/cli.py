@@ -373,6 +373,8 @@ def _train_with_progress(job, run, total: int, console) -> dict[str, Any]:
                 e = info["evaluation"]
                 print(f"env_steps={env_steps} return_mean={e['return_mean']:.2f} return_std={e['return_std']:.2f} "
                       f"wall_s={e['wall_s']:.1f}", flush=True)
+            elif "divergence_warning" in info:   # flagged, not stopped: said once, the run goes on
+                print(f"env_steps={env_steps} divergence warning: {info['divergence_warning']}", flush=True)
         return run_job(job, run, sys.argv, plain)
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -384,6 +386,9 @@ def _train_with_progress(job, run, total: int, console) -> dict[str, Any]:
         last_eval = ["-"]
 
         def update(env_steps: int, info: dict[str, Any]) -> None:
+            if "divergence_warning" in info:
+                bar.console.print(f"divergence warning at env step {env_steps:,} (flagged, not stopped): "
+                                  f"{info['divergence_warning']}", highlight=False, markup=False)
             if "evaluation" in info:
                 last_eval[0] = f"{info['evaluation']['return_mean']:.1f}"
             status = f"eval {last_eval[0]}"
@@ -415,6 +420,10 @@ def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
 
     if not console.is_terminal:
         def plain(env_steps: int, info: dict[str, Any]) -> None:
+            if "divergence_warning" in info:   # flagged, not stopped: said once, the run goes on
+                print(f"seed={info['seed']} env_steps={env_steps} divergence warning: {info['divergence_warning']}",
+                      flush=True)
+                return
             if "evaluation" not in info and "diagnostics" not in info and "diverged" not in info:
                 return
             seed = seed_of(env_steps, info)
@@ -435,6 +444,10 @@ def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
         handle = bar.add_task(f"training {len(jobs)} seeds", total=total, status="")
 
         def update(env_steps: int, info: dict[str, Any]) -> None:
+            if "divergence_warning" in info:
+                bar.console.print(f"seed {info['seed']}: divergence warning at env step {env_steps:,} (flagged, not "
+                                  "stopped)", highlight=False, markup=False)
+                return
             if "evaluation" not in info and "diagnostics" not in info and "diverged" not in info:
                 return
             seed = seed_of(env_steps, info)

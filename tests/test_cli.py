@@ -389,3 +389,16 @@ def test_ctrl_c_of_a_suite_run_says_the_command_that_resumes_and_exits_130(comma
     assert cli.main(args) == 130
     err = capsys.readouterr().err
     assert err == f"qbench: interrupted; run the same command again to resume: {shlex.join(['qbench', *args])}\n"
+
+
+def test_train_says_when_a_seed_is_flagged_by_the_divergence_watch_and_runs_on(tmp_path):
+    """TwoStateChain at gamma 0.9 (one value scale: 50) with the warning at 0.05 scales (|Q| 2.5), which the table
+    passes within 2000 env steps (tests/test_tabular.py): one line says so, the run completes, exit 0."""
+    r = qbench("train", "tabular_q", "qbench/TwoStateChain-v0", "--steps", "2000", "--out", str(tmp_path / "run"),
+               "--set", "gamma=0.9", "--set", "eval_interval_env_steps=1000", "--set", "eval_episodes=1",
+               "--set", "divergence_stop_factor=0", "--set", "divergence_warn_factor=0.05")
+    assert r.returncode == 0, r.stderr
+    warned = [line for line in r.stdout.splitlines() if "divergence warning" in line]
+    assert len(warned) == 1 and "above the divergence warning level 0.05 x max(r_max, 1)" in warned[0], r.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["divergence_watch"]["first_warned_env_step"] == int(warned[0].split("env_steps=")[1].split()[0])
