@@ -110,10 +110,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+from sb3_learning import parse_seeds
+from sb3_side_by_side import THREAD_VARS
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "issue25_sanity_power"
 SUITE_PATH = REPO / "qbench" / "data" / "suites" / "sanity.toml"
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 DEFAULT_SEEDS = "200-209"   # disjoint from the suite's own seeds (0-4) and the seeds-100 run (100-109)
 
 STALE_ROWS_PER_BATCH = 10   # stale_replay samples from the oldest STALE_ROWS_PER_BATCH x batch_size transitions
@@ -339,21 +341,6 @@ def parse_pairs(text: str, suite) -> list[tuple[str, str]]:
     if not pairs:
         raise ValueError("--pairs lists no pair")
     return pairs
-
-
-def parse_seeds(text: str) -> list[int]:
-    seeds: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        if "-" in part:
-            low, high = (int(x) for x in part.split("-", 1))
-            seeds += range(low, high + 1)
-        else:
-            seeds.append(int(part))
-    if not seeds or min(seeds) < 0:
-        raise ValueError(f"seeds must be non-negative integers or ranges like 200-209, got {text!r}")
-    return sorted(set(seeds))
 
 
 def seed_span(seeds: list[int]) -> str:

@@ -350,18 +350,19 @@ def run_child(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------------------ parent
 
 def parse_seeds(text: str) -> list[int]:
+    """'0-9', '200-202,207' -> sorted distinct seeds; a ValueError naming the text otherwise."""
     seeds: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "-" in part:
-            low, high = (int(x) for x in part.split("-", 1))
-            seeds += range(low, high + 1)
-        else:
-            seeds.append(int(part))
+    try:
+        for part in (p.strip() for p in text.split(",")):
+            if "-" in part:
+                low, high = (int(x) for x in part.split("-", 1))
+                seeds += range(low, high + 1)
+            elif part:
+                seeds.append(int(part))
+    except ValueError:
+        seeds = []
     if not seeds or min(seeds) < 0:
-        raise ValueError(f"seeds must be non-negative integers or ranges like 0-9, got {text!r}")
+        raise ValueError(f"seeds must be non-negative integers or ranges like 0-9 or 200-202,207, got {text!r}")
     return sorted(set(seeds))
 
 

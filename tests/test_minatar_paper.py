@@ -19,6 +19,7 @@ from qbench.jobs import build_job
 from qbench.runner.plan import expand
 from qbench.store import CHECKPOINT, DIAGNOSTICS, RunDir
 from qbench.suites import SUITES_DIR, load_suite
+from tests.test_checkpoint import Interrupt, interrupt_after_checkpoint
 
 pytest.importorskip("minatar")
 
@@ -207,21 +208,6 @@ def test_a_checkpoint_from_before_the_window_loads_and_says_nan_until_100_new_ep
     assert LoopState().last_returns == []   # a fresh run's window is empty, not unknown
 
 
-class Interrupt(Exception):
-    pass
-
-
-def interrupt_at_checkpoint(n):
-    seen = []
-
-    def progress(env_steps, info):
-        if "checkpoint" in info:
-            seen.append(env_steps)
-            if len(seen) == n:
-                raise Interrupt(env_steps)
-    return progress
-
-
 RESUMABLE = {"total_env_steps": 600, "eval_interval_env_steps": 300, "checkpoint_interval_env_steps": 150}
 
 
@@ -230,7 +216,7 @@ def test_the_window_survives_a_checkpoint(tmp_path):
     run_job(job, RunDir(tmp_path / "straight"))
     cut = RunDir(tmp_path / "cut")
     with pytest.raises(Interrupt):
-        run_job(job, cut, progress=interrupt_at_checkpoint(2))   # 300 env steps: 150 episodes, a full window
+        run_job(job, cut, progress=interrupt_after_checkpoint(2))   # 300 env steps: 150 episodes, a full window
     assert torch.load(cut.path / CHECKPOINT, weights_only=False)["loop"]["last_returns"]
     run_job(job, cut)
     straight = pd.read_csv(tmp_path / "straight" / DIAGNOSTICS)
@@ -243,7 +229,7 @@ def test_a_run_resumed_from_a_checkpoint_without_the_window_finishes_with_one_ta
     job = build_job("dqn", "tests.test_minatar_paper:DrawnEnv", 3, TINY, RESUMABLE)
     cut = RunDir(tmp_path / "cut")
     with pytest.raises(Interrupt):
-        run_job(job, cut, progress=interrupt_at_checkpoint(1))
+        run_job(job, cut, progress=interrupt_after_checkpoint(1))
     state = torch.load(cut.path / CHECKPOINT, weights_only=False)
     del state["loop"]["last_returns"]   # as written before the window existed
     state["loop"]["diagnostics"] = [{k: v for k, v in row.items() if k != "train_return_last100"}
