@@ -499,7 +499,7 @@ def _plan(suite_arg: str, args: argparse.Namespace):
     suite = load_suite(suite_arg)
     _check_output_dir(Path(args.results) / suite.name, "results folder")
     overrides = parse_overrides(getattr(args, "set", None))
-    jobs = expand(suite, getattr(args, "seeds", None), parse_only(args.only), overrides)
+    jobs = expand(suite, getattr(args, "seeds", None), parse_only(args.only), overrides, args.first_seed)
     if not jobs:
         raise ConfigError(f"no job of suite '{suite.name}' matches --only {' '.join(args.only or [])}")
     _check_run_paths(Path(args.results), suite.name, jobs)
@@ -667,6 +667,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results", help="results folder (default results/)")
     p.add_argument("--only", action="append", metavar="KEY=VALUE",
                    help="run only jobs whose variant, task or seed matches (repeatable; VALUE may be a,b)")
+    p.add_argument("--first-seed", type=int, default=0, metavar="S",
+                   help="seeds S, S+1, ... instead of 0, 1, ... (the same count): a rerun on seeds never seen")
     p.add_argument("--seed-batch", default=None, metavar="K",
                    help="seeds of one (variant, task, settings) that train together in one worker, at most K a "
                         "batch (default: all of them, split so that every worker has a batch)")

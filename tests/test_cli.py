@@ -97,6 +97,7 @@ def keep(tmp_path):
     (["run", "smoke", "--ray-address", "10.0.0.5:6379", "--dry-run"], "--ray-address needs --backend ray"),
     (["sanity", "--ray-address", "10.0.0.5:6379"], "--ray-address needs --backend ray"),
     (["sanity", "--workers", "0", "--dry-run"], "--workers must be a positive integer"),
+    (["sanity", "--first-seed", "-5", "--dry-run"], "--first-seed must be an integer in 0.."),
     (["train", "dqn", "CartPole-v1", "--seed", str(2 ** 64)],   # results store seeds as 64-bit integers
      "seed must be an integer in 0..9223372036854775807 (2^63 - 1), got 18446744073709551616"),
 ])

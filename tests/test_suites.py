@@ -218,6 +218,21 @@ def test_seeds_and_only_select_jobs():
         expand(suite, seeds=0)
 
 
+def test_first_seed_shifts_every_seed_and_keeps_the_count_and_the_settings():
+    suite = load_suite(SUITES_DIR / "smoke.toml")
+    base = expand(suite, seeds=2)
+    shifted = expand(suite, seeds=2, first_seed=300)
+    assert [(j.task.name, j.variant, j.seed) for j in shifted] == [(j.task.name, j.variant, j.seed + 300)
+                                                                   for j in base]
+    assert all(a.config == b.config and a.hash != b.hash for a, b in zip(base, shifted))
+    # --only seed= names the shifted seeds, and a seed outside them is a typo with the valid ones listed
+    assert {j.seed for j in expand(suite, seeds=2, first_seed=300, only=parse_only(["seed=301"]))} == {301}
+    with pytest.raises(ConfigError, match="--only seed=1 matches no job of suite 'smoke'; seeds in it: 300, 301"):
+        expand(suite, seeds=2, first_seed=300, only=parse_only(["seed=1"]))
+    with pytest.raises(ConfigError, match="--first-seed must be an integer in 0.."):
+        expand(suite, first_seed=-1)
+
+
 # --- malformed files: one line naming the file and the key, exit 2, nothing written
 
 MALFORMED = [

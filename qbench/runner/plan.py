@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from qbench.config import MAX_SEEDS, ConfigError, config_hash, parse_assignment
+from qbench.config import MAX_SEED, MAX_SEEDS, ConfigError, config_hash, parse_assignment
 from qbench.jobs import Job, build_job
 from qbench.store import ERROR, SUMMARY
 from qbench.suites import Suite
@@ -37,10 +37,11 @@ def parse_overrides(texts: list[str] | None) -> dict[str, Any]:
 
 
 def expand(suite: Suite, seeds: int | None = None, only: dict[str, frozenset[str]] | None = None,
-           overrides: dict[str, Any] | None = None) -> list[Job]:
+           overrides: dict[str, Any] | None = None, first_seed: int = 0) -> list[Job]:
     """Every (task, variant, seed) job of the suite, resolved and validated, in file order.
 
-    ``seeds`` replaces the suite's seed count (seeds 0 .. seeds-1); ``only`` keeps the jobs whose variant,
+    ``seeds`` replaces the suite's seed count; ``first_seed`` shifts the seeds (first_seed .. first_seed + count - 1,
+    so that a suite can be run again on seeds it has never seen); ``only`` keeps the jobs whose variant,
     task and seed match; ``overrides`` is the command-line layer. Raises ConfigError (naming the file and the
     task entry) for any job that cannot be built, so nothing starts unless everything is valid.
     """
@@ -48,11 +49,13 @@ def expand(suite: Suite, seeds: int | None = None, only: dict[str, frozenset[str
         raise ConfigError(f"--seeds must be a positive integer, got {seeds!r}")
     if seeds is not None and seeds > MAX_SEEDS:
         raise ConfigError(f"--seeds must be at most {MAX_SEEDS:,}, got {seeds:,}")
+    if isinstance(first_seed, bool) or not isinstance(first_seed, int) or not 0 <= first_seed <= MAX_SEED - MAX_SEEDS:
+        raise ConfigError(f"--first-seed must be an integer in 0..{MAX_SEED - MAX_SEEDS:,}, got {first_seed!r}")
     only = only or {}
 
     def seeds_of(entry) -> range:   # --seeds, else the task's own count, else the suite's
-        return range(seeds if seeds is not None else entry.seeds or suite.seeds)
-    _check_only_matches(suite, range(max(len(seeds_of(e)) for e in suite.entries)), only)
+        return range(first_seed, first_seed + (seeds if seeds is not None else entry.seeds or suite.seeds))
+    _check_only_matches(suite, range(first_seed, first_seed + max(len(seeds_of(e)) for e in suite.entries)), only)
     jobs: list[Job] = []
     seen: set[str] = set()
     for entry in suite.entries:
