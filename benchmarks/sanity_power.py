@@ -19,7 +19,7 @@ seed's final return (the mean of the final greedy evaluation's episodes, what th
 Faults. Each is injected by monkeypatching qbench inside the child process that trains (never by editing
 qbench/), through a context manager that undoes the patch on exit. A function that the engine imported by name
 (`from qbench.parts.targets import td_targets`) is replaced in every qbench module that holds it, so that
-qbench.engine's copy is patched too.
+qbench.training.loop's copy (and qbench.engine's re-export) is patched too.
 
 - none: the unbroken engine, the control. Nothing is patched.
 - no_target_network: qbench.parts.targets.bootstrap_value is wrapped so that its target-network argument is the
@@ -134,10 +134,11 @@ KNOWN_BATCH_SEEDS = 5
 @contextlib.contextmanager
 def replaced_function(module_name: str, name: str, replacement: Callable) -> Iterator[Callable]:
     """Replace the function `name` of `module_name` by `replacement` in that module and in every other qbench module
-    that imported it by name (qbench.engine holds its own reference to td_targets and bootstrap_value); put the
+    that imported it by name (qbench.training.loop holds its own reference to td_targets and bootstrap_value, and
+    qbench.engine re-exports them); put the
     original back on exit. Yields the original."""
     home = importlib.import_module(module_name)
-    importlib.import_module("qbench.engine")
+    importlib.import_module("qbench.engine")   # imports qbench.training.loop, and re-exports its names
     original = getattr(home, name)
     holders = [module for key, module in list(sys.modules.items())
                if (key == "qbench" or key.startswith("qbench.")) and module is not None

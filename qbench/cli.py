@@ -197,11 +197,11 @@ def _print_dry_run_train(job, path: Path, state: str, args: argparse.Namespace, 
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from qbench.engine import DivergedError
     from qbench.jobs import build_job
     from qbench.runner.plan import check_replay_allocates
     from qbench.runner.worker import clean_temporaries, job_lock
     from qbench.store import ERROR, SUMMARY, RunDir, read_json_or_empty
+    from qbench.training.bookkeeping import DivergedError
 
     if args.seeds is not None:
         return _train_seeds(args)
@@ -259,16 +259,16 @@ def _seed_run_paths(jobs, out: str | None) -> list[Path]:
 
 
 def _train_seeds(args: argparse.Namespace) -> int:
-    """qbench train --seeds: the seeds train together (engine.run_batch), each into its own run directory; complete
+    """qbench train --seeds: the seeds train together (training.rundir.run_batch), each into its own run directory; complete
     seeds are skipped, interrupted ones resume."""
     import contextlib
     import dataclasses
 
-    from qbench.engine import DivergedError
     from qbench.jobs import build_job
     from qbench.runner.plan import check_replay_allocates, parse_seed_list
     from qbench.runner.worker import clean_temporaries, job_lock
     from qbench.store import ERROR, SUMMARY, RunDir, read_json_or_empty
+    from qbench.training.bookkeeping import DivergedError
 
     seeds = parse_seed_list(args.seeds)
     layers = _train_layers(args)
@@ -365,7 +365,7 @@ def _final_line(summary: dict[str, Any], task=None) -> str:
 
 
 def _train_with_progress(job, run, total: int, console) -> dict[str, Any]:
-    from qbench.engine import run_job
+    from qbench.training.rundir import run_job
 
     if not console.is_terminal:
         def plain(env_steps: int, info: dict[str, Any]) -> None:
@@ -399,9 +399,9 @@ def _train_with_progress(job, run, total: int, console) -> dict[str, Any]:
 
 
 def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
-    """engine.run_batch with progress: on a terminal one bar for the batch (env steps of all seeds; the latest
+    """training.rundir.run_batch with progress: on a terminal one bar for the batch (env steps of all seeds; the latest
     evaluation of each seed, or their mean beyond 4 seeds), otherwise one plain line per evaluation with seed=k."""
-    from qbench.engine import run_batch
+    from qbench.training.rundir import run_batch
 
     seeds = [job.seed for job in jobs]
     latest: dict[int, float] = {}            # seed -> its latest evaluation's mean return

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from qbench.envs.tasks import Spaces, make_env
+from qbench.training.seeding import derived_seed
 
 
 class SeedEnvs:
@@ -62,8 +63,7 @@ class SeedEnvs:
 
     def episode_seed(self, k: int) -> int:
         """The reset seed of seed k's next episode, for envs that are seeded at every reset."""
-        sequence = np.random.SeedSequence(self.env_seeds[k], spawn_key=(int(self.resets[k]),))
-        return int(sequence.generate_state(1, np.uint64)[0] >> 1)
+        return derived_seed(self.env_seeds[k], int(self.resets[k]))
 
     def reset(self, k: int) -> None:
         if self.seed_every_reset:

@@ -1,9 +1,9 @@
-"""Where batches run: local worker processes (default) or a Ray cluster. Both run ``worker.run_batch``.
+"""Where batches run: local worker processes (default) or a Ray cluster. Both run ``worker.run_suite_batch``.
 
-A backend has three methods: ``submit(*args) -> handle`` (run_batch's arguments: the jobs of one batch, their run
-paths, ...), ``wait(handles, timeout_s) -> [(handle, result)]`` (a result is run_batch's list of dicts, one per
-job, or an exception if the worker itself died) and ``close()``; plus ``slots``, the number of batches it runs at
-once (one process, or one Ray task of one CPU, a batch).
+A backend has three methods: ``submit(*args) -> handle`` (run_suite_batch's arguments: the jobs of one batch,
+their run paths, ...), ``wait(handles, timeout_s) -> [(handle, result)]`` (a result is run_suite_batch's list of
+dicts, one per job, or an exception if the worker itself died) and ``close()``; plus ``slots``, the number of
+batches it runs at once (one process, or one Ray task of one CPU, a batch).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from qbench.config import ConfigError
-from qbench.runner.worker import one_thread, run_batch
+from qbench.runner.worker import one_thread, run_suite_batch
 
 
 def default_workers() -> int:
@@ -33,10 +33,10 @@ class LocalBackend:
 
     def submit(self, *args: Any) -> cf.Future:
         try:
-            return self._pool.submit(run_batch, *args)
+            return self._pool.submit(run_suite_batch, *args)
         except cf.BrokenExecutor:   # a worker died hard earlier: start a fresh pool for the jobs that remain
             self._pool = self._new_pool()
-            return self._pool.submit(run_batch, *args)
+            return self._pool.submit(run_suite_batch, *args)
 
     def wait(self, handles: list[cf.Future], timeout_s: float) -> list[tuple[cf.Future, Any]]:
         done, _ = cf.wait(handles, timeout=timeout_s, return_when=cf.FIRST_COMPLETED)
@@ -72,7 +72,7 @@ class RayBackend:
         self.slots = min(workers, cluster_cpus) if workers else cluster_cpus
         # One task of one CPU a batch. No automatic retries: a task whose worker dies is recorded as failed, like a
         # local one.
-        self._remote = ray.remote(num_cpus=1, max_retries=0)(run_batch)
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(run_suite_batch)
 
     def submit(self, *args: Any):
         return self._remote.remote(*args)

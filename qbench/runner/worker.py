@@ -1,8 +1,8 @@
 """The job function: the same top-level function runs in a local worker process and in a Ray task.
 
-``run_batch`` takes resolved, picklable ``Job``s of one batch (seeds of one variant, task and config, validated
-once, before anything started) and their run directories, and returns one plain dict per job. It never raises
-for a failing job: a crash or a divergence is written to ``error.json`` (type, message, traceback) and reported
+``run_suite_batch`` takes resolved, picklable ``Job``s of one batch (seeds of one variant, task and config,
+validated once, before anything started) and their run directories, and returns one plain dict per job. It never
+raises for a failing job: a crash or a divergence is written to ``error.json`` (type, message, traceback) and reported
 as ``failed``, so the rest of the suite goes on.
 """
 
@@ -42,7 +42,7 @@ def one_thread() -> None:
 
 
 def error_record(exc: BaseException, job: Job) -> dict[str, Any]:
-    from qbench.engine import DivergedError
+    from qbench.training.bookkeeping import DivergedError
     return {"error": "diverged" if isinstance(exc, DivergedError) else "crashed", "type": type(exc).__name__,
             "message": str(exc), "traceback": "".join(traceback.format_exception(exc)), "job_hash": job.hash,
             "failed_at": datetime.now(UTC).isoformat(timespec="seconds"), "host": socket.gethostname()}
@@ -93,13 +93,7 @@ def _record_attempt(path: Path, suite: str) -> int:
     return attempts
 
 
-def run_one(job: Job, run_path: str, suite: str, command: list[str] | None = None,
-            runner_started_at: float = 0.0) -> dict[str, Any]:
-    """``run_batch`` of one job: its result dict."""
-    return run_batch([job], [run_path], suite, command, runner_started_at)[0]
-
-
-def run_batch(jobs: list[Job], run_paths: list[str], suite: str, command: list[str] | None = None,
+def run_suite_batch(jobs: list[Job], run_paths: list[str], suite: str, command: list[str] | None = None,
               runner_started_at: float = 0.0) -> list[dict[str, Any]]:
     """Run the jobs of one batch (seeds of one variant, task and config) together, each into its run directory,
     except those that are complete or being run by another process.
@@ -144,11 +138,11 @@ def run_batch(jobs: list[Job], run_paths: list[str], suite: str, command: list[s
 
 def _train_together(jobs: list[Job], paths: list[Path], command: list[str] | None) -> list[dict[str, Any]]:
     one_thread()
-    from qbench.engine import run_batch as engine_run_batch
+    from qbench.training.rundir import run_batch
 
     started = time.perf_counter()
     try:
-        outcomes = engine_run_batch(jobs, [RunDir(p) for p in paths], command)
+        outcomes = run_batch(jobs, [RunDir(p) for p in paths], command)
     except Exception as exc:  # noqa: BLE001 - a failing batch is a result to record; the suite goes on
         wall_s = time.perf_counter() - started
         results = []

@@ -1,0 +1,188 @@
+"""The one training loop. Every variant is this loop with different parts in its slots, and every run is a batch of K
+seeds trained side by side (a single run is K = 1 of the same code).
+
+collect -> store -> (every env_steps_per_update) sample -> target -> loss -> step -> maybe update target,
+with a greedy evaluation on separate envs every eval_interval_env_steps.
+
+The seed axis: every parameter, optimiser state and batch tensor has the seeds first (see parts/networks.py); each
+seed has its own env, replay ring, random streams and run directory. A seed's numbers do not depend on its batch:
+its losses are summed with the others', so its parameters get the gradient of its own loss only; Adam, clipping and
+target updates are elementwise or per seed; its random numbers come from its own streams.
+
+Beside this module: build.py (the parts), seeding.py (every random stream), behaviour.py (the behaviour policy),
+evaluation.py (evaluation and the overestimation diagnostic), bookkeeping.py (rows, divergence watch, schedules),
+checkpoint.py (checkpoint I/O) and rundir.py (run directories).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from qbench.config import Config, max_n_step, n_step_at
+from qbench.envs.tasks import make_env, spaces_of
+from qbench.jobs import Job
+from qbench.parts.exploration import linear_schedule
+from qbench.parts.losses import seed_grad_norms, td_loss
+from qbench.parts.target_update import hard_update, polyak_update
+from qbench.parts.targets import bootstrap_value, td_targets
+from qbench.process import configure_training_process
+from qbench.seed_axis import SeedEnvs
+from qbench.store import RunDir
+from qbench.training.behaviour import Behaviour
+from qbench.training.bookkeeping import Bookkeeper, DivergedError
+from qbench.training.build import Learner, learner_rewards, make_buffer, off_policy_trace
+from qbench.training.evaluation import known_dynamics
+from qbench.training.seeding import agent_rngs, stream_seed
+
+
+def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
+                progress: Callable[[int, dict[str, Any]], None] | None = None,
+                checkpoints: list[dict[str, Any] | None] | None = None) -> list[dict[str, Any] | DivergedError]:
+    """Train the seeds of one (variant, task, config) side by side, from their checkpoints if given (all taken at
+    the same env step); write each seed's rows and checkpoints to its run as they come. Returns one result per
+    job: its summary, or the DivergedError of a seed that diverged (masked out of the batch when it did, its
+    error.json written; the other seeds go on)."""
+    cfg = jobs[0].config
+    if any(job.config != cfg or job.task != jobs[0].task or job.variant != jobs[0].variant for job in jobs):
+        raise ValueError("the jobs of a batch must share variant, task and config (they differ only in seed)")
+    k_seeds = len(jobs)
+    runs = runs if runs is not None else [None] * k_seeds
+    checkpoints = checkpoints if checkpoints is not None else [None] * k_seeds
+    configure_training_process(cfg.torch_threads)   # threads, flushed denormals, the allocator
+    started = time.perf_counter()
+    seeds = [job.seed for job in jobs]
+    rngs = agent_rngs(seeds)
+    task = jobs[0].task
+    probe = make_env(task, cfg)
+    spaces = spaces_of(probe, cfg.observation_scaling, cfg.image_layout)
+    known = known_dynamics(probe, spaces, cfg.gamma)
+    probe.close()
+    envs = SeedEnvs(task, spaces, [stream_seed(seed, "env") for seed in seeds], cfg, task.episode_info)
+    eval_envs = [make_env(task, cfg) for _ in seeds]
+
+    # Parts. Initialisation draws from private torch streams, so the process-wide RNG stays untouched.
+    learner = Learner(cfg, spaces, seeds)
+    online, optimiser, act_maximiser = learner.online, learner.optimiser, learner.act_maximiser
+    behaviour = Behaviour(cfg, spaces, learner.acting, act_maximiser, rngs)
+    buffer = make_buffer(cfg, spaces, task, k_seeds)
+    device = learner.device
+
+    def greedy_np(states: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return act_maximiser.argmax(online, torch.as_tensor(states).to(device)).cpu().numpy()
+    cut_trace = greedy_np if cfg.nstep_correction == "cut" and max_n_step(cfg) > 1 else None
+    trace = off_policy_trace(cfg, learner)
+
+    # Loop state: everything that changes as the loop runs, so that a checkpoint is this plus the parts' state.
+    book = Bookkeeper(jobs, runs, progress, cfg, started, eval_envs, spaces, known)
+    if all(c is None for c in checkpoints):
+        envs.start()
+        book.start_fresh()
+    else:
+        book.restore(checkpoints, learner, buffer, envs, behaviour, rngs)
+    start_env_steps, grad_steps, lr = book.shared_counters()
+    alive, stats = book.alive, book.stats
+    clip_at = cfg.max_grad_norm if cfg.grad_clip == "norm" else 0.0
+    n_step_run = max_n_step(cfg) > 1
+
+    for env_steps in range(start_env_steps + 1, cfg.total_env_steps + 1):
+        progress_frac = (env_steps - 1) / cfg.total_env_steps
+        for k in np.flatnonzero(envs.needs_reset & alive):
+            envs.reset(k)
+            behaviour.noises[k].reset()
+
+        # 1. Collect one transition per seed with the behaviour policy and store it (rewards clipped and lives
+        #    ended for learning only, where the task asks for it).
+        actions, explore_level, behaviour_prob = behaviour.act(envs.obs, progress_frac,
+                                                               env_steps <= cfg.warmup_env_steps)
+        next_obs, rewards, terminated, truncated = envs.step_all(actions, alive)
+        life_lost = envs.life_lost & cfg.terminal_on_life_loss
+        learn_rewards = learner_rewards(rewards, cfg.reward_clip, cfg.reward_scale)
+        buffer.add(envs.obs, actions, learn_rewards, next_obs, terminated | life_lost, truncated, life_lost, alive,
+                   behaviour_prob)
+        envs.advance(next_obs, terminated | truncated, alive)
+        book.record_steps(env_steps, rewards, learn_rewards, terminated | truncated, explore_level, envs.last_info)
+
+        # 2. Regress Q on targets: grad_steps_per_update steps every env_steps_per_update env steps.
+        if env_steps >= cfg.warmup_env_steps and env_steps % cfg.env_steps_per_update == 0:
+            if cfg.lr_schedule == "linear":
+                lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.lr_decay_fraction, progress_frac)
+                learner.set_lr(cfg, lr)
+            weights = None if alive.all() else torch.as_tensor(alive).to(device)   # a diverged seed's loss counts 0
+            n_now = n_step_at(cfg, progress_frac)
+            for _ in range(cfg.grad_steps_per_update):
+                if cfg.target_update == "swap":
+                    learner.swap_roles(rngs)
+                batch = buffer.sample(cfg.batch_size, rngs, cut_trace, n_now, trace)
+                obs_b, actions_b = to_device(device, batch.obs, batch.actions)
+                loss, q_pred = td_step_loss(cfg, learner, obs_b, actions_b,
+                                            *to_device(device, batch.reward_n, batch.discount_n, batch.bootstrap_obs),
+                                            None if batch.target is None else to_device(device, batch.target)[0])
+                online.arena.grad.zero_()    # in place: the layers' .grad are views of it
+                (loss.sum() if weights is None else torch.where(weights, loss, 0.0).sum()).backward()
+                grad_norm = seed_grad_norms([online.arena], clip_at)           # clips each seed on its own
+                optimiser.step()
+                grad_steps += 1
+                # A learned maximiser (DDPG's actor) climbs the critic it was just given.
+                actor_loss = act_maximiser.learn(online, obs_b)
+
+                # 3. Let the targets follow.
+                if cfg.target_update == "hard" and grad_steps % cfg.target_period_grad_steps == 0:
+                    hard_update(learner.follower_params, learner.leader_params)
+                elif cfg.target_update == "polyak":
+                    polyak_update(learner.follower_params, learner.leader_params, cfg.tau)
+                stats.add(loss, q_pred, grad_norm, actor_loss, trace_length(batch) if n_step_run else None)
+            book.watch_divergence(env_steps, grad_steps)
+            if not alive.any():
+                break
+
+        # 4. Diagnostics, evaluation and checkpoints, for every seed still alive.
+        stats = book.after_step(env_steps, grad_steps, lr, learner, buffer, envs, behaviour, rngs)
+
+    envs.close()
+    for env in eval_envs:
+        env.close()
+    return book.results(grad_steps, buffer)
+
+
+def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str, Any]], None] | None = None,
+          checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train one job (a batch of one seed); return its summary. Raises DivergedError."""
+    result = train_batch([job], [run], progress, [checkpoint])[0]
+    if isinstance(result, DivergedError):
+        raise result
+    return result
+
+
+def td_step_loss(cfg: Config, learner: Learner, obs: torch.Tensor, actions: torch.Tensor, reward_n: torch.Tensor,
+                 discount_n: torch.Tensor, bootstrap_obs: torch.Tensor,
+                 target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(TD loss per seed (K,), Q(s, a) (K, B)) of one batch. The target y = reward_n + discount_n * bootstrap is
+    held constant (semi-gradient: no gradient flows through it, so online Q-learning follows no objective's
+    gradient), or with target_gradient residual differentiated too (the gradient of the squared Bellman error,
+    Baird 1995). target, when given, is y already (a trace correction's, computed by the replay buffer)."""
+    if target is not None:
+        q_pred = learner.online.q(obs, actions)
+        return td_loss(q_pred, target, cfg.loss, cfg.huber_delta), q_pred
+    with torch.set_grad_enabled(cfg.target_gradient == "residual"):
+        bootstrap = bootstrap_value(cfg.target, learner.target_maximiser, learner.online, learner.target,
+                                    bootstrap_obs)
+        y = td_targets(reward_n, discount_n, bootstrap)
+    q_pred = learner.online.q(obs, actions)
+    return td_loss(q_pred, y, cfg.loss, cfg.huber_delta), q_pred
+
+
+def trace_length(batch) -> torch.Tensor:
+    """(K,) the mean number of steps the batch's targets used: sum_j C_j under a trace correction, else L."""
+    used = batch.trace_mass if batch.trace_mass is not None else batch.lengths
+    return torch.as_tensor(np.asarray(used, dtype=np.float64).mean(axis=1))
+
+
+def to_device(device: torch.device, *arrays: np.ndarray) -> list[torch.Tensor]:
+    """numpy batches as tensors on the networks' device (no copy on the CPU)."""
+    return [torch.as_tensor(a).to(device) for a in arrays]
