@@ -2,6 +2,7 @@
 beside the algorithm:
 
 - build.py: the parts from a config (Q networks, maximisers, optimiser, replay buffer, trace correction, Learner)
+- clock.py: env steps, gradient steps, the progress fraction schedules read and the current n
 - seeding.py: the one derivation of every named random stream
 - behaviour.py: the behaviour policy
 - evaluation.py: greedy evaluation, the overestimation diagnostic, the distance to Q* on known dynamics

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbench.config import Config, max_n_step, n_step_at
+from qbench.config import Config, max_n_step
 from qbench.envs.tasks import Spaces
 from qbench.jobs import Job
 from qbench.parts.divergence import describe, seed_record, watch_round
@@ -25,6 +25,7 @@ from qbench.store import RunDir
 from qbench.training.behaviour import Behaviour
 from qbench.training.build import Learner
 from qbench.training.checkpoint import save_checkpoint
+from qbench.training.clock import Clock
 from qbench.training.evaluation import Evaluation, KnownDynamics, evaluate
 from qbench.training.seeding import stream_seed
 
@@ -114,9 +115,12 @@ class Bookkeeper:
     checkpoints and summaries, for the seeds of one batch."""
 
     def __init__(self, jobs: list[Job], runs: list[RunDir | None], progress, cfg: Config, started: float,
-                 eval_envs: list, spaces: Spaces, known: KnownDynamics | None = None):
+                 eval_envs: list, spaces: Spaces, known: KnownDynamics | None, learner: Learner,
+                 buffer: ReplayBuffer, envs: SeedEnvs, behaviour: Behaviour, rngs: list[np.random.Generator]):
         self.jobs, self.runs, self.progress, self.cfg, self.started = jobs, runs, progress, cfg, started
         self.eval_envs, self.spaces, self.known = eval_envs, spaces, known
+        # the parts whose state a checkpoint saves and restores, and that evaluations read
+        self.learner, self.buffer, self.envs, self.behaviour, self.rngs = learner, buffer, envs, behaviour, rngs
         self.episode_info = jobs[0].task.episode_info
         self.seeds = [job.seed for job in jobs]
         self.states = [LoopState(lr=cfg.lr, next_checkpoint_env_steps=cfg.checkpoint_interval_env_steps)
@@ -136,8 +140,8 @@ class Bookkeeper:
                 if self.episode_info:
                     run.write_episodes([])
 
-    def restore(self, checkpoints: list[dict[str, Any]], learner: Learner, buffer: ReplayBuffer, envs: SeedEnvs,
-                behaviour: Behaviour, rngs: list[np.random.Generator]) -> None:
+    def restore(self, checkpoints: list[dict[str, Any]]) -> None:
+        learner, buffer, envs, behaviour, rngs = self.learner, self.buffer, self.envs, self.behaviour, self.rngs
         self.states = [LoopState(**c["loop"]) for c in checkpoints]
         self.watch = watch_from_records([st.watch or seed_record(new_watch(1), 0) for st in self.states])
         learner.load_state_dict(stack_seeds([{key: c[key] for key in learner.state_dict()} for c in checkpoints]))
@@ -158,10 +162,10 @@ class Bookkeeper:
         self.next_checkpoint = self.states[0].next_checkpoint_env_steps
         self.last_log = (time.perf_counter(), self.states[0].env_steps)
 
-    def shared_counters(self) -> tuple[int, int, float]:
-        """(env steps, gradient steps, learning rate): the counters every seed of the batch shares."""
+    def shared_counters(self) -> tuple[Clock, float]:
+        """(the clock, the learning rate): what every seed of the batch shares, where the run stands."""
         st = self.states[0]
-        return st.env_steps, st.grad_steps, st.lr
+        return Clock(self.cfg, st.env_steps, st.grad_steps), st.lr
 
     def record_steps(self, env_steps: int, rewards: np.ndarray, learn_rewards: np.ndarray, ended: np.ndarray,
                      explore_level: float, infos: list[dict[str, Any]]) -> None:
@@ -171,13 +175,13 @@ class Bookkeeper:
             self.states[k].record_step(rewards[k], ended[k], explore_level, abs(float(learn_rewards[k])),
                                        env_steps, infos[k] if self.episode_info else None)
 
-    def watch_divergence(self, env_steps: int, grad_steps: int) -> None:
+    def watch_divergence(self, clock: Clock) -> None:
         """Once per round of gradient steps (qbench/parts/divergence.py): a seed whose loss, gradient or |Q| went
         non-finite, or whose |Q| on a sampled batch passed divergence_stop_factor value scales, is recorded as
         diverged (error.json) and masked out of the batch, and the other seeds go on; a seed whose |Q| first
         passes divergence_warn_factor value scales is flagged (said once, recorded in its summary), never
         stopped for it."""
-        cfg = self.cfg
+        cfg, env_steps, grad_steps = self.cfg, clock.env_steps, clock.grad_steps
         q_abs_max = self.stats.q_abs_max()
         r_max = np.array([st.reward_abs_max for st in self.states])
         longest = np.array([max(st.longest_episode_steps, st.episode_steps) for st in self.states])
@@ -210,18 +214,18 @@ class Bookkeeper:
             if self.progress is not None:
                 self.progress(env_steps, {"seed": self.seeds[k], "diverged": message})
 
-    def after_step(self, env_steps: int, grad_steps: int, lr: float, learner: Learner, buffer: ReplayBuffer,
-                   envs: SeedEnvs, behaviour: Behaviour, rngs: list[np.random.Generator]) -> UpdateStats:
-        """Log rows, evaluations and checkpoints that fall due at this env step; returns the update stats to fill
-        next (fresh after a log row)."""
+    def after_step(self, clock: Clock, lr: float) -> None:
+        """Log rows, evaluations and checkpoints that fall due at this env step (self.stats starts afresh after a
+        log row)."""
         cfg, alive, seeds = self.cfg, np.flatnonzero(self.alive), self.seeds
+        env_steps, grad_steps, learner = clock.env_steps, clock.grad_steps, self.learner
         if env_steps % cfg.log_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
             if self.episode_info:
                 for k in alive:
                     if self.runs[k] is not None:
                         self.runs[k].append_episodes(self.states[k].unflushed_episodes())
             now = time.perf_counter()
-            annealed = {"n_step": n_step_at(cfg, (env_steps - 1) / cfg.total_env_steps)} if cfg.n_step_end else {}
+            annealed = {"n_step": clock.n} if cfg.n_step_end else {}
             for k in alive:
                 self.states[k].log_row(env_steps, grad_steps, lr, {**self.stats.means(k), **annealed},
                                        (env_steps - self.last_log[1]) / max(now - self.last_log[0], 1e-9),
@@ -255,12 +259,11 @@ class Bookkeeper:
                 learner_state = learner.state_dict()
                 for k in alive:
                     if self.runs[k] is not None:
-                        save_checkpoint(self.runs[k], self.jobs[k], buffer, k, self.states[k], {
-                            **slice_seed(learner_state, k), "rng": rngs[k].bit_generator.state,
-                            "env": envs.state(k), "noise": getattr(behaviour.noises[k], "state", None)})
+                        save_checkpoint(self.runs[k], self.jobs[k], self.buffer, k, self.states[k], {
+                            **slice_seed(learner_state, k), "rng": self.rngs[k].bit_generator.state,
+                            "env": self.envs.state(k), "noise": getattr(self.behaviour.noises[k], "state", None)})
                 if self.progress is not None:
                     self.progress(env_steps, {"checkpoint": env_steps, "seeds": [seeds[k] for k in alive]})
-        return self.stats
 
     def emit(self, k: int, env_steps: int, kind: str, row: dict[str, Any]) -> None:
         run = self.runs[k]
@@ -269,7 +272,7 @@ class Bookkeeper:
         if self.progress is not None:
             self.progress(env_steps, {"seed": self.seeds[k], kind: row})
 
-    def results(self, grad_steps: int, buffer) -> list[dict[str, Any] | DivergedError]:
+    def results(self, clock: Clock) -> list[dict[str, Any] | DivergedError]:
         wall_s = time.perf_counter() - self.started
         for k in np.flatnonzero(self.alive):
             evaluations, job = self.states[k].evaluations, self.jobs[k]
@@ -278,10 +281,11 @@ class Bookkeeper:
                 "final_return_mean": evaluations[-1]["return_mean"],
                 "final_return_std": evaluations[-1]["return_std"],
                 "best_return_mean": max(e["return_mean"] for e in evaluations),
-                "env_steps": self.cfg.total_env_steps, "grad_steps": grad_steps, "episodes": self.states[k].episodes,
+                "env_steps": self.cfg.total_env_steps, "grad_steps": clock.grad_steps,
+                "episodes": self.states[k].episodes,
                 "wall_s": wall_s, "steps_per_s": self.cfg.total_env_steps / wall_s, "seeds_in_batch": len(self.jobs),
                 "peak_rss_mb": peak_rss_mb(),
-                "replay_bytes_per_transition": buffer.bytes_per_transition(),
+                "replay_bytes_per_transition": self.buffer.bytes_per_transition(),
                 "divergence_watch": seed_record(self.watch, k),
                 **frame_counts(self.jobs[k], self.cfg.total_env_steps),
             }

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbench.config import Config, max_n_step, n_step_at
+from qbench.config import Config, max_n_step
 from qbench.envs.tasks import make_env, spaces_of
 from qbench.jobs import Job
 from qbench.parts.exploration import linear_schedule
@@ -79,46 +79,47 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
     trace = off_policy_trace(cfg, learner)
 
     # Loop state: everything that changes as the loop runs, so that a checkpoint is this plus the parts' state.
-    book = Bookkeeper(jobs, runs, progress, cfg, started, eval_envs, spaces, known)
+    book = Bookkeeper(jobs, runs, progress, cfg, started, eval_envs, spaces, known, learner, buffer, envs,
+                      behaviour, rngs)
     if all(c is None for c in checkpoints):
         envs.start()
         book.start_fresh()
     else:
-        book.restore(checkpoints, learner, buffer, envs, behaviour, rngs)
-    start_env_steps, grad_steps, lr = book.shared_counters()
-    alive, stats = book.alive, book.stats
+        book.restore(checkpoints)
+    clock, lr = book.shared_counters()
+    alive = book.alive
     clip_at = cfg.max_grad_norm if cfg.grad_clip == "norm" else 0.0
     n_step_run = max_n_step(cfg) > 1
 
-    for env_steps in range(start_env_steps + 1, cfg.total_env_steps + 1):
-        progress_frac = (env_steps - 1) / cfg.total_env_steps
+    while clock.running:
+        clock.tick()
         for k in np.flatnonzero(envs.needs_reset & alive):
             envs.reset(k)
             behaviour.noises[k].reset()
 
         # 1. Collect one transition per seed with the behaviour policy and store it (rewards clipped and lives
         #    ended for learning only, where the task asks for it).
-        actions, explore_level, behaviour_prob = behaviour.act(envs.obs, progress_frac,
-                                                               env_steps <= cfg.warmup_env_steps)
+        actions, explore_level, behaviour_prob = behaviour.act(envs.obs, clock.progress,
+                                                               clock.env_steps <= cfg.warmup_env_steps)
         next_obs, rewards, terminated, truncated = envs.step_all(actions, alive)
         life_lost = envs.life_lost & cfg.terminal_on_life_loss
         learn_rewards = learner_rewards(rewards, cfg.reward_clip, cfg.reward_scale)
         buffer.add(envs.obs, actions, learn_rewards, next_obs, terminated | life_lost, truncated, life_lost, alive,
                    behaviour_prob)
         envs.advance(next_obs, terminated | truncated, alive)
-        book.record_steps(env_steps, rewards, learn_rewards, terminated | truncated, explore_level, envs.last_info)
+        book.record_steps(clock.env_steps, rewards, learn_rewards, terminated | truncated, explore_level,
+                          envs.last_info)
 
         # 2. Regress Q on targets: grad_steps_per_update steps every env_steps_per_update env steps.
-        if env_steps >= cfg.warmup_env_steps and env_steps % cfg.env_steps_per_update == 0:
+        if clock.env_steps >= cfg.warmup_env_steps and clock.env_steps % cfg.env_steps_per_update == 0:
             if cfg.lr_schedule == "linear":
-                lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.lr_decay_fraction, progress_frac)
+                lr = linear_schedule(cfg.lr, cfg.lr_end, cfg.lr_decay_fraction, clock.progress)
                 learner.set_lr(cfg, lr)
             weights = None if alive.all() else torch.as_tensor(alive).to(device)   # a diverged seed's loss counts 0
-            n_now = n_step_at(cfg, progress_frac)
             for _ in range(cfg.grad_steps_per_update):
                 if cfg.target_update == "swap":
                     learner.swap_roles(rngs)
-                batch = buffer.sample(cfg.batch_size, rngs, cut_trace, n_now, trace)
+                batch = buffer.sample(cfg.batch_size, rngs, cut_trace, clock.n, trace)
                 obs_b, actions_b = to_device(device, batch.obs, batch.actions)
                 loss, q_pred = td_step_loss(cfg, learner, obs_b, actions_b,
                                             *to_device(device, batch.reward_n, batch.discount_n, batch.bootstrap_obs),
@@ -127,27 +128,27 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
                 (loss.sum() if weights is None else torch.where(weights, loss, 0.0).sum()).backward()
                 grad_norm = seed_grad_norms([online.arena], clip_at)           # clips each seed on its own
                 optimiser.step()
-                grad_steps += 1
+                clock.grad_steps += 1
                 # A learned maximiser (DDPG's actor) climbs the critic it was just given.
                 actor_loss = act_maximiser.learn(online, obs_b)
 
                 # 3. Let the targets follow.
-                if cfg.target_update == "hard" and grad_steps % cfg.target_period_grad_steps == 0:
+                if cfg.target_update == "hard" and clock.grad_steps % cfg.target_period_grad_steps == 0:
                     hard_update(learner.follower_params, learner.leader_params)
                 elif cfg.target_update == "polyak":
                     polyak_update(learner.follower_params, learner.leader_params, cfg.tau)
-                stats.add(loss, q_pred, grad_norm, actor_loss, trace_length(batch) if n_step_run else None)
-            book.watch_divergence(env_steps, grad_steps)
+                book.stats.add(loss, q_pred, grad_norm, actor_loss, trace_length(batch) if n_step_run else None)
+            book.watch_divergence(clock)
             if not alive.any():
                 break
 
         # 4. Diagnostics, evaluation and checkpoints, for every seed still alive.
-        stats = book.after_step(env_steps, grad_steps, lr, learner, buffer, envs, behaviour, rngs)
+        book.after_step(clock, lr)
 
     envs.close()
     for env in eval_envs:
         env.close()
-    return book.results(grad_steps, buffer)
+    return book.results(clock)
 
 
 def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str, Any]], None] | None = None,
