@@ -213,7 +213,7 @@ def test_tiny_runs_through_the_child_code_path(tmp_path):
     for fault, record in records.items():
         assert sp.result_path(tmp_path, fault, "CartPole-v1", "dqn").exists()
         assert record["total_env_steps"] == 256 and record["config"]["hidden_sizes"] == [16]
-        assert record["threshold"] == 475.0 and record["suite_rule"] == {"min_passing": 4, "of": 5}
+        assert record["threshold"] == 475.0 and record["suite_rule"] == {"min_passing": 3, "of": 6}
         for seed in seeds:
             row = record["seeds"][str(seed)]
             assert math.isfinite(row["final_return"]) and row["final_return"] >= 8   # CartPole lasts >= 8 steps
