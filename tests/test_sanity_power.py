@@ -179,10 +179,11 @@ def test_clopper_pearson_against_closed_forms():
 
 def test_the_rule_and_pairs_come_from_the_suite():
     suite = sp.load_sanity_suite()
-    assert sp.suite_rule(suite, "CartPole-v1") == sp.Rule(4, 5)
+    assert sp.suite_rule(suite, "CartPole-v1") == sp.Rule(3, 6)     # each task's own rule
+    assert sp.suite_rule(suite, "Pendulum-v1") == sp.Rule(3, 5)
     assert sp.suite_rule(suite, "Pendulum-v1", 3, 10) == sp.Rule(3, 10)
     with pytest.raises(ValueError):
-        sp.suite_rule(suite, "CartPole-v1", 6, None)
+        sp.suite_rule(suite, "CartPole-v1", 7, None)
     judged = sp.suite_pairs(suite)
     assert len(judged) == 9 and ("CartPole-v1", "online_q") not in judged and ("Pendulum-v1", "ddpg") in judged
     assert sp.parse_pairs("CartPole-v1/dqn,Pendulum-v1/naf", suite) == [("CartPole-v1", "dqn"), ("Pendulum-v1", "naf")]
