@@ -299,18 +299,16 @@ def _load(path: Path, chain: tuple[Path, ...]) -> Suite:
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         raise _fail(source, "tasks", f"task {', '.join(twice)} appears in more than one included suite")
-    for e in entries:
-        if not e.thresholds:
-            continue
-        k, n = e.min_passing_seeds or min_passing, e.seeds or seeds
+    suite = Suite(path.stem, path, description, seeds, min_passing, tuple(entries), custom_variants, custom_tasks)
+    for e in (e for e in entries if e.thresholds):
+        k, n = suite.rule(e.name)
         if k is None:
             raise _fail(source, "min_passing_seeds", f"missing: the thresholds of {e.name} need a pass rule (seeds "
                         "that pass), here or in its task table")
         if k > n:
             where = "min_passing_seeds" if e.min_passing_seeds is None else f"tasks.{e.name}.min_passing_seeds"
             raise _fail(source, where, f"{k} exceeds the {n} seeds of {e.name}")
-    return Suite(path.stem, path, description, seeds, min_passing, tuple(entries), custom_variants,
-                 custom_tasks)
+    return suite
 
 
 def _custom_variants(source: str, table: dict[str, Any]) -> dict[str, Variant]:

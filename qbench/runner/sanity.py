@@ -1,7 +1,7 @@
 """The pass rule of a suite with thresholds: a (variant, task) passes when at least ``min_passing_seeds`` (the
-task's own, else the suite's) of its seeds end (final greedy evaluation, ``final_return_mean``) at or above the variant's threshold on that
-task. Where fewer seeds ran than the suite has (``--only seed=...``), a verdict the missing seeds could still
-change is ``incomplete``, neither pass nor fail."""
+task's own, else the suite's) of its seeds end (final greedy evaluation, ``final_return_mean``) at or above the
+variant's threshold on that task (``Suite.rule``). Where fewer seeds ran than the suite has (``--only seed=...``),
+a verdict the missing seeds could still change is ``incomplete``, neither pass nor fail."""
 
 from __future__ import annotations
 
