@@ -376,9 +376,9 @@ class Rule:
 
 def suite_rule(suite, task: str, min_passing: int | None = None, of: int | None = None) -> Rule:
     """The suite's k-of-n rule for the task, with --min-passing / --of in place of either."""
-    entry = suite.entry(task)
-    k = min_passing if min_passing is not None else suite.min_passing_seeds
-    n = of if of is not None else (entry.seeds or suite.seeds)
+    suite_k, suite_n = suite.rule(task)
+    k = min_passing if min_passing is not None else suite_k
+    n = of if of is not None else suite_n
     if k is None or not 1 <= k <= n:
         raise ValueError(f"the rule needs 1 <= min-passing <= of; got {k} of {n}")
     return Rule(k, n)

@@ -601,8 +601,10 @@ def cmd_sanity(args: argparse.Namespace) -> int:
         rule = f">= {v.threshold:g}" if v.threshold is not None else "-"
         count = f"{v.passing} of {len(v.finals)} (need {v.needed})" if v.threshold is not None else "-"
         rows.append([v.task, v.variant, rule, count, finals, v.verdict.upper()])
-    print_table(console, f"sanity: a (variant, task) passes when {suite.min_passing_seeds} of {suite.seeds} seeds "
-                "reach the threshold (final greedy return)",
+    rules = sorted({f"{suite.rule(v.task)[0]} of {suite.rule(v.task)[1]} on {v.task}" for v in verdicts
+                    if v.threshold is not None})
+    print_table(console, "sanity: a (variant, task) passes when k of its n seeds reach the threshold (final "
+                f"greedy return): {'; '.join(rules) or 'no thresholds'}",
                 ["task", "variant", "threshold", "seeds passing", "final return per seed", "verdict"], rows)
     failing = [v for v in verdicts if v.verdict == "fail"]
     incomplete = [v for v in verdicts if v.verdict == "incomplete"]

@@ -55,6 +55,7 @@ TASK_KEYS = {
     "tuned_settings": "a new task's tuned settings, applied before the variant like a built-in task's",
     "variants": "the variants run on this task (default: the suite's variants)",
     "seeds": "this task's number of seeds (default: the suite's seeds)",
+    "min_passing_seeds": "this task's pass rule: seeds that must reach the threshold (default: the suite's)",
     "episode_info": "a new task's info keys recorded per training episode into episodes.csv (new tasks only)",
     "budget": "this task's budget: " + ", ".join(BUDGET_KEYS),
     "settings": "this task's setting overrides, applied after the variant and the suite's settings",
@@ -81,6 +82,7 @@ class TaskEntry:
     reference_score: float | None = None
     thresholds: dict[str, float] = field(default_factory=dict)
     seeds: int | None = None             # this task's own seed count (None: the suite's)
+    min_passing_seeds: int | None = None  # this task's own pass rule (None: the suite's)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,11 @@ class Suite:
 
     def entry(self, task: str) -> TaskEntry:
         return next(e for e in self.entries if e.name == task)
+
+    def rule(self, task: str) -> tuple[int | None, int]:
+        """(k, n): the task passes a variant when k of its n seeds reach the threshold (k None: no rule)."""
+        entry = self.entry(task)
+        return (entry.min_passing_seeds or self.min_passing_seeds, entry.seeds or self.seeds)
 
 
 # --- small checks, each raising a one-line ConfigError that names the file and the key path
@@ -292,10 +299,16 @@ def _load(path: Path, chain: tuple[Path, ...]) -> Suite:
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         raise _fail(source, "tasks", f"task {', '.join(twice)} appears in more than one included suite")
-    if min_passing is None and any(e.thresholds for e in entries):
-        raise _fail(source, "min_passing_seeds", "missing: thresholds need a pass rule (seeds that pass)")
-    return Suite(path.stem, path, description, seeds, min_passing, tuple(entries), custom_variants,
-                 custom_tasks)
+    suite = Suite(path.stem, path, description, seeds, min_passing, tuple(entries), custom_variants, custom_tasks)
+    for e in (e for e in entries if e.thresholds):
+        k, n = suite.rule(e.name)
+        if k is None:
+            raise _fail(source, "min_passing_seeds", f"missing: the thresholds of {e.name} need a pass rule (seeds "
+                        "that pass), here or in its task table")
+        if k > n:
+            where = "min_passing_seeds" if e.min_passing_seeds is None else f"tasks.{e.name}.min_passing_seeds"
+            raise _fail(source, where, f"{k} exceeds the {n} seeds of {e.name}")
+    return suite
 
 
 def _custom_variants(source: str, table: dict[str, Any]) -> dict[str, Variant]:
@@ -374,6 +387,8 @@ def _task_entry(source: str, name: str, raw: Any, default_variants: tuple[str, .
                         f"here: {', '.join(variants)}")
         thresholds[v] = _number(source, f"{key}.thresholds.{v}", value)
     own_seeds = _seed_count(source, f"{key}.seeds", raw["seeds"]) if "seeds" in raw else None
+    own_passing = (_positive_int(source, f"{key}.min_passing_seeds", raw["min_passing_seeds"])
+                   if "min_passing_seeds" in raw else None)
     entry = TaskEntry(name, variants, (suite_layer, task_layer), source, scores.get("random_score"),
-                      scores.get("reference_score"), thresholds, own_seeds)
+                      scores.get("reference_score"), thresholds, own_seeds, own_passing)
     return entry, task

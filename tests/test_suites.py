@@ -61,7 +61,7 @@ def test_smoke_expands_in_file_order_with_its_budget_and_settings(tmp_path):
 
 def test_sanity_pairs_discrete_variants_with_cartpole_and_continuous_with_pendulum():
     suite = load_suite(SUITES_DIR / "sanity.toml")
-    assert suite.seeds == 5 and suite.min_passing_seeds == 4
+    assert suite.rule("CartPole-v1") == (3, 6) and suite.rule("Pendulum-v1") == (3, 5)
     cartpole, pendulum = suite.entry("CartPole-v1"), suite.entry("Pendulum-v1")
     assert {"dqn", "double_dqn", "nstep_dqn", "huber_dqn", "double_nstep_huber_dqn", "online_q",
             "fitted_q"} == set(cartpole.variants)
@@ -273,6 +273,15 @@ MALFORMED = [
     ("too many passing seeds", ('seeds = 2\nmin_passing_seeds = 3\nvariants = ["dqn"]\n'
                                 '[tasks."CartPole-v1"]\n'),
      "mine.toml: min_passing_seeds: 3 exceeds seeds (2)"),
+    ("too many passing seeds for a task", ('seeds = 5\nmin_passing_seeds = 4\n[tasks."CartPole-v1"]\n'
+                                           'variants = ["dqn"]\nseeds = 3\nthresholds = { dqn = 1 }\n'),
+     "mine.toml: min_passing_seeds: 4 exceeds the 3 seeds of CartPole-v1"),
+    ("a task's own rule too strict", ('seeds = 5\nmin_passing_seeds = 4\n[tasks."CartPole-v1"]\n'
+                                      'variants = ["dqn"]\nmin_passing_seeds = 6\nthresholds = { dqn = 1 }\n'),
+     "mine.toml: tasks.CartPole-v1.min_passing_seeds: 6 exceeds the 5 seeds of CartPole-v1"),
+    ("thresholds without any rule", ('seeds = 5\n[tasks."CartPole-v1"]\n'
+                                     'variants = ["dqn"]\nthresholds = { dqn = 1 }\n'),
+     "mine.toml: min_passing_seeds: missing: the thresholds of CartPole-v1 need a pass rule"),
     ("custom variant shadows", ('seeds = 1\nvariants = ["dqn"]\n[custom_variants.dqn]\n'
                                 '[tasks."CartPole-v1"]\n'),
      "mine.toml: custom_variants.dqn: 'dqn' is a built-in variant"),

@@ -132,7 +132,8 @@ def suite_record(suite) -> dict[str, Any]:
         "suite": suite.name, "description": suite.description, "seeds": suite.seeds,
         "min_passing_seeds": suite.min_passing_seeds,
         "tasks": {e.name: {"random_score": e.random_score, "reference_score": e.reference_score,
-                           "thresholds": dict(e.thresholds)} for e in suite.entries},
+                           "thresholds": dict(e.thresholds), "seeds": suite.rule(e.name)[1],
+                           "min_passing_seeds": suite.rule(e.name)[0]} for e in suite.entries},
     }
 
 

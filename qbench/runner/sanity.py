@@ -1,7 +1,7 @@
-"""The pass rule of a suite with thresholds: a (variant, task) passes when at least ``min_passing_seeds`` of
-its seeds end (final greedy evaluation, ``final_return_mean``) at or above the variant's threshold on that
-task. Where fewer seeds ran than the suite has (``--only seed=...``), a verdict the missing seeds could still
-change is ``incomplete``, neither pass nor fail."""
+"""The pass rule of a suite with thresholds: a (variant, task) passes when at least ``min_passing_seeds`` (the
+task's own, else the suite's) of its seeds end (final greedy evaluation, ``final_return_mean``) at or above the
+variant's threshold on that task (``Suite.rule``). Where fewer seeds ran than the suite has (``--only seed=...``),
+a verdict the missing seeds could still change is ``incomplete``, neither pass nor fail."""
 
 from __future__ import annotations
 
@@ -45,8 +45,7 @@ def judge(suite: Suite, outcomes: list[Outcome]) -> list[Verdict]:
     verdicts = []
     for (task, variant), seeds in finals.items():
         threshold = suite.entry(task).thresholds.get(variant)
-        needed = suite.min_passing_seeds if threshold is not None else None
-        entry = suite.entry(task)
-        verdicts.append(Verdict(task, variant, threshold, needed, tuple(sorted(seeds)),
-                                entry.seeds or suite.seeds))
+        k, n = suite.rule(task)
+        verdicts.append(Verdict(task, variant, threshold, k if threshold is not None else None,
+                                tuple(sorted(seeds)), n))
     return verdicts
