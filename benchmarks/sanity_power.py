@@ -56,7 +56,7 @@ Processes: each (fault, pair) runs its missing seeds in batches of --seed-batch,
 with qbench.jobs.build_job + qbench.engine.train_batch (the seed axis, as `qbench sanity` trains a pair) under the
 fault. --workers runs that many (fault, pair) files at once (never two batches of one file).
 
-Output, under --out (default benchmarks/results/issue25_sanity_power, or ..._scale<S> for --steps-scale S != 1):
+Output, under --out (default results/benchmarks/issue25_sanity_power, or ..._scale<S> for --steps-scale S != 1):
 one JSON file per (fault, task, variant), <fault>__<task>__<variant>.json, holding per seed the final return (None
 for a diverged seed, with the message), the best return, the learning curve, the last logged Q mean and the
 divergence watch's record, plus the resolved config and one entry per batch (wall time, git commit). A child
@@ -114,7 +114,7 @@ sys.path.insert(0, str(HERE))
 from sb3_learning import parse_seeds
 from sb3_side_by_side import THREAD_VARS
 
-DEFAULT_OUT = REPO / "benchmarks" / "results" / "issue25_sanity_power"
+DEFAULT_OUT = REPO / "results" / "benchmarks" / "issue25_sanity_power"
 SUITE_PATH = REPO / "qbench" / "data" / "suites" / "sanity.toml"
 DEFAULT_SEEDS = "200-209"   # disjoint from the suite's own seeds (0-4) and the seeds-100 run (100-109)
 

@@ -76,7 +76,7 @@ Processes: one at a time. Each SB3 seed is a fresh subprocess with one torch thr
 requested seeds of a configuration in ONE subprocess, one engine.train_batch call (the seed axis). Both children run
 with OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1 and torch.set_num_threads(1).
 
-Output, under --out (default benchmarks/results/issue25_sb3_learning, or ..._scale<S> for --steps-scale S != 1):
+Output, under --out (default results/benchmarks/issue25_sb3_learning, or ..._scale<S> for --steps-scale S != 1):
 one JSON file per (side, configuration, seed), {side}_{config}_seed{seed}.json, written (atomically) when its run
 completes: the final return, the curve (env_steps, return_mean, return_std), wall times, env and gradient steps
 done, library versions and the exact settings used. A qbench batch writes its seeds' files together when it ends.
@@ -105,7 +105,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from sb3_side_by_side import THREAD_VARS, scaled  # budget rounded up to whole rounds of train_freq
 
-DEFAULT_OUT = REPO / "benchmarks" / "results" / "issue25_sb3_learning"
+DEFAULT_OUT = REPO / "results" / "benchmarks" / "issue25_sb3_learning"
 
 # At --steps-scale 1. budget, learning_starts and eval_interval scale; rounds, sizes and rates do not.
 CONFIGS = {

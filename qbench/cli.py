@@ -122,12 +122,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _list_suites(console) -> int:
     from qbench.runner.progress import print_table
-    from qbench.suites import USER_SUITES_DIR, find_suite, list_suites, load_suite
+    from qbench.suites import SUITES_DIR, find_suite, list_suites, load_suite
 
     rows = []
     for name in list_suites():
         path = find_suite(name)
-        where = "./suites" if path.parent == USER_SUITES_DIR else "shipped"
+        where = "shipped" if path.parent.resolve() == SUITES_DIR else "./suites"
         try:
             suite = load_suite(path)
         except ConfigError as exc:
@@ -136,8 +136,8 @@ def _list_suites(console) -> int:
         n_jobs = sum(len(e.variants) * (e.seeds or suite.seeds) for e in suite.entries)
         tasks = ", ".join(e.name for e in suite.entries)
         rows.append([name, where, str(suite.seeds), str(n_jobs), tasks, suite.description])
-    print_table(console, "suites (qbench run SUITE; your own in ./suites/, found first; the shipped ones in "
-                "qbench/data/suites/)", ["suite", "from", "seeds", "jobs", "tasks", "description"], rows)
+    print_table(console, "suites (qbench run SUITE; your own in ./suites/, found first; the shipped ones "
+                f"in {SUITES_DIR})", ["suite", "from", "seeds", "jobs", "tasks", "description"], rows)
     return 0
 
 
@@ -198,9 +198,9 @@ def _print_dry_run_train(job, path: Path, state: str, args: argparse.Namespace, 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from qbench.jobs import build_job
+    from qbench.runner.claim import claim_run_dirs
     from qbench.runner.plan import check_replay_allocates
-    from qbench.runner.worker import clean_temporaries, job_lock
-    from qbench.store import ERROR, SUMMARY, RunDir, read_json_or_empty
+    from qbench.store import SUMMARY, RunDir, read_json_or_empty
     from qbench.training.bookkeeping import DivergedError
 
     if args.seeds is not None:
@@ -224,14 +224,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if state == "complete":
         return say_complete()
     total = job.config.total_env_steps
-    with job_lock(path) as held:
-        if not held:
+    with claim_run_dirs([path], lambda p: _train_dir_state(p, job) == "complete" or None) as claims:
+        if claims.busy:
             raise ConfigError(f"another process is training this job in '{path}' (it holds {path / 'lock'})")
-        state = _train_dir_state(path, job)   # again under the lock: another process may have just finished it
-        if state == "complete":
+        if claims.settled:
             return say_complete()
-        clean_temporaries(path)
-        (path / ERROR).unlink(missing_ok=True)   # a retry: the old failure no longer describes this directory
+        state = _train_dir_state(path, job)
         how = "resuming the interrupted run in" if state == "resume" else "->"
         console.print(f"[bold]{escape(job.variant)}[/] on [bold]{escape(job.task.name)}[/], seed {job.seed}, "
                       f"{total:,} env steps {how} {escape(str(path))}")
@@ -261,13 +259,12 @@ def _seed_run_paths(jobs, out: str | None) -> list[Path]:
 def _train_seeds(args: argparse.Namespace) -> int:
     """qbench train --seeds: the seeds train together (training.rundir.run_batch), each into its own run directory; complete
     seeds are skipped, interrupted ones resume."""
-    import contextlib
     import dataclasses
 
     from qbench.jobs import build_job
+    from qbench.runner.claim import claim_run_dirs
     from qbench.runner.plan import check_replay_allocates, parse_seed_list
-    from qbench.runner.worker import clean_temporaries, job_lock
-    from qbench.store import ERROR, SUMMARY, RunDir, read_json_or_empty
+    from qbench.store import SUMMARY, RunDir, read_json_or_empty
     from qbench.training.bookkeeping import DivergedError
 
     seeds = parse_seed_list(args.seeds)
@@ -293,24 +290,21 @@ def _train_seeds(args: argparse.Namespace) -> int:
         return 0
     jobs, paths, states = [jobs[i] for i in todo], [paths[i] for i in todo], [states[i] for i in todo]
     total = first.config.total_env_steps
-    with contextlib.ExitStack() as locks:
-        for job, path in zip(jobs, paths, strict=True):
-            if not locks.enter_context(job_lock(path)):
-                raise ConfigError(f"another process is training seed {job.seed} of this job in '{path}' (it holds "
-                                  f"{path / 'lock'})")
-        # again under the locks: another process may have just finished a seed
-        states = [_train_dir_state(path, job) for path, job in zip(paths, jobs, strict=True)]
-        for job, path, state in zip(jobs, paths, states, strict=True):
-            if state == "complete":
-                console.print(f"seed {job.seed}: {path} was completed by another process meanwhile",
-                              highlight=False, markup=False)
-        todo = [i for i, state in enumerate(states) if state != "complete"]
-        if not todo:
+    job_at = dict(zip(paths, jobs, strict=True))
+    with claim_run_dirs(paths, lambda p: _train_dir_state(p, job_at[p]) == "complete" or None,
+                        all_or_none=True) as claims:
+        if claims.busy:
+            job, path = jobs[claims.busy[0]], paths[claims.busy[0]]
+            raise ConfigError(f"another process is training seed {job.seed} of this job in '{path}' (it holds "
+                              f"{path / 'lock'})")
+        for i in claims.settled:
+            console.print(f"seed {jobs[i].seed}: {paths[i]} was completed by another process meanwhile",
+                          highlight=False, markup=False)
+        if not claims.claimed:
             return 0
-        jobs, paths, states = [jobs[i] for i in todo], [paths[i] for i in todo], [states[i] for i in todo]
-        for path in paths:
-            clean_temporaries(path)
-            (path / ERROR).unlink(missing_ok=True)   # a retry: the old failure no longer describes this directory
+        todo = claims.claimed
+        jobs, paths = [jobs[i] for i in todo], [paths[i] for i in todo]
+        states = [_train_dir_state(path, job) for path, job in zip(paths, jobs, strict=True)]
         console.print(f"[bold]{escape(first.variant)}[/] on [bold]{escape(first.task.name)}[/], {_seed_words(jobs)}"
                       f"{' together' if len(jobs) > 1 else ''}, {total:,} env steps each", highlight=False)
         for job, path, state in zip(jobs, paths, states, strict=True):

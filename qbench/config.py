@@ -434,7 +434,7 @@ def check_consistency(cfg: Config) -> None:
         raise ConfigError(f"target_gradient 'residual' needs a maximiser whose max is differentiable in Q; "
                           f"maximiser '{cfg.maximiser}' picks actions by sampling or a learned actor; maximisers "
                           "for residual: exact, naf")
-    if cfg.nstep_correction != "ignore" and max_n_step(cfg) == 1:
+    if cfg.nstep_correction != "ignore" and not is_multi_step(cfg):
         raise ConfigError(f"nstep_correction '{cfg.nstep_correction}' corrects n-step returns and does nothing "
                           "with n_step = 1; set n_step > 1 or nstep_correction 'ignore'")
     traced = TRACE_CORRECTIONS
@@ -464,9 +464,20 @@ def check_consistency(cfg: Config) -> None:
         raise ConfigError(f"n_step ({max_n_step(cfg)}) exceeds buffer_size ({cfg.buffer_size})")
 
 
+def frames_per_env_step(env_id: str, frame_skip: int) -> int:
+    """Emulator frames per env step, the one rule: an ALE env (id ALE/...) repeats each agent action frame_skip
+    frames, so its env steps are agent steps of frame_skip frames; every other env step is one step."""
+    return frame_skip if env_id.startswith("ALE/") else 1
+
+
 def max_n_step(cfg: Config) -> int:
     """The longest n-step window the run uses (the buffer serves every n up to it)."""
     return max(cfg.n_step, cfg.n_step_end)
+
+
+def is_multi_step(cfg: Config) -> bool:
+    """Whether any target of the run spans more than one step (then corrections, trace lengths and windows apply)."""
+    return max_n_step(cfg) > 1
 
 
 def n_step_at(cfg: Config, progress: float) -> int:

@@ -14,7 +14,7 @@ from qbench.config import (
     Variant,
     config_hash,
     get_variant,
-    max_n_step,
+    is_multi_step,
     resolve,
 )
 from qbench.envs.pixels import ATARI_PROTOCOL_KEYS, STICKY_KEY
@@ -79,7 +79,7 @@ def build_job(variant_name: str, task_name: str, seed: int, *overrides: dict[str
     if spaces.action_kind == "discrete" and config.action_noise != defaults.action_noise:
         raise ConfigError(f"action_noise '{config.action_noise}' perturbs Box actions and task '{task.name}' has "
                           "Discrete actions; Discrete actions explore by exploration (epsilon_greedy, boltzmann)")
-    if config.nstep_correction == "cut" and spaces.action_kind != "discrete" and max_n_step(config) > 1:
+    if config.nstep_correction == "cut" and spaces.action_kind != "discrete" and is_multi_step(config):
         raise ConfigError("nstep_correction 'cut' compares actions with the greedy one and needs discrete "
                           "actions; use 'ignore'")
     if config.nstep_correction in TRACE_CORRECTIONS and spaces.action_kind != "discrete":

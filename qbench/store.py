@@ -20,7 +20,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from qbench.config import MAX_SEED
+from qbench.config import MAX_SEED, Config, frames_per_env_step
 
 CONFIG = "config.json"
 METADATA = "metadata.json"
@@ -442,7 +442,7 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
             "attempts": attempts, "code_version": code_version(runner) or code_version(metadata),
             "attempt_code_versions": ", ".join(dict.fromkeys(v for v in versions if v)),
             "job_hash": config_hash(job) if job is not None else "", "problems": "; ".join(damage + notes),
-            "run_dir": str(run_dir), "frames_per_env_step": frames_per_env_step(job),
+            "run_dir": str(run_dir), "frames_per_env_step": recorded_frames_per_env_step(job),
             "divergence_warned": warned, "peak_value_scales": peak_value_scales,
             "divergence_warn_factor": divergence_warn_factor(job)}
     if job is None or rows.empty:
@@ -453,13 +453,15 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
     return info, rows
 
 
-def frames_per_env_step(job: dict[str, Any] | None) -> float:
-    """Emulator frames per env step: the frame skip of an ALE job (an env step is an agent step), else 1."""
-    if not isinstance(job, dict) or not str(job.get("env_id", "")).startswith("ALE/"):
+def recorded_frames_per_env_step(job: dict[str, Any] | None) -> float:
+    """Emulator frames per env step of a run's config.json record, by config.frames_per_env_step's rule (NaN when
+    the rule needs the record's frame_skip and it is not a number)."""
+    env_id = str(job.get("env_id", "")) if isinstance(job, dict) else ""
+    if frames_per_env_step(env_id, 2) == 1:   # the rule does not read frame_skip for this env
         return 1.0
     config = job.get("config") if isinstance(job.get("config"), dict) else {}
     try:
-        return float(config.get("frame_skip", 4))
+        return float(frames_per_env_step(env_id, float(config.get("frame_skip", Config().frame_skip))))
     except (TypeError, ValueError):
         return math.nan
 

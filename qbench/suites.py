@@ -1,8 +1,8 @@
 """Suite files: a TOML file read into a validated ``Suite`` before any job starts.
 
 A suite is named (``smoke``) or given as a path to a ``.toml`` file. A name is looked up first in ``./suites/`` (the
-user's own suites, in the working directory), then among the suites shipped inside the package
-(``qbench/data/suites/``, installed with qbench as package data, so a wheel has them too).
+user's own suites, in the working directory), then among the shipped suites (the source tree's top-level
+``suites/``, installed into a wheel as package data, so a wheel has them too).
 
 Everything a suite file may hold is listed in the ``*_KEYS`` tables below; any other key is an error that
 names the file and the key path. Values are read with ``tomllib`` (never evaluated) and every setting is
@@ -29,10 +29,25 @@ import gymnasium as gym
 from qbench.config import MAX_SEEDS, VARIANTS, ConfigError, Variant, choices_line, coerce_setting, unknown
 from qbench.envs.tasks import TASKS, Task, get_task
 
-# The shipped suite files: package data, present in a source checkout, an editable install and a wheel alike.
-SUITES_DIR = Path(__file__).resolve().parent / "data" / "suites"
+
+def _shipped_suites_dir() -> Path:
+    """The shipped suite files: the top-level suites/ folder of the source tree (a checkout, an editable
+    install), which a wheel installs as the package data qbench/shipped_suites (pyproject.toml maps it)."""
+    installed = Path(__file__).resolve().parent / "shipped_suites"
+    return installed if installed.is_dir() else (Path(__file__).resolve().parent.parent / "suites").resolve()
+
+
+SUITES_DIR = _shipped_suites_dir()
 # The user's own suites: a folder in the working directory, looked in before the shipped ones.
 USER_SUITES_DIR = Path("suites")
+
+
+def suite_folders() -> tuple[Path, ...]:
+    """Where suite names are looked up, in order: ./suites/ (the user's), then the shipped ones. In the source
+    tree's root ./suites/ IS the shipped folder: it is then looked in once, as the shipped one."""
+    if USER_SUITES_DIR.resolve() == SUITES_DIR:
+        return (SUITES_DIR,)
+    return (USER_SUITES_DIR, SUITES_DIR)
 
 # The evaluation protocol and run length; kept apart from other settings so a reader finds them in one place.
 BUDGET_KEYS = ("total_env_steps", "eval_interval_env_steps", "eval_episodes")
@@ -189,7 +204,7 @@ def find_suite(name_or_path: str) -> Path:
             raise ConfigError(f"suite file '{name_or_path}' does not exist")
         return candidate
     if "/" not in name_or_path and name_or_path not in ("", ".", ".."):
-        for folder in (USER_SUITES_DIR, SUITES_DIR):
+        for folder in suite_folders():
             if (folder / f"{name_or_path}.toml").is_file():
                 return folder / f"{name_or_path}.toml"
     if candidate.is_dir():
@@ -204,7 +219,7 @@ def find_suite(name_or_path: str) -> Path:
 def list_suites() -> list[str]:
     """The names of the user's suites (./suites/) and the shipped ones."""
     names: set[str] = set()
-    for folder in (USER_SUITES_DIR, SUITES_DIR):
+    for folder in suite_folders():
         if folder.is_dir():
             names.update(p.stem for p in folder.glob("*.toml"))
     return sorted(names)

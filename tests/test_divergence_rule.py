@@ -19,10 +19,10 @@ import pytest
 
 from qbench.parts import divergence as dv
 
-RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
 CORRECTIONS = "issue15_corrections/nstep_corrections"
 
-# benchmarks/results/issue15_corrections/nstep_corrections/CartPole-v1/nstep_cut_dqn/seed4-3d7aa61c0c: env
+# results/benchmarks/issue15_corrections/nstep_corrections/CartPole-v1/nstep_cut_dqn/seed4-3d7aa61c0c: env
 # steps 2,000-50,000; |Q| up to 981.8 at 7,000 (9.82 value scales, the most of any completed run), final
 # return 500.0.
 RECOVERED_CARTPOLE = [
@@ -32,7 +32,7 @@ RECOVERED_CARTPOLE = [
     143.3, 143.7, 141.0, 141.3]
 RECOVERED_CARTPOLE_STEPS = list(range(2000, 50001, 1000))
 
-# Every run the old watch stopped: (run directory under benchmarks/results, first env step of the trace, |Q|
+# Every run the old watch stopped: (run directory under results/benchmarks, first env step of the trace, |Q|
 # per log row, env step and |Q| of the stop from error.json, env step at which the new rule flags it, by hand:
 # the first value above 500).
 STOPPED_BY_OLD_WATCH = [
@@ -113,7 +113,7 @@ def test_runs_the_old_watch_stopped_are_flagged_not_stopped(run, first_step, row
 def test_runaway_huber_trace_is_stopped_at_its_round():
     """huber_dqn on CartPole: Q(s0) ran away to about 1.9e8 with a finite loss (README, the overestimation
     figure of issue 14; that run's diagnostics were not committed). The trace: the committed rows of
-    huber_dqn seed 4 (benchmarks/results/issue11_sanity/sanity/CartPole-v1/huber_dqn/seed4-f5bf88a2a2, env
+    huber_dqn seed 4 (results/benchmarks/issue11_sanity/sanity/CartPole-v1/huber_dqn/seed4-f5bf88a2a2, env
     steps 2,000 to 10,000, and 1,065 at its stop), then doubling every round up to 1.9e8 (a synthetic
     continuation)."""
     recorded = [19.3, 51.7, 92.6, 129.6, 171.8, 391.5, 625.4, 762.4, 939.4, 1065.0]
@@ -195,7 +195,7 @@ def test_one_round_for_a_batch_of_seeds():
         np.testing.assert_array_equal(getattr(again, field), getattr(later.state, field))
 
 
-# The folders of committed runs (2026-12); other folders under benchmarks/results may hold work in progress.
+# The folders of committed runs (2026-12); other folders under results/benchmarks may hold work in progress.
 COMMITTED = ("issue11_sanity", "issue12_minatar", "issue12_pong100k", "issue13_overestimation",
              "issue15_corrections", "issue16_lecture")
 

@@ -171,17 +171,18 @@ def test_a_suite_in_the_working_directory_is_found_before_a_shipped_one(tmp_path
 
 def test_the_shipped_suites_are_package_data_and_a_wheel_has_them(tmp_path):
     """A wheel install (not editable) finds every shipped suite with no suites/ folder in sight."""
-    assert SUITES_DIR.parent == Path(cli.__file__).resolve().parent / "data"
+    assert SUITES_DIR == REPO / "suites"   # the design card's top-level folder, in a checkout
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
-    shutil.copytree(REPO / "qbench", src / "qbench", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("qbench", "suites"):
+        shutil.copytree(REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(src),
                     "-w", str(tmp_path / "dist")], check=True, capture_output=True, timeout=300)
     (wheel,) = (tmp_path / "dist").glob("qbench-*.whl")
     with zipfile.ZipFile(wheel) as zf:
-        shipped = {Path(n).stem for n in zf.namelist() if n.startswith("qbench/data/suites/") and n.endswith(".toml")}
+        shipped = {Path(n).stem for n in zf.namelist() if n.startswith("qbench/shipped_suites/") and n.endswith(".toml")}
         assert shipped == set(SHIPPED)
         zf.extractall(tmp_path / "site")
     empty = tmp_path / "elsewhere"
@@ -194,8 +195,29 @@ def test_the_shipped_suites_are_package_data_and_a_wheel_has_them(tmp_path):
     module, smoke, names = r.stdout.splitlines()
     site = (tmp_path / "site").resolve()
     assert Path(module).resolve().is_relative_to(site)
-    assert Path(smoke) == site / "qbench" / "data" / "suites" / "smoke.toml"
+    assert Path(smoke) == site / "qbench" / "shipped_suites" / "smoke.toml"
     assert names.split(",") == SHIPPED
+
+
+def test_pyproject_lists_every_package_of_the_source_tree():
+    """The packages are listed (a find cannot see the mapped suites/ folder): a new subpackage missing from the
+    list would be missing from the wheel."""
+    import tomllib
+
+    listed = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "qbench").rglob("__init__.py")}
+    assert set(listed) == found | {"qbench.shipped_suites"}
+    assert len(listed) == len(set(listed))
+
+
+def test_in_the_source_tree_root_the_shipped_suites_are_listed_once_as_shipped(monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert list_suites() == SHIPPED
+    assert find_suite("smoke").resolve() == SUITES_DIR / "smoke.toml"
+    r = run_qbench("list", "suites", cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.splitlines() if line.split()[:1] in ([n] for n in SHIPPED)]
+    assert [row[0] for row in rows] == SHIPPED and {row[1] for row in rows} == {"shipped"}
 
 
 def test_full_holds_every_task_of_classic_continuous_and_mujoco():
@@ -335,7 +357,7 @@ def test_malformed_suite_end_to_end_in_a_subprocess(tmp_path):
     (["run", "README.md"], "'README.md' is not a suite file (a suite is a .toml file); valid suites:"),
     (["run", "qbench"], "'qbench' is a folder, not a suite; valid suites:"),
     (["run", "nothere.toml"], "suite file 'nothere.toml' does not exist"),
-    (["run", "qbench/data/suites"], "'qbench/data/suites' is a folder, not a suite"),
+    (["run", "qbench/data"], "'qbench/data' is a folder, not a suite"),
 ])
 def test_run_command_mistakes_are_one_line_exit_2(args, fragment, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(REPO)

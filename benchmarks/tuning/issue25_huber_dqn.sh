@@ -3,7 +3,7 @@
 # chosen on seeds 100-109 (never reported), the task's 50k env steps, 4 candidates (the same number as NAF's). Each
 # candidate trains its 10 seeds in one process. Candidate h0 (the task's settings, delta 10 and norm 100) was run as
 # `qbench run sanity --seeds 110 --only seed=100,...,109 --only task=CartPole-v1 --only variant=huber_dqn`
-# (benchmarks/results/issue25_sanity_seeds100). Results: benchmarks/tuning/issue25_huber_dqn/<candidate>/seed<k>.
+# (results/benchmarks/issue25_sanity_seeds100). Results: benchmarks/tuning/issue25_huber_dqn/<candidate>/seed<k>.
 # Usage: bash benchmarks/tuning/issue25_huber_dqn.sh [candidate ...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."

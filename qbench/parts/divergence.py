@@ -6,7 +6,7 @@ finite, or when that |Q| exceeds ``STOP_FACTOR`` (1000) value scales; it is flag
 ``WARN_FACTOR`` (5) value scales; one value scale is max(r_max, 1) / (1 - gamma) (the largest discounted
 return the rewards seen so far allow), with the longest episode in place of 1 / (1 - gamma) when gamma is 1.
 
-Why these numbers (the committed runs in benchmarks/results, 213 distinct runs, 186 completed with a |Q|
+Why these numbers (the committed runs in results/benchmarks, 213 distinct runs, 186 completed with a |Q|
 trace):
 
 - No completed run reached 10 value scales: the largest is 9.82 (CartPole-v1 nstep_cut_dqn seed 4, |Q| 981.8
@@ -35,14 +35,14 @@ clipping); a "value scale" is dimensionless (|Q| over one scale). Every array is
 batch, so one call per round of gradient steps watches all seeds at once; the state between rounds is the
 small ``WatchState`` and nothing else.
 
-In the training loop, once per round of gradient steps (where ``Bookkeeper.mask_diverged`` runs today)::
+In the training loop, once per round of gradient steps (``Bookkeeper.watch_divergence`` in
+qbench/training/bookkeeping.py)::
 
-    verdict = watch_round(state, q_abs_max=stats.q_abs_max(), non_finite=stats.non_finite(),
-                          reward_abs_max=r_max, gamma=cfg.gamma, env_step=env_steps, alive=alive,
-                          longest_episode_steps=longest)   # read only when gamma is 1
+    verdict = watch_round(state, q_abs_max, reward_abs_max, gamma, env_steps, non_finite, alive,
+                          longest_episode_steps, warn_factor, stop_factor)   # longest read only when gamma is 1
     state = verdict.state
-    for k in np.flatnonzero(verdict.stopped_now): ...  # error.json "diverged", mask the seed (as today)
     for k in np.flatnonzero(verdict.warned_now): ...   # say so; seed_record(state, k) goes into summary.json
+    for k in np.flatnonzero(verdict.stopped_now): ...  # error.json "diverged", the seed masked out of the batch
 """
 
 from __future__ import annotations

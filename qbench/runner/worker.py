@@ -8,22 +8,19 @@ as ``failed``, so the rest of the suite goes on.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import socket
 import time
 import traceback
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 from qbench.jobs import Job
+from qbench.runner.claim import claim_run_dirs
 from qbench.store import (
     ERROR,
-    LOCK,
     RUNNER,
     SUMMARY,
     RunDir,
@@ -46,28 +43,6 @@ def error_record(exc: BaseException, job: Job) -> dict[str, Any]:
     return {"error": "diverged" if isinstance(exc, DivergedError) else "crashed", "type": type(exc).__name__,
             "message": str(exc), "traceback": "".join(traceback.format_exception(exc)), "job_hash": job.hash,
             "failed_at": datetime.now(UTC).isoformat(timespec="seconds"), "host": socket.gethostname()}
-
-
-def clean_temporaries(path: Path) -> None:
-    """Half-written temporaries of a killed writer (atomic writes rename them into place only when whole)."""
-    for tmp in path.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def job_lock(path: Path) -> Iterator[bool]:
-    """Hold the run directory's lock: yields True while this process holds it, False if another one does.
-
-    The lock lives as long as the open file: leaving the block, or the death of this process, releases it, so a
-    SIGKILLed runner leaves no stale lock behind."""
-    path.mkdir(parents=True, exist_ok=True)
-    with open(path / LOCK, "a") as lock_file:
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
 
 
 def qbench_version() -> str:
@@ -107,31 +82,25 @@ def run_suite_batch(jobs: list[Job], run_paths: list[str], suite: str, command: 
     """
     paths = [Path(p) for p in run_paths]
     results: list[dict[str, Any] | None] = [None] * len(jobs)
-    with contextlib.ExitStack() as held_locks:
-        to_run: list[int] = []
-        for i, path in enumerate(paths):
-            lock = contextlib.ExitStack()
-            if not lock.enter_context(job_lock(path)):
-                lock.close()
-                results[i] = {"status": "busy"}
-                continue
-            # Checked again under the lock: another runner may have finished the job since the caller looked.
-            if (path / SUMMARY).exists():
-                lock.close()
-                results[i] = {"status": "complete", "summary": read_json_or_empty(path / SUMMARY)}
-            elif (path / ERROR).exists() and (path / ERROR).stat().st_mtime >= runner_started_at:
-                lock.close()
-                results[i] = {"status": "failed", "error": read_json_or_empty(path / ERROR), "elsewhere": True}
-            else:
-                held_locks.enter_context(lock)   # held until the whole batch is over
-                to_run.append(i)
-        if to_run:
-            for i in to_run:
-                clean_temporaries(paths[i])
-                (paths[i] / ERROR).unlink(missing_ok=True)   # a retry: the old failure no longer describes it
+
+    def settled(path: Path) -> dict[str, Any] | None:
+        if (path / SUMMARY).exists():
+            return {"status": "complete", "summary": read_json_or_empty(path / SUMMARY)}
+        if (path / ERROR).exists() and (path / ERROR).stat().st_mtime >= runner_started_at:
+            return {"status": "failed", "error": read_json_or_empty(path / ERROR), "elsewhere": True}
+        return None
+
+    with claim_run_dirs(paths, settled) as claims:
+        for i in claims.busy:
+            results[i] = {"status": "busy"}
+        for i, outcome in claims.settled.items():
+            results[i] = outcome
+        if claims.claimed:
+            for i in claims.claimed:
                 _record_attempt(paths[i], suite)
-            for i, result in zip(to_run, _train_together([jobs[i] for i in to_run], [paths[i] for i in to_run],
-                                                         command), strict=True):
+            for i, result in zip(claims.claimed, _train_together([jobs[i] for i in claims.claimed],
+                                                                 [paths[i] for i in claims.claimed], command),
+                                 strict=True):
                 results[i] = result
     return results   # type: ignore[return-value]
 

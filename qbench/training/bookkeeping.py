@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbench.config import Config, max_n_step
+from qbench.config import Config, frames_per_env_step, is_multi_step
 from qbench.envs.tasks import Spaces
 from qbench.jobs import Job
 from qbench.parts.divergence import describe, seed_record, watch_round
@@ -125,7 +125,7 @@ class Bookkeeper:
         self.seeds = [job.seed for job in jobs]
         self.states = [LoopState(lr=cfg.lr, next_checkpoint_env_steps=cfg.checkpoint_interval_env_steps)
                        for _ in jobs]
-        self.stats = UpdateStats(len(jobs), logs_trace=max_n_step(cfg) > 1)
+        self.stats = UpdateStats(len(jobs), logs_trace=is_multi_step(cfg))
         self.alive = np.ones(len(jobs), dtype=bool)
         self.watch = new_watch(len(jobs))
         self.outcomes: list[dict[str, Any] | DivergedError | None] = [None] * len(jobs)
@@ -231,7 +231,7 @@ class Bookkeeper:
                                        (env_steps - self.last_log[1]) / max(now - self.last_log[0], 1e-9),
                                        now - self.started)
                 self.emit(k, env_steps, "diagnostics", self.states[k].diagnostics[-1])
-            self.stats = UpdateStats(len(seeds), logs_trace=max_n_step(cfg) > 1)
+            self.stats = UpdateStats(len(seeds), logs_trace=is_multi_step(cfg))
             self.last_log = (now, env_steps)
 
         if env_steps % cfg.eval_interval_env_steps == 0 or env_steps == cfg.total_env_steps:
@@ -295,9 +295,10 @@ class Bookkeeper:
 def frame_counts(job: Job, env_steps: int) -> dict[str, Any]:
     """For ALE tasks: env steps are agent steps, each frame_skip emulator frames; said in every summary so that no
     number is read in the wrong unit."""
-    if job.task.family != "atari":
+    frames = frames_per_env_step(job.task.env_id, job.config.frame_skip)
+    if frames == 1:
         return {}
-    return {"frame_skip": job.config.frame_skip, "frames": env_steps * job.config.frame_skip}
+    return {"frame_skip": frames, "frames": env_steps * frames}
 
 
 def peak_rss_mb() -> float:
