@@ -1,0 +1,38 @@
+"""What every command shares: rich output and the check of a folder qbench will write into."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from qbench.config import ConfigError
+
+
+def escape(text: str) -> str:
+    """A name or path inside rich markup: its '[' is text, not a tag."""
+    from rich.markup import escape as rich_escape
+    return rich_escape(text)
+
+
+def _console():
+    from rich.console import Console
+    console = Console()
+    console.soft_wrap = not console.is_terminal   # in a pipe or a log, a long line stays one line
+    return console
+
+
+def _check_output_dir(path: Path, what: str) -> None:
+    """A folder qbench will write into: refused, before anything is written, when it (or a folder above it) is a
+    file, or when it cannot be created or written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} '{path}' is a file, not a folder; give a folder (it is created if missing)")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{what} '{path}' cannot be created: '{existing}' is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} '{path}' cannot be written: no write permission on '{existing}'")
+
+
