@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from qbench import cli
+from qbench.cli import run as cli_run
 from tests.harness import evaluation_rows, popen_qbench, run_qbench
 
 
@@ -384,7 +385,7 @@ def test_ctrl_c_of_a_suite_run_says_the_command_that_resumes_and_exits_130(comma
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_run_suite", interrupted)
+    monkeypatch.setattr(cli_run, "_run_suite", interrupted)
     args = [command, *(["smoke"] if command == "run" else []), "--results", str(tmp_path / "my results"),
             "--only", "seed=0"]
     assert cli.main(args) == 130

@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from qbench import cli
+from qbench.cli import train as cli_train
 from qbench.config import ConfigError
 from qbench.runner import expand
 from qbench.runner.plan import batch_key, make_batches, parse_seed_list
@@ -319,7 +320,7 @@ def test_a_buffer_size_beyond_the_machine_is_one_line_exit_2_and_writes_nothing(
 def test_running_out_of_memory_while_training_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
     def no_memory(*args, **kwargs):
         raise MemoryError("Unable to allocate 1.46 TiB for an array with shape (1, 100000000000, 4)")
-    monkeypatch.setattr(cli, "_train_with_progress", no_memory)
+    monkeypatch.setattr(cli_train, "_train_with_progress", no_memory)
     code = cli.main(["train", "dqn", "CartPole-v1", "--steps", "300", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 1 and err == ("qbench: out of memory: Unable to allocate 1.46 TiB for an array with shape (1, "
@@ -330,10 +331,10 @@ def test_train_checks_again_under_the_lock_that_the_run_is_not_complete(tmp_path
     """Another process finished the run between this one's first look and its lock: it says so and trains
     nothing (training again would clean the finished run's directory)."""
     looks = iter(["new", "complete"])
-    monkeypatch.setattr(cli, "_train_dir_state", lambda path, job: next(looks))
+    monkeypatch.setattr(cli_train, "_train_dir_state", lambda path, job: next(looks))
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("trained a run that was complete")
-    monkeypatch.setattr(cli, "_train_with_progress", must_not_train)
+    monkeypatch.setattr(cli_train, "_train_with_progress", must_not_train)
     assert cli.main(["train", "dqn", "CartPole-v1", "--steps", "300", "--out", str(tmp_path / "run")]) == 0
     assert "already holds this job, complete" in capsys.readouterr().out
