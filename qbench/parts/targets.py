@@ -14,6 +14,8 @@ were, before the float32 arithmetic of the loss.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -69,6 +71,7 @@ def ordered_sum(x: torch.Tensor) -> torch.Tensor:
     return total
 
 
+@functools.lru_cache(maxsize=64)   # a few (gamma, n, device) per run; read only, so one tensor serves every step
 def gamma_powers(gamma: float, count: int, device: torch.device | str) -> torch.Tensor:
     """(gamma^0, ..., gamma^(count-1)) in float64, computed by numpy (the powers the targets were always made of)."""
     return torch.as_tensor(gamma ** np.arange(count, dtype=np.float64)).to(device)
