@@ -19,7 +19,8 @@ seed's final return (the mean of the final greedy evaluation's episodes, what th
 Faults. Each is injected by monkeypatching qbench inside the child process that trains (never by editing
 qbench/), through a context manager that undoes the patch on exit. A function that the engine imported by name
 (`from qbench.parts.targets import td_targets`) is replaced in every qbench module that holds it, so that
-qbench.training.loop's copy (and qbench.engine's re-export) is patched too.
+qbench.engine's re-export is patched too (the loop's target, qbench.parts.targets.value_target, calls td_targets and
+bootstrap_value by their names in qbench.parts.targets).
 
 - none: the unbroken engine, the control. Nothing is patched.
 - no_target_network: qbench.parts.targets.bootstrap_value is wrapped so that its target-network argument is the
@@ -31,8 +32,8 @@ qbench.training.loop's copy (and qbench.engine's re-export) is patched too.
 - target_sign: qbench.parts.targets.td_targets computes y = reward_n - discount_n * bootstrap.
 - discount_wrong: td_targets computes y = reward_n + 0.5 * discount_n * bootstrap: the bootstrap is discounted by
   gamma / 2 instead of gamma (gamma^L / 2 for an L-step window; 0 after a termination, as before). Why this one:
-  discount_n is made by the replay buffer (qbench/replay/nstep.py discounted_window: gamma^L, 0 where the window
-  ended in a termination; the 1-step path of buffer.gather_windows: gamma or 0) and reaches the target only
+  discount_n is made from the replay window by qbench/parts/targets.py (discounted_window: gamma^L, 0 where the
+  window ended in a termination; the 1-step path of window_return: gamma or 0) and reaches the target only
   through td_targets, so patching td_targets reaches every sanity variant. Of the candidates, gamma^2 (0.98 on
   CartPole, 0.96 on Pendulum) is a discount both tasks are routinely solved with: no test on returns can or
   should fail it. Discount 1 (gamma forgotten) leaves the greedy policy of a continuing task (Pendulum, whose
@@ -48,8 +49,9 @@ qbench.training.loop's copy (and qbench.engine's re-export) is patched too.
 - no_discount (extra, not in the default list): td_targets computes y = reward_n + [discount_n > 0] * bootstrap.
 
 target_sign, discount_wrong, no_discount and no_target_network do not reach variants whose n-step target is
-computed by a trace correction inside the replay buffer (retrace and the like; none is in the sanity suite): the
-child refuses such a pair rather than report an unbroken run under a fault's name.
+computed by a trace correction (retrace and the like, qbench.parts.targets.traced_target, which bootstraps from
+sum_a pi(a|s) Q(s, a) without td_targets or bootstrap_value; none is in the sanity suite): the child refuses such a
+pair rather than report an unbroken run under a fault's name.
 
 Processes: each (fault, pair) runs its missing seeds in batches of --seed-batch, each batch one fresh subprocess
 (OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1, torch_threads 1) that trains the batch's seeds together
@@ -134,8 +136,7 @@ KNOWN_BATCH_SEEDS = 5
 @contextlib.contextmanager
 def replaced_function(module_name: str, name: str, replacement: Callable) -> Iterator[Callable]:
     """Replace the function `name` of `module_name` by `replacement` in that module and in every other qbench module
-    that imported it by name (qbench.training.loop holds its own reference to td_targets and bootstrap_value, and
-    qbench.engine re-exports them); put the
+    that imported it by name (qbench.engine re-exports td_targets and bootstrap_value); put the
     original back on exit. Yields the original."""
     home = importlib.import_module(module_name)
     importlib.import_module("qbench.engine")   # imports qbench.training.loop, and re-exports its names
@@ -204,13 +205,13 @@ def make_bootstrap_from_online(original: Callable) -> Callable:
     return bootstrap_value
 
 
-def stale_sample(self, batch_size, rngs, greedy_fn=None, n=None, trace=None):
+def stale_sample(self, batch_size, rngs, n=None):
     """stale_replay: ReplayBuffer.sample drawing each seed's indices uniformly from the oldest
     STALE_ROWS_PER_BATCH x batch_size transitions still held (the ring's oldest slots), never the recent ones."""
     oldest = (self.pos - self.size) % self.capacity
     rows = max(1, min(self.size, STALE_ROWS_PER_BATCH * batch_size))
     idx = np.stack([(oldest + rng.integers(0, rows, size=batch_size)) % self.capacity for rng in rngs])
-    return self.gather(idx, greedy_fn, n, trace)
+    return self.gather(idx, n)
 
 
 # ---------------------------------------------------------------------------------------------------- the faults
@@ -268,7 +269,7 @@ FAULTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "no_discount": fault_no_discount,
 }
 DEFAULT_FAULTS = ("none", "no_target_network", "target_sign", "discount_wrong", "stale_replay")
-# Faults in the TD target or its bootstrap: a trace correction computes the target in the buffer, past them.
+# Faults in the TD target or its bootstrap: a trace correction's target (parts/targets.py traced_target) goes past them.
 TARGET_FAULTS = ("no_target_network", "target_sign", "discount_wrong", "no_discount")
 
 

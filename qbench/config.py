@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-# The n-step corrections that weigh each later step of a window by a trace coefficient (qbench.replay.nstep).
+# The n-step corrections that weigh each later step of a window by a trace coefficient (qbench.parts.targets).
 # The most seeds one command or suite entry expands to: more is a typo (0-99999999), and its job list alone
 # would fill the memory before anything is checked. The theory suite runs 1,000.
 MAX_SEEDS = 100_000
@@ -449,9 +449,6 @@ def check_consistency(cfg: Config) -> None:
             raise ConfigError(f"setting '{key}' applies to optimizer rmsprop, not '{cfg.optimizer}'; set optimizer "
                               f"rmsprop or leave {key} at {getattr(defaults, key)}; valid optimizers: adam, "
                               "rmsprop, sgd")
-    if cfg.nstep_correction in traced and cfg.target_gradient == "residual":
-        raise ConfigError(f"nstep_correction '{cfg.nstep_correction}' computes its target in the replay buffer, "
-                          "without a gradient; target_gradient residual needs nstep_correction ignore or cut")
     if cfg.nstep_correction in traced and cfg.target not in ("max", "double"):
         raise ConfigError(f"nstep_correction '{cfg.nstep_correction}' weighs actions by pi(a|s) / mu(a|s) for a "
                           f"discrete pi; target '{cfg.target}' has a learned continuous policy; use target max or "

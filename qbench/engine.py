@@ -2,7 +2,7 @@
 qbench/training/__init__.py for the rest). Kept so that code written against qbench.engine goes on working; new
 code imports from qbench.training.<module>."""
 
-from qbench.parts.targets import bootstrap_value, td_targets
+from qbench.parts.targets import bootstrap_value, td_targets, value_target
 from qbench.training.behaviour import Behaviour
 from qbench.training.bookkeeping import (
     TRAIN_RETURN_WINDOW,
@@ -21,7 +21,6 @@ from qbench.training.build import (
     build_q,
     learner_rewards,
     make_buffer,
-    off_policy_trace,
     resolve_device,
 )
 from qbench.training.checkpoint import (
@@ -49,7 +48,7 @@ __all__ = [
     "DamagedCheckpointError", "DivergedError", "Evaluation", "KnownDynamics", "Learner", "LoopState", "MeanQ",
     "UpdateStats", "bootstrap_value", "build_maximisers", "build_optimiser", "build_q", "derived_seed",
     "episode_horizon", "evaluate", "frame_counts", "known_dynamics", "learner_rewards", "load_checkpoint",
-    "make_buffer", "off_policy_trace", "peak_rss_mb", "resolve_device", "run_batch", "run_job", "save_checkpoint",
+    "make_buffer", "peak_rss_mb", "resolve_device", "run_batch", "run_job", "save_checkpoint",
     "set_aside_damaged_checkpoint", "stream_seed", "stream_sequence", "td_step_loss", "td_targets",
-    "torch_generators", "trace_length", "train", "train_batch", "visited_returns",
+    "torch_generators", "trace_length", "train", "train_batch", "value_target", "visited_returns",
 ]

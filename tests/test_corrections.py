@@ -3,17 +3,22 @@ MDP and hand-computed windows; the behaviour probabilities the buffer keeps; the
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from qbench.config import ConfigError
-from qbench.engine import run_batch
+from qbench.engine import run_batch, td_step_loss
 from qbench.jobs import build_job
 from qbench.parts.exploration import epsilon_greedy_probs, linear_schedule
-from qbench.replay.buffer import OffPolicyTrace, ReplayBuffer
-from qbench.replay.nstep import trace_coefficients
+from qbench.parts.maximisers import ExactMaximiser
+from qbench.parts.targets import trace_coefficients
+from qbench.replay.buffer import ReplayBuffer
 from qbench.store import RunDir
+from tests.reference_nstep import returns_of, traced_of
 from tests.test_checkpoint import Interrupt, interrupt_after_checkpoint
 from tests.test_seed_axis import kill_and_resume
 
@@ -21,7 +26,7 @@ GAMMA = 0.9
 
 
 def _tables(q: np.ndarray, pi: np.ndarray):
-    """An evaluate() for states stored as their index (obs shape (1,)): Q and pi looked up per state."""
+    """An evaluate() (for traced_of, in place of the networks) for states stored as their index (obs shape (1,)): Q and pi looked up per state."""
     def evaluate(states: np.ndarray):
         s = states[..., 0].astype(int)
         return q[s], pi[s]
@@ -86,11 +91,11 @@ def test_importance_sampling_is_unbiased_for_the_target_policys_n_step_value_and
     buffer = _sampled_windows(p, reward, mu, start, n, windows, seed=n)
     idx = np.arange(windows)[None, :] * n
     exact = _n_step_pi_value(p, reward, q, pi, n)[start]
-    traced = buffer.gather(idx, trace=OffPolicyTrace("importance_sampling", _tables(q, pi))).target[0]
+    traced = traced_of(buffer.gather(idx), "importance_sampling", _tables(q, pi), GAMMA).target[0]
     se = traced.std() / np.sqrt(windows)
     assert abs(traced.mean() - exact) < 4 * se, (traced.mean(), exact, se)
     # the same windows uncorrected, bootstrapping from pi's value like the corrected target: mu's return, not pi's
-    batch = buffer.gather(idx)
+    batch = returns_of(buffer.gather(idx), GAMMA)
     v = np.where(np.arange(N_STATES) != TERMINAL, (pi * q).sum(axis=1), 0.0)
     ignored = batch.reward_n[0] + batch.discount_n[0] * v[batch.bootstrap_obs[0, :, 0].astype(int)]
     assert abs(ignored.mean() - exact) > 10 * ignored.std() / np.sqrt(windows)
@@ -132,7 +137,7 @@ def test_traced_targets_match_hand_computed_windows_cut_by_a_terminal_a_truncati
     lam = 0.8 if kind != "importance_sampling" else 1.0
     # (window start, its slots): a full window, one cut by a termination, one cut by a truncation, the newest
     windows = {0: [0, 1, 2], 1: [1, 2, 3], 4: [4, 5], 5: [5], 6: [6, 7], 8: [8]}
-    batch = buffer.gather(np.array([list(windows)]), trace=OffPolicyTrace(kind, _tables(q, pi), lam, 0.0))
+    batch = traced_of(buffer.gather(np.array([list(windows)])), kind, _tables(q, pi), GAMMA, lam, 0.0)
     for column, (start, slots) in enumerate(windows.items()):
         s = [steps[i][0] for i in slots]
         a = [steps[i][1] for i in slots]
@@ -151,7 +156,7 @@ def test_one_retrace_window_by_hand():
     """Slots 0-2 under Retrace with lambda 1: V = pi . Q is (1.2, 0.3, 1.5) for states 0, 1, 2; the later actions
     are a0 in s1 (pi 0.6, mu 0.25: c = 1) and a2 in s2 (pi 0.8, mu 0.5: c = 1)."""
     buffer, _, q, pi = _hand_buffer()
-    got = buffer.gather(np.array([[0]]), trace=OffPolicyTrace("retrace", _tables(q, pi))).target[0, 0]
+    got = traced_of(buffer.gather(np.array([[0]])), "retrace", _tables(q, pi), GAMMA).target[0, 0]
     v0, v1, v2 = 1.2, 0.3, 1.5
     want = (1.0 + GAMMA * v1) + GAMMA * (2.0 + GAMMA * v2 - 0.5) + GAMMA ** 2 * (-1.0 + GAMMA * v1 - 1.5)
     assert want == pytest.approx(1.27 + 2.565 - 1.8063)
@@ -175,16 +180,16 @@ def test_with_a_greedy_target_and_an_on_policy_behaviour_every_correction_equals
                    behaviour_prob=np.array([1.0]))
         s = int(rng.integers(5)) if t % 11 == 10 or t % 7 == 6 else s_next
     idx = np.arange(40)[None, :]
-    plain = buffer.gather(idx)
+    plain = returns_of(buffer.gather(idx), GAMMA)
     ignored = plain.reward_n + plain.discount_n * q.max(axis=1)[plain.bootstrap_obs[..., 0].astype(int)]
     for kind in ("importance_sampling", "retrace", "tree_backup"):
-        traced = buffer.gather(idx, trace=OffPolicyTrace(kind, _tables(q, pi)))
+        traced = traced_of(buffer.gather(idx), kind, _tables(q, pi), GAMMA)
         np.testing.assert_allclose(traced.target, ignored, rtol=1e-6, atol=1e-6)
         np.testing.assert_array_equal(traced.trace_mass, plain.lengths)
 
 
 def test_trace_coefficients_by_hand():
-    pi, mu = np.array([0.9, 0.1, 0.5]), np.array([0.45, 0.5, 0.5])
+    pi, mu = torch.tensor([0.9, 0.1, 0.5]), torch.tensor([0.45, 0.5, 0.5])
     np.testing.assert_allclose(trace_coefficients("importance_sampling", pi, mu), [2.0, 0.2, 1.0])
     np.testing.assert_allclose(trace_coefficients("importance_sampling", pi, mu, is_clip=1.5), [1.5, 0.2, 1.0])
     np.testing.assert_allclose(trace_coefficients("retrace", pi, mu, trace_lambda=0.5), [0.5, 0.1, 0.5])
@@ -236,8 +241,67 @@ def test_settings_a_correction_would_ignore_are_refused(settings, message):
         build_job("nstep_dqn", "CartPole-v1", 0, settings)
 
 
-def test_trace_corrections_refuse_box_actions_and_residual_gradients():
+def test_trace_corrections_refuse_box_actions():
     with pytest.raises(ConfigError, match="nstep_correction 'retrace' weighs each action by pi.a.s. / mu.a.s."):
         build_job("naf", "Pendulum-v1", 0, {"n_step": 3, "nstep_correction": "retrace"})
-    with pytest.raises(ConfigError, match="target_gradient residual needs nstep_correction ignore or cut"):
-        build_job("residual_q", "CartPole-v1", 0, {"n_step": 3, "nstep_correction": "importance_sampling"})
+
+
+class LinearQ(torch.nn.Module):
+    """Q(s, a) = s . W[:, a]: a gradient small enough to write down."""
+
+    def __init__(self, w: np.ndarray):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(w, dtype=torch.float32))
+
+    def all_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs @ self.w
+
+    def q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.all_actions(obs).gather(-1, actions.long()[..., None])[..., 0]
+
+
+@pytest.mark.parametrize("gradient", ["residual", "semi"])
+def test_residual_gradient_of_a_tree_backup_target_by_hand(gradient):
+    """Residual gradients with a trace correction: the gradient flows through every Q of the traced target
+    (V(s_j+1) = sum_a pi(a | s_j+1) Q(s_j+1, a) and Q(s_j, a_j)); pi and the trace coefficients are held constant,
+    since an epsilon-greedy pi is piecewise constant in Q (its derivative is 0 wherever it exists), so this is the
+    exact gradient of the squared traced Bellman error wherever it is differentiable. One 2-step window s0 a0 ->
+    s1 a1 -> s2 under Tree-backup (c1 = lambda pi(a1 | s1)) on a linear Q:
+
+        y = r0 + g V(s1) + g c1 (r1 + g V(s2) - Q(s1, a1)),
+        dy/dW[:, a] = g pi(a | s1) s1 + g c1 (g pi(a | s2) s2 - [a = a1] s1),
+        d/dW 0.5 (Q(s0, a0) - y)^2 = (Q(s0, a0) - y) (dQ(s0, a0)/dW - dy/dW)   (semi-gradient: without dy/dW)."""
+    lam, eps = 0.8, 0.2
+    cfg = build_job("residual_q" if gradient == "residual" else "online_q", "CartPole-v1", 0,
+                    {"n_step": 2, "nstep_correction": "tree_backup", "trace_lambda": lam, "is_target_eps": eps,
+                     "buffer_size": 8, "batch_size": 1}).config
+    g = cfg.gamma
+    w = np.array([[0.5, -1.0], [2.0, 0.25], [-0.75, 1.5]])
+    net = LinearQ(w)
+    learner = SimpleNamespace(online=net, target=net, device=torch.device("cpu"), act_maximiser=ExactMaximiser(),
+                              target_maximiser=ExactMaximiser())
+    s = np.array([[1.0, 0.0, 2.0], [0.5, -1.0, 1.0], [-1.0, 2.0, 0.5], [0.0, 0.0, 1.0]])
+    a, r = [1, 0, 1], [1.0, -2.0, 0.5]
+    buffer = ReplayBuffer(1, 8, (3,), (), np.int64, n_step=2, gamma=g)
+    for i in range(3):
+        buffer.add(s[None, i].astype(np.float32), np.array([a[i]]), np.array([r[i]]), s[None, i + 1].astype(np.float32),
+                   np.array([False]), np.array([False]), behaviour_prob=np.array([0.5]))
+    window = buffer.gather(np.array([[0]]))
+    obs, actions = torch.as_tensor(window.obs), torch.as_tensor(window.actions)
+    loss, q_pred, used = td_step_loss(cfg, learner, obs, actions, window)
+    loss.sum().backward()
+
+    q = s @ w
+    pi = epsilon_greedy_probs(q, eps, cfg.epsilon_form)   # the target net is the online one (target_update none)
+    v = (pi * q).sum(axis=1)
+    c1 = lam * pi[1, a[1]]
+    y = r[0] + g * v[1] + g * c1 * (r[1] + g * v[2] - q[1, a[1]])
+    assert float(q_pred[0, 0].detach()) == pytest.approx(q[0, a[0]])
+    assert float(loss[0].detach()) == pytest.approx(0.5 * (q[0, a[0]] - y) ** 2, rel=1e-5)
+    assert used[0, 0] == pytest.approx(1 + c1)
+    dq, dy = np.zeros_like(w), np.zeros_like(w)
+    dq[:, a[0]] = s[0]
+    for action in range(2):
+        dy[:, action] = g * pi[1, action] * s[1] + g * c1 * (g * pi[2, action] * s[2] - (action == a[1]) * s[1])
+    want = (q[0, a[0]] - y) * (dq - (dy if gradient == "residual" else 0.0))
+    np.testing.assert_allclose(net.w.grad.numpy(), want, rtol=1e-5, atol=1e-6)

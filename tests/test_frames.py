@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from gymnasium.wrappers import FrameStackObservation
 
-from qbench.replay.buffer import OffPolicyTrace, ReplayBuffer
+from qbench.replay.buffer import ReplayBuffer
 from qbench.replay.frames import FrameReplayBuffer
+from tests.reference_nstep import returns_of, traced_of
 
 G = 0.9
 S = 4
@@ -106,6 +107,16 @@ def q_pi_hash(states):
     return q, np.stack([first, 1.0 - first], axis=-1)
 
 
+def returns(buffer, idx, greedy_fn=None):
+    """The n-step returns of the windows at idx, cut by greedy_fn's actions when given (qbench.parts.targets)."""
+    return returns_of(buffer.gather(idx), buffer.gamma, greedy_fn)
+
+
+def traced(buffer, idx, kind):
+    """The traced targets of the windows at idx under q_pi_hash, lambda 0.9 (qbench.parts.targets)."""
+    return traced_of(buffer.gather(idx), kind, q_pi_hash, buffer.gamma, 0.9)
+
+
 def continued(steps, capacity):
     """(K, capacity): slots holding a life loss after which the env episode went on (not truncated)."""
     out = np.zeros((len(steps[0]["obs"]), capacity), dtype=bool)
@@ -119,7 +130,7 @@ def assert_same_batches(naive, frames, valid, greedy_fn=None, life_lost=None):
     numbers of compared bootstraps and of terminated windows. life_lost (K, capacity), the slots of life losses
     after which the episode went on: their windows' bootstrap state is exact although their discount is 0."""
     idx = np.tile(np.arange(naive.capacity), (naive.seeds, 1))
-    a, b = naive.gather(idx, greedy_fn), frames.gather(idx, greedy_fn)
+    a, b = returns(naive, idx, greedy_fn), returns(frames, idx, greedy_fn)
     assert b.obs.dtype == b.bootstrap_obs.dtype == np.uint8
     assert b.obs.shape == b.bootstrap_obs.shape == a.obs.shape
     assert b.reward_n.dtype == b.discount_n.dtype == np.float32 and b.actions.dtype == a.actions.dtype
@@ -134,8 +145,7 @@ def assert_same_batches(naive, frames, valid, greedy_fn=None, life_lost=None):
     assert np.array_equal(a.bootstrap_obs[bootstraps], b.bootstrap_obs[bootstraps].astype(np.float32))
     if greedy_fn is None:   # a trace correction reads the next state of every step of the window and mu there
         for kind in ("retrace", "importance_sampling"):
-            trace = OffPolicyTrace(kind, q_pi_hash, 0.9)
-            ta, tb = naive.gather(idx, trace=trace), frames.gather(idx, trace=trace)
+            ta, tb = traced(naive, idx, kind), traced(frames, idx, kind)
             assert np.array_equal(ta.target[valid], tb.target[valid]), kind
             assert np.array_equal(ta.trace_mass[valid], tb.trace_mass[valid]), kind
             assert np.isfinite(ta.target[valid]).all()
@@ -190,7 +200,7 @@ def test_gathers_equal_the_naive_buffer_through_boundaries_and_wrap_around(n_ste
             bootstraps, terminated = bootstraps + counts[0], terminated + counts[1]
         if n_step > 1:
             idx = np.tile(np.arange(capacity), (3, 1))
-            cut += int((frames.gather(idx, greedy_hash).lengths < frames.gather(idx).lengths)[valid].sum())
+            cut += int((returns(frames, idx, greedy_hash).lengths < frames.gather(idx).lengths)[valid].sum())
     assert frames.total_added > 4 * capacity and (~frames.valid_slots()).any()   # wrapped, with lost stacks
     assert bootstraps > 100 and terminated > 20
     assert n_step == 1 or cut > 50   # the cut-trace path changed windows, identically in both buffers
@@ -215,7 +225,7 @@ def test_windows_reach_the_newest_transition_and_its_kept_next_frame():
     steps = stream(9, seeds=2, seed=5)
     add([naive, frames], steps)
     idx = np.array([[8, 7], [8, 6]])
-    a, b = naive.gather(idx), frames.gather(idx)
+    a, b = returns(naive, idx), returns(frames, idx)
     ok = a.discount_n != 0
     assert ok.any()
     assert np.array_equal(a.bootstrap_obs[ok], b.bootstrap_obs[ok].astype(np.float32))
@@ -228,8 +238,8 @@ def test_sample_never_draws_a_stack_that_cannot_be_rebuilt():
     naive, frames = pair(capacity, 3)
     add([naive, frames], steps[:capacity - 2])
     # before wrapping every slot is valid: the same slots as ReplayBuffer.sample, from the same generators
-    a = naive.sample(64, [np.random.default_rng(s) for s in (1, 2, 3)])
-    b = frames.sample(64, [np.random.default_rng(s) for s in (1, 2, 3)])
+    a = returns_of(naive.sample(64, [np.random.default_rng(s) for s in (1, 2, 3)]), G)
+    b = returns_of(frames.sample(64, [np.random.default_rng(s) for s in (1, 2, 3)]), G)
     assert np.array_equal(a.obs, b.obs.astype(np.float32)) and np.array_equal(a.reward_n, b.reward_n)
     assert np.array_equal(frames.sample_indices(64, [np.random.default_rng(s) for s in (1, 2, 3)]),
                           [np.random.default_rng(s).integers(0, capacity - 2, size=64) for s in (1, 2, 3)])
@@ -244,8 +254,8 @@ def test_sample_never_draws_a_stack_that_cannot_be_rebuilt():
         for k in range(3):   # uniform over the valid slots: with 400 draws out of <= 13, each one comes up
             assert set(idx[k].tolist()) == set(np.flatnonzero(valid[k]).tolist())
         # identical generators, identical batches
-        one = frames.sample(16, [np.random.default_rng([t, k, 9]) for k in range(3)], greedy_hash)
-        two = frames.sample(16, [np.random.default_rng([t, k, 9]) for k in range(3)], greedy_hash)
+        one = returns_of(frames.sample(16, [np.random.default_rng([t, k, 9]) for k in range(3)]), G, greedy_hash)
+        two = returns_of(frames.sample(16, [np.random.default_rng([t, k, 9]) for k in range(3)]), G, greedy_hash)
         for field in vars(one):
             assert np.array_equal(getattr(one, field), getattr(two, field)) or getattr(one, field) is None
     assert lost > 30   # the oldest transitions' stacks were often unavailable
@@ -294,15 +304,15 @@ def assert_same_buffers(one, two):
     assert np.array_equal(valid, two.valid_slots())
     idx = np.tile(np.arange(one.capacity), (one.seeds, 1))
     for greedy_fn in (None, greedy_hash):
-        a, b = one.gather(idx, greedy_fn), two.gather(idx, greedy_fn)
+        a, b = returns(one, idx, greedy_fn), returns(two, idx, greedy_fn)
         for field in vars(a):
             if getattr(a, field) is not None:
                 assert np.array_equal(getattr(a, field)[valid], getattr(b, field)[valid]), field
-    trace = OffPolicyTrace("tree_backup", q_pi_hash, 0.9)   # reads the behaviour probabilities too
     assert np.array_equal(one.behaviour_prob, two.behaviour_prob, equal_nan=True)
-    assert np.array_equal(one.gather(idx, trace=trace).target[valid], two.gather(idx, trace=trace).target[valid])
-    a = one.sample(32, [np.random.default_rng([4, k]) for k in range(one.seeds)], greedy_hash)
-    b = two.sample(32, [np.random.default_rng([4, k]) for k in range(one.seeds)], greedy_hash)
+    # tree_backup reads the behaviour probabilities too
+    assert np.array_equal(traced(one, idx, "tree_backup").target[valid], traced(two, idx, "tree_backup").target[valid])
+    a = returns_of(one.sample(32, [np.random.default_rng([4, k]) for k in range(one.seeds)]), one.gamma, greedy_hash)
+    b = returns_of(two.sample(32, [np.random.default_rng([4, k]) for k in range(one.seeds)]), two.gamma, greedy_hash)
     for field in vars(a):
         assert np.array_equal(getattr(a, field), getattr(b, field)), field
 

@@ -13,8 +13,9 @@ from qbench.engine import Learner, run_batch, td_step_loss
 from qbench.envs.tasks import get_task, make_env, spaces_of
 from qbench.jobs import build_job
 from qbench.parts.networks import layer_parameters
-from qbench.replay.buffer import ReplayBuffer
+from qbench.replay.buffer import ReplayBuffer, Window
 from qbench.store import RunDir
+from tests.reference_nstep import returns_of
 
 
 def _batch(k: int = 2, b: int = 5, seed: int = 0):
@@ -26,13 +27,21 @@ def _batch(k: int = 2, b: int = 5, seed: int = 0):
     return obs, actions, reward, discount, nxt
 
 
+def _window(gamma: float) -> Window:
+    """_batch's transitions as 1-step replay windows (gamma 0.99: the discounts _batch states)."""
+    assert gamma == 0.99
+    obs, actions, reward, discount, nxt = _batch()
+    return Window.of_transitions(obs.numpy(), actions.numpy(), reward.numpy(), (discount == 0).numpy(), nxt.numpy())
+
+
 def _grads_from_engine(variant: str) -> tuple[Learner, list[torch.Tensor]]:
     job = build_job(variant, "CartPole-v1", 0, {"hidden_sizes": [8]})
     env = make_env(get_task("CartPole-v1"))
     learner = Learner(job.config, spaces_of(env), [0, 1])
     env.close()
     learner.online.arena.grad.zero_()
-    loss, _ = td_step_loss(job.config, learner, *_batch())
+    obs, actions, *_ = _batch()
+    loss, _, _ = td_step_loss(job.config, learner, obs, actions, _window(job.config.gamma))
     loss.sum().backward()
     return learner, [p.grad.clone() for p in layer_parameters(learner.online)]
 
@@ -86,7 +95,7 @@ def test_one_buffer_serves_every_n_up_to_its_largest():
         buffer.add(np.array([[t]], np.float32), np.array([0]), np.array([r]), np.array([[t + 1]], np.float32),
                    np.array([t == 3]), np.array([False]))   # transition 3 terminates
     idx = np.array([[0, 2]])
-    by_n = {n: buffer.gather(idx, n=n) for n in (1, 2, 3)}
+    by_n = {n: returns_of(buffer.gather(idx, n=n), buffer.gamma) for n in (1, 2, 3)}
     # from 0: 1; 1 + 0.5 * 2; 1 + 0.5 * 2 + 0.25 * 4. From 2: 4; 4 + 0.5 * 8 (8 ends the episode: no bootstrap)
     np.testing.assert_allclose(by_n[1].reward_n, [[1.0, 4.0]])
     np.testing.assert_allclose(by_n[2].reward_n, [[2.0, 8.0]])

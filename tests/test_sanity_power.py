@@ -14,6 +14,7 @@ import qbench.engine
 import qbench.parts.targets
 from qbench.parts.maximisers import ActorMaximiser, ExactMaximiser
 from qbench.replay.buffer import ReplayBuffer
+from tests.reference_nstep import returns_of
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "sanity_power.py"
 _spec = importlib.util.spec_from_file_location("sanity_power", SCRIPT)
@@ -131,7 +132,7 @@ def filled_buffer(capacity, rows, n_step=1):
 
 def sampled_rows(buffer, batch_size, n=None):
     rngs = [np.random.default_rng(s) for s in (0, 1)]
-    batch = buffer.sample(batch_size, rngs, None, n)
+    batch = returns_of(buffer.sample(batch_size, rngs, n), buffer.gamma)
     return batch.obs[..., 0], batch
 
 

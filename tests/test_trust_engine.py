@@ -14,8 +14,8 @@ from qbench.engine import STREAMS, run_job, stream_seed, stream_sequence, train
 from qbench.envs.tasks import observation_encoder, spaces_of
 from qbench.jobs import build_job
 from qbench.parts.exploration import epsilon_greedy_probs
+from qbench.parts.targets import discounted_window
 from qbench.replay.buffer import ReplayBuffer
-from qbench.replay.nstep import discounted_window
 from qbench.store import CHECKPOINT, CHECKPOINT_REPLAY, RunDir
 from tests.trust_envs import ConstantEnv, MutatingEnv
 
@@ -83,7 +83,8 @@ def test_the_learner_sees_rewards_clipped_then_scaled():
 
 def test_nan_rewards_after_the_window_do_not_poison_it():
     rewards = np.array([[1.0, np.nan, 2.0], [1.0, 2.0, np.inf]])
-    reward_n, discount_n = discounted_window(rewards, np.zeros((2, 3), bool), np.array([1, 2]), 0.5)
+    reward_n, discount_n = discounted_window(torch.as_tensor(rewards), torch.zeros((2, 3), dtype=torch.bool),
+                                             torch.tensor([1, 2]), 0.5)
     assert reward_n.tolist() == [1.0, 2.0] and discount_n.tolist() == [0.5, 0.25]
 
 

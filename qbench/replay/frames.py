@@ -4,7 +4,7 @@ The observations are uint8 stacks (S, H, W), frame -1 the newest, as gymnasium's
 FrameStackObservation(env, S, padding_type="reset") makes them: at a reset the stack is the reset frame repeated S
 times, and each step shifts in one new frame. Consecutive transitions of one episode share S-1 frames of obs and
 S-1 of next_obs, so FrameReplayBuffer keeps, per seed and slot, only the newest frame of obs and rebuilds stacks
-when sampling. Its public interface and its Batch are those of ReplayBuffer (obs stacks come back as uint8).
+when sampling. Its public interface and its Window are those of ReplayBuffer (obs stacks come back as uint8).
 
 What is stored, per seed and slot (global index g in slot g % capacity):
   frames[g]       the newest frame of obs_g (the stack's other frames are the newest frames of g-1, g-2, ...)
@@ -28,14 +28,12 @@ The next_obs of transition g is obs_{g+1} shifted by one frame, whose newest fra
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from qbench.replay.buffer import Batch, OffPolicyTrace, chunk_array, gather_windows
+from qbench.replay.buffer import Ring, Window, chunk_array
 
 
-class FrameReplayBuffer:
+class FrameReplayBuffer(Ring):
     """ReplayBuffer for uint8 frame stacks obs_shape = (S, H, W), about H*W + 19 bytes per transition and seed.
 
     Stacks are rebuilt from the ring: position j of obs_g's stack (j = S-1 the newest) is the newest frame of
@@ -55,28 +53,13 @@ class FrameReplayBuffer:
         if capacity < stack:
             raise ValueError(f"capacity {capacity} is smaller than the stack size {stack}: no stack could be rebuilt "
                              "once the ring wraps")
-        self.seeds = seeds
-        self.capacity = capacity
-        self.obs_shape = (stack, height, width)
+        super().__init__(seeds, capacity, (stack, height, width), action_shape, action_dtype, n_step, gamma)
         self.stack = stack
-        self.n_step = n_step
-        self.gamma = gamma
         self.frames = np.zeros((seeds, capacity, height, width), dtype=np.uint8)
         self.since = np.zeros((seeds, capacity), dtype=np.uint8)
-        self.actions = np.zeros((seeds, capacity, *action_shape), dtype=action_dtype)
-        self.rewards = np.zeros((seeds, capacity), dtype=np.float64)
-        self.terminated = np.zeros((seeds, capacity), dtype=bool)
-        self.episode_end = np.zeros((seeds, capacity), dtype=bool)
-        self.behaviour_prob = np.full((seeds, capacity), np.nan, dtype=np.float32)
         self.last_next_obs = np.zeros((seeds, *self.obs_shape), dtype=np.uint8)   # the newest next_obs stacks
         self.next_since = np.zeros(seeds, dtype=np.int64)   # since of the next transition; 0: it must be a reset
         self.truncated_frames: list[dict[int, np.ndarray]] = [{} for _ in range(seeds)]   # global index -> frame
-        self.pos = 0
-        self.size = 0
-        self.total_added = 0   # transitions ever added per seed: global index g lives in slot g % capacity
-
-    def __len__(self) -> int:
-        return self.size
 
     def bytes_per_transition(self) -> float:
         """Bytes held per transition and seed: every array's nbytes plus the side tables (frames and 8-byte keys),
@@ -113,13 +96,9 @@ class FrameReplayBuffer:
 
         i, g = self.pos, self.total_added
         episode_end = terminated | truncated
+        self._store(action, reward, terminated, episode_end, behaviour_prob)
         self.frames[:, i] = obs[:, -1]
         self.since[:, i] = self.next_since
-        self.actions[:, i] = action
-        self.rewards[:, i] = reward
-        self.terminated[:, i] = terminated
-        self.episode_end[:, i] = episode_end
-        self.behaviour_prob[:, i] = np.nan if behaviour_prob is None else behaviour_prob
         for k, table in enumerate(self.truncated_frames):
             table.pop(g - self.capacity, None)   # slot i held transition g - capacity: its frame goes with it
             if truncated[k] and not terminated[k]:
@@ -128,9 +107,7 @@ class FrameReplayBuffer:
         continues = ~episode_end | (life_lost & ~truncated)
         self.next_since = np.where(continues, np.minimum(self.next_since + 1, self.stack), 0)
         self.last_next_obs[:] = next_obs
-        self.pos = (i + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-        self.total_added += 1
+        self._advance()
 
     def _check_stream(self, obs: np.ndarray, next_obs: np.ndarray, live: np.ndarray) -> None:
         obs, next_obs, last_next = obs[live], next_obs[live], self.last_next_obs[live]
@@ -150,13 +127,13 @@ class FrameReplayBuffer:
 
     # ---- rebuilding stacks
 
-    def _obs_stacks(self, slots: np.ndarray) -> np.ndarray:
+    def _obs_at(self, slots: np.ndarray) -> np.ndarray:
         """The obs stacks of the transitions in slots (K, ...): (K, ..., S, H, W)."""
         since = self.since[self._index(slots), slots].astype(np.int64)
         back = np.minimum(self.stack - 1 - np.arange(self.stack), np.minimum(since, self.stack - 1)[..., None])
         return self.frames[self._index(slots, extra=1), (slots[..., None] - back) % self.capacity]
 
-    def _next_stacks(self, slots: np.ndarray) -> np.ndarray:
+    def _next_obs_at(self, slots: np.ndarray) -> np.ndarray:
         """The next_obs stacks of the transitions in slots (K, ...): (K, ..., S, H, W). Exact for stored
         transitions whose obs stack is; any finite stacks for other slots."""
         rows = self._index(slots)
@@ -224,19 +201,10 @@ class FrameReplayBuffer:
             rows.append(u)
         return np.stack(rows)
 
-    def sample(self, batch_size: int, rngs: list[np.random.Generator],
-               greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None, n: int | None = None,
-               trace: OffPolicyTrace | None = None) -> Batch:
-        """As ReplayBuffer.sample, over the valid slots (sample_indices): greedy_fn, when given, maps states
-        (K, N, S, H, W) to greedy actions (K, N) and cuts each n-step trace at the first later action that
-        differs from it; trace computes the windows' targets under a trace correction."""
-        return self.gather(self.sample_indices(batch_size, rngs), greedy_fn, n, trace)
-
-    def gather(self, idx: np.ndarray, greedy_fn: Callable[[np.ndarray], np.ndarray] | None = None,
-               n: int | None = None, trace: OffPolicyTrace | None = None) -> Batch:
-        """The batch of windows starting at idx, shape (K, B), as ReplayBuffer.gather; obs and bootstrap_obs are
-        uint8 stacks (K, B, S, H, W). A slot that is not valid gives finite but meaningless stacks."""
-        return gather_windows(self, np.asarray(idx), greedy_fn, self._obs_stacks, self._next_stacks, n, trace)
+    def sample(self, batch_size: int, rngs: list[np.random.Generator], n: int | None = None) -> Window:
+        """As ReplayBuffer.sample, over the valid slots (sample_indices). The windows' states are uint8 stacks
+        (K, B, ..., S, H, W); a slot that is not valid gives finite but meaningless stacks."""
+        return self.gather(self.sample_indices(batch_size, rngs), n)
 
     # ---- checkpoint chunks: the contract of ReplayBuffer's. A chunk [start, end) is obsolete once every one of
     # its slots has been written again, i.e. once total_added >= end + capacity; the frames a later chunk's
@@ -244,15 +212,11 @@ class FrameReplayBuffer:
 
     _ARRAYS = ("frames", "since", "actions", "rewards", "terminated", "episode_end", "behaviour_prob")
 
-    def counters(self) -> dict:
-        return {"pos": self.pos, "size": self.size, "total_added": self.total_added}
-
     def chunk(self, start: int, seed_index: int) -> dict:
         """Seed seed_index's transitions with global index in [start, total_added) still stored, as arrays (for
         np.savez): the ring's arrays, the side table's entries in the range (truncated_index, truncated_frames),
         and the seed's newest next_obs stack and next since value, as of the chunk's end."""
-        first = max(start, self.total_added - self.size)
-        slots = np.arange(first, self.total_added) % self.capacity
+        first, slots = self._chunk_slots(start)
         table = self.truncated_frames[seed_index]
         kept = sorted(g for g in table if g >= first)
         return {"start": first, "end": self.total_added,
@@ -262,9 +226,6 @@ class FrameReplayBuffer:
                                      else np.zeros((0, *self.obs_shape[1:]), dtype=np.uint8)),
                 "last_next_obs": self.last_next_obs[seed_index].copy(),
                 "next_since": np.int64(self.next_since[seed_index])}
-
-    def chunk_is_obsolete(self, end: int) -> bool:
-        return self.total_added >= end + self.capacity
 
     def load_chunks(self, counters: dict, chunks_per_seed: list[list[dict]]) -> None:
         """Rebuild every seed's ring from the shared counters and its chunks, oldest first (a later chunk

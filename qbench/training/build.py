@@ -1,5 +1,5 @@
 """Building the parts of a run from its config: the Q networks of every seed, the maximisers, the optimiser, the
-replay buffer, the trace correction, and the Learner that holds what learns; and the rewards the learner sees."""
+replay buffer, and the Learner that holds what learns; and the rewards the learner sees."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbench.config import TRACE_CORRECTIONS, Config, max_n_step
+from qbench.config import Config, max_n_step
 from qbench.envs.tasks import Spaces
-from qbench.parts.exploration import epsilon_greedy_probs
 from qbench.parts.maximisers import (
     ActorMaximiser,
     CEMMaximiser,
@@ -31,7 +30,7 @@ from qbench.parts.networks import (
     flatten_parameters,
 )
 from qbench.parts.optim import FusedAdam, fused_adam_available
-from qbench.replay.buffer import OffPolicyTrace, ReplayBuffer
+from qbench.replay.buffer import ReplayBuffer
 from qbench.replay.frames import FrameReplayBuffer
 from qbench.training.seeding import torch_generators
 
@@ -190,26 +189,6 @@ def make_buffer(cfg: Config, spaces: Spaces, task, k_seeds: int) -> ReplayBuffer
                                  max_n_step(cfg), cfg.gamma)
     return ReplayBuffer(k_seeds, cfg.buffer_size, spaces.obs_shape, action_shape, action_dtype, max_n_step(cfg),
                         cfg.gamma, obs_dtype=spaces.obs_dtype)
-
-
-def off_policy_trace(cfg: Config, learner: Learner) -> OffPolicyTrace | None:
-    """The trace correction of the run's n-step targets (importance_sampling, retrace, tree_backup), else None.
-
-    Q is the target net (what every target bootstraps from); pi is is_target_eps-greedy w.r.t. the net that
-    selects the bootstrap action: the target net for target max (so that with eps 0, E_pi Q' is max Q', DQN's
-    bootstrap), the online net for double (E_pi Q' is Double DQN's). Ties share pi's greedy mass evenly."""
-    if cfg.nstep_correction not in TRACE_CORRECTIONS or max_n_step(cfg) == 1:
-        return None
-    device = learner.device
-
-    def evaluate(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with torch.inference_mode():
-            s = torch.as_tensor(states).to(device)
-            q_target = learner.target.all_actions(s)
-            q_select = q_target if cfg.target == "max" else learner.online.all_actions(s)
-            q_target, q_select = q_target.double().cpu().numpy(), q_select.double().cpu().numpy()
-        return q_target, epsilon_greedy_probs(q_select, cfg.is_target_eps, cfg.epsilon_form)
-    return OffPolicyTrace(cfg.nstep_correction, evaluate, cfg.trace_lambda, cfg.is_clip)
 
 
 def learner_rewards(rewards: np.ndarray, clip: float, scale: float) -> np.ndarray:

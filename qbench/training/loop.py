@@ -29,13 +29,13 @@ from qbench.jobs import Job
 from qbench.parts.exploration import linear_schedule
 from qbench.parts.losses import seed_grad_norms, td_loss
 from qbench.parts.target_update import hard_update, polyak_update
-from qbench.parts.targets import bootstrap_value, td_targets
+from qbench.parts.targets import on_device, value_target
 from qbench.process import configure_training_process
 from qbench.seed_axis import SeedEnvs
 from qbench.store import RunDir
 from qbench.training.behaviour import Behaviour
 from qbench.training.bookkeeping import Bookkeeper, DivergedError
-from qbench.training.build import Learner, learner_rewards, make_buffer, off_policy_trace
+from qbench.training.build import Learner, learner_rewards, make_buffer
 from qbench.training.evaluation import known_dynamics
 from qbench.training.seeding import agent_rngs, stream_seed
 
@@ -71,12 +71,6 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
     behaviour = Behaviour(cfg, spaces, learner.acting, act_maximiser, rngs)
     buffer = make_buffer(cfg, spaces, task, k_seeds)
     device = learner.device
-
-    def greedy_np(states: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return act_maximiser.argmax(online, torch.as_tensor(states).to(device)).cpu().numpy()
-    cut_trace = greedy_np if cfg.nstep_correction == "cut" and max_n_step(cfg) > 1 else None
-    trace = off_policy_trace(cfg, learner)
 
     # Loop state: everything that changes as the loop runs, so that a checkpoint is this plus the parts' state.
     book = Bookkeeper(jobs, runs, progress, cfg, started, eval_envs, spaces, known, learner, buffer, envs,
@@ -119,11 +113,9 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
             for _ in range(cfg.grad_steps_per_update):
                 if cfg.target_update == "swap":
                     learner.swap_roles(rngs)
-                batch = buffer.sample(cfg.batch_size, rngs, cut_trace, clock.n, trace)
-                obs_b, actions_b = to_device(device, batch.obs, batch.actions)
-                loss, q_pred = td_step_loss(cfg, learner, obs_b, actions_b,
-                                            *to_device(device, batch.reward_n, batch.discount_n, batch.bootstrap_obs),
-                                            None if batch.target is None else to_device(device, batch.target)[0])
+                window = buffer.sample(cfg.batch_size, rngs, clock.n)
+                obs_b, actions_b = on_device(device, window.obs, window.actions)
+                loss, q_pred, steps_used = td_step_loss(cfg, learner, obs_b, actions_b, window)
                 online.arena.grad.zero_()    # in place: the layers' .grad are views of it
                 (loss.sum() if weights is None else torch.where(weights, loss, 0.0).sum()).backward()
                 grad_norm = seed_grad_norms([online.arena], clip_at)           # clips each seed on its own
@@ -137,7 +129,7 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
                     hard_update(learner.follower_params, learner.leader_params)
                 elif cfg.target_update == "polyak":
                     polyak_update(learner.follower_params, learner.leader_params, cfg.tau)
-                book.stats.add(loss, q_pred, grad_norm, actor_loss, trace_length(batch) if n_step_run else None)
+                book.stats.add(loss, q_pred, grad_norm, actor_loss, trace_length(steps_used) if n_step_run else None)
             book.watch_divergence(clock)
             if not alive.any():
                 break
@@ -160,30 +152,17 @@ def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str
     return result
 
 
-def td_step_loss(cfg: Config, learner: Learner, obs: torch.Tensor, actions: torch.Tensor, reward_n: torch.Tensor,
-                 discount_n: torch.Tensor, bootstrap_obs: torch.Tensor,
-                 target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(TD loss per seed (K,), Q(s, a) (K, B)) of one batch. The target y = reward_n + discount_n * bootstrap is
-    held constant (semi-gradient: no gradient flows through it, so online Q-learning follows no objective's
-    gradient), or with target_gradient residual differentiated too (the gradient of the squared Bellman error,
-    Baird 1995). target, when given, is y already (a trace correction's, computed by the replay buffer)."""
-    if target is not None:
-        q_pred = learner.online.q(obs, actions)
-        return td_loss(q_pred, target, cfg.loss, cfg.huber_delta), q_pred
-    with torch.set_grad_enabled(cfg.target_gradient == "residual"):
-        bootstrap = bootstrap_value(cfg.target, learner.target_maximiser, learner.online, learner.target,
-                                    bootstrap_obs)
-        y = td_targets(reward_n, discount_n, bootstrap)
+def td_step_loss(cfg: Config, learner: Learner, obs: torch.Tensor, actions: torch.Tensor,
+                 window) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(TD loss per seed (K,), Q(s, a) (K, B), the steps each target used (K, B)) of one replay window; obs and
+    actions are its s_t and a_t on the learner's device. The target (qbench.parts.targets.value_target) is held
+    constant (semi-gradient: no gradient flows through it, so online Q-learning follows no objective's gradient),
+    or with target_gradient residual differentiated too (the gradient of the squared Bellman error, Baird 1995)."""
+    y, steps_used = value_target(cfg, learner, window)
     q_pred = learner.online.q(obs, actions)
-    return td_loss(q_pred, y, cfg.loss, cfg.huber_delta), q_pred
+    return td_loss(q_pred, y, cfg.loss, cfg.huber_delta), q_pred, steps_used
 
 
-def trace_length(batch) -> torch.Tensor:
+def trace_length(steps_used: np.ndarray) -> torch.Tensor:
     """(K,) the mean number of steps the batch's targets used: sum_j C_j under a trace correction, else L."""
-    used = batch.trace_mass if batch.trace_mass is not None else batch.lengths
-    return torch.as_tensor(np.asarray(used, dtype=np.float64).mean(axis=1))
-
-
-def to_device(device: torch.device, *arrays: np.ndarray) -> list[torch.Tensor]:
-    """numpy batches as tensors on the networks' device (no copy on the CPU)."""
-    return [torch.as_tensor(a).to(device) for a in arrays]
+    return torch.as_tensor(np.asarray(steps_used, dtype=np.float64).mean(axis=1))

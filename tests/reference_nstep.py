@@ -1,21 +1,17 @@
-"""N-step return arithmetic on windows of transitions, as pure numpy functions."""
+"""An independent reference for qbench.parts.targets: the n-step arithmetic as the replay buffer computed it in
+float64 numpy before issue 26 (window lengths now live in qbench.replay.buffer). test_nstep checks the torch module
+against it on random windows, bit for bit; and adapters that give the torch module's results on a window as the
+old batch fields (reward_n, discount_n, bootstrap_obs, lengths; target, trace_mass), for the tests written
+against them."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+import torch
 
-
-def window_lengths(episode_end: np.ndarray, available: np.ndarray) -> np.ndarray:
-    """How many transitions of each window belong to the return.
-
-    episode_end: (batch, n) bool, True where the transition ended its episode (terminated or truncated).
-    available:   (batch,) how many transitions exist from the window's start to the newest one stored.
-    A window stops after the first transition that ended an episode, and never runs past the newest data.
-    """
-    n = episode_end.shape[1]
-    ends_before = np.cumsum(episode_end, axis=1) - episode_end  # episode ends strictly before each step
-    inside = (ends_before == 0) & (np.arange(n)[None, :] < available[:, None])
-    return inside.sum(axis=1)
+from qbench.parts.targets import cut_lengths, traced_target, window_return
 
 
 def cut_trace_lengths(lengths: np.ndarray, later_actions: np.ndarray, greedy_actions: np.ndarray) -> np.ndarray:
@@ -106,3 +102,35 @@ def traced_window_target(rewards: np.ndarray, terminated: np.ndarray, lengths: n
     spent = np.where(inside[:, 1:], traces[:, 1:] * powers[1:] * np.where(inside[:, 1:], later_q_taken, 0.0),
                      0.0).sum(axis=1)
     return gain - spent, np.where(inside, traces, 0.0).sum(axis=1)
+
+
+def next_values(q: np.ndarray, pi: np.ndarray) -> np.ndarray:
+    """V(s) = sum_a pi(a | s) Q(s, a) over the last axis, as the buffer computed it (Q -inf where pi is 0)."""
+    return np.where(pi > 0, pi * np.where(pi > 0, q, 0.0), 0.0).sum(axis=-1)
+
+
+# ---- adapters: the torch module applied to a window, as the fields of the batches the buffer used to return
+
+def returns_of(window, gamma: float, greedy_fn=None) -> SimpleNamespace:
+    """A window's n-step returns (cut by greedy_fn's actions, states (K, N, *obs) -> (K, N), when given):
+    obs, actions, reward_n, discount_n (float32), lengths, bootstrap_obs, as numpy."""
+    lengths = None
+    if greedy_fn is not None and window.n > 1:
+        k, b, n = window.slots.shape
+        greedy = np.array(greedy_fn(window.later_obs().reshape(k, b * (n - 1), *window.obs.shape[2:])))
+        lengths = cut_lengths(torch.as_tensor(window.lengths), torch.as_tensor(window.later_actions),
+                              torch.as_tensor(greedy.reshape(k, b, n - 1)))
+    reward_n, discount_n, lengths = window_return(window, gamma, "cpu", lengths)
+    return SimpleNamespace(obs=window.obs, actions=window.actions, reward_n=reward_n.numpy(),
+                           discount_n=discount_n.numpy(), lengths=lengths, bootstrap_obs=window.next_obs(lengths - 1))
+
+
+def traced_of(window, kind: str, evaluate, gamma: float, trace_lambda: float = 1.0,
+              is_clip: float = 0.0) -> SimpleNamespace:
+    """A window's traced target (float32) and trace mass, with evaluate(states (K, N, *obs)) -> (Q, pi) (K, N, A)
+    in place of the networks."""
+    k, b, n = window.slots.shape
+    q, pi = evaluate(window.next_obs().reshape(k, b * n, *window.obs.shape[2:]))
+    q, pi = (torch.as_tensor(np.asarray(x, np.float64)).reshape(k, b, n, -1) for x in (q, pi))
+    target, mass = traced_target(kind, window, q, pi, gamma, trace_lambda, is_clip)
+    return SimpleNamespace(target=target.float().numpy(), trace_mass=mass.numpy(), lengths=window.lengths)
