@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from qbench.analysis.report import Report, has_theory
+from qbench.analysis.report import Report
+from qbench.analysis.studies.theory import has_theory
 from qbench.store import atomic_write_bytes, atomic_write_text
 
 FORMATS = ("md", "html", "tex", "csv")
