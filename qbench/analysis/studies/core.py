@@ -123,7 +123,9 @@ def per_task_table(finals: pd.DataFrame, results: pd.DataFrame, references: pd.D
         budget = _budget(group)
         aucs = [stats.area_under_curve(curves[d].index.to_numpy(), curves[d].to_numpy()) for d in group["run_dir"]]
         row = {"task": task, "variant": variant, "seeds": len(scores), "diverged": diverged_count(group),
-               "warned": warned_count(group), "env_steps": budget, "frames": budget * _frames_per_env_step(results, task), "mean": scores.mean(), "std": scores.std(ddof=1) if len(scores) > 1 else math.nan,
+               "warned": warned_count(group), "env_steps": budget,
+               "frames": budget * _frames_per_env_step(results, task), "mean": scores.mean(),
+               "std": scores.std(ddof=1) if len(scores) > 1 else math.nan,
                "iqm": ci.point, "iqm_lower": ci.lower, "iqm_upper": ci.upper,
                "auc_mean": float(np.mean(aucs)),
                "reference_mean": math.nan, "reference_std": math.nan, "reference_env_steps": math.nan,
