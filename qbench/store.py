@@ -617,3 +617,13 @@ def read_json_or_empty(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run directory's config.json object, or {} when it is missing, unreadable or not an object: what the
+    report reads a run's settings (gamma, env id, n-step target) from."""
+    try:
+        job = json.loads((Path(run_dir) / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return job if isinstance(job, dict) else {}

@@ -10,7 +10,9 @@ import pytest
 
 from qbench.analysis import stats
 from qbench.analysis.render import sections, write_report
-from qbench.analysis.report import base_env, build_report, final_scores, load_references, per_task_table
+from qbench.analysis.report import build_report
+from qbench.analysis.scoring import final_scores
+from qbench.analysis.studies.core import base_env, load_references, per_task_table
 from qbench.analysis.synthetic import write_run, write_suite_record
 from qbench.store import load_results
 from tests.harness import run_qbench
@@ -320,10 +322,10 @@ def test_a_seed_that_appears_in_two_runs_is_flagged_and_others_are_not(tmp_path,
 def test_curve_bands_use_scipys_trimmed_mean_on_every_replicate():
     from scipy.stats import trim_mean
 
-    from qbench.analysis.report import _bootstrap_iqm_over_seeds
+    from qbench.analysis.bootstrap import bootstrap_iqm_over_seeds
 
     curves = np.random.default_rng(1).normal(size=(7, 4))      # 7 seeds: int(7 / 4) = 1 cut from each end
-    point, lower, upper = _bootstrap_iqm_over_seeds(curves, np.random.default_rng(2), 50, 0.9)
+    point, lower, upper = bootstrap_iqm_over_seeds(curves, np.random.default_rng(2), 50, 0.9)
     np.testing.assert_allclose(point, trim_mean(curves, 0.25, axis=0))
     draws = np.random.default_rng(2).integers(0, 7, size=(50, 7))
     replicates = np.array([trim_mean(curves[d], 0.25, axis=0) for d in draws])

@@ -6,13 +6,12 @@ import pandas as pd
 import pytest
 
 from qbench.analysis.render import write_report
-from qbench.analysis.report import (
-    build_report,
-    final_scores,
+from qbench.analysis.report import build_report
+from qbench.analysis.scoring import final_scores
+from qbench.analysis.studies.overestimation import overestimation_final_table, overestimation_visited_table
+from qbench.analysis.studies.theory import (
     maximisation_bias_summary,
     maximisation_bias_table,
-    overestimation_final_table,
-    overestimation_visited_table,
     q_distance_table,
     wilson_interval,
 )

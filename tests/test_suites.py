@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qbench import cli
-from qbench.analysis.report import atari_scoring
+from qbench.analysis.scoring import atari_scoring
 from qbench.config import ConfigError
 from qbench.runner import expand, parse_only, run_path
 from qbench.suites import SUITES_DIR, find_suite, list_suites, load_suite

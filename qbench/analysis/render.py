@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from qbench.analysis.report import Report, has_theory
+from qbench.analysis.report import Report
+from qbench.analysis.studies.theory import has_theory
+from qbench.config import ConfigError
 from qbench.store import atomic_write_bytes, atomic_write_text
 
 FORMATS = ("md", "html", "tex", "csv")
@@ -555,6 +557,7 @@ def to_latex(report: Report) -> str:
 
 
 def _png(fig) -> bytes:
+    # Imported here: matplotlib is the optional ``report`` extra, and only figures need it.
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -564,8 +567,6 @@ def _png(fig) -> bytes:
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
-    from qbench.config import ConfigError
-
     chosen = tuple(f.strip() for f in text.split(",") if f.strip())
     bad = [f for f in chosen if f not in FORMATS]
     if bad or not chosen:

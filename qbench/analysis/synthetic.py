@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from qbench.analysis.report import SUITE_RECORD
+from qbench.analysis.scoring import SUITE_RECORD
 from qbench.config import config_hash
 from qbench.store import ERROR, METADATA, RUNNER, RunDir, atomic_write_json
 

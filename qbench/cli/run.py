@@ -97,7 +97,7 @@ def _run_suite(suite, jobs, args: argparse.Namespace, console):
     describe = "Ray" if args.backend == "ray" else "local worker processes"
     title = f"qbench run {suite.name}"
     reporter = (RichReporter(console, title, describe) if console.is_terminal else PlainReporter(title, describe))
-    from qbench.analysis.report import SUITE_RECORD, suite_record
+    from qbench.analysis.scoring import SUITE_RECORD, suite_record
     from qbench.store import atomic_write_json
 
     # What a later report needs to normalise and judge these results, kept with them.

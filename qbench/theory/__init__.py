@@ -1,1 +1,2 @@
-"""Exact dynamic programming on small known MDPs, and divergence counterexamples, to check learners against."""
+"""Exact dynamic programming on small known MDPs (mdp.py), the known-dynamics model of an env named by id
+(models.py), and divergence counterexamples, to check learners against."""

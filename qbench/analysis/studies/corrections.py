@@ -1,0 +1,140 @@
+"""N-step corrections: ``nstep_corrections``, per n-step (task, variant), its off-policy correction and n, final
+IQM with its CI and AUC (from the core study's ``per_task``), the mean trace length its targets used
+(diagnostics.csv's ``trace_length``) and its IQM minus that of the same task's ignore variant at the same n; empty
+unless the rows hold two corrections or more.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qbench.analysis.scoring import ScoredRuns, scored_runs
+from qbench.analysis.study import Study, Tables
+from qbench.config import SETTINGS
+from qbench.store import DIAGNOSTICS, read_csv_rows, read_run_config
+
+NSTEP_SETTINGS = ("n_step", "n_step_end", "nstep_correction", "is_target_eps", "trace_lambda", "is_clip")
+# The corrections in the order the table shows them: from none, through Watkins' cut, to the trace corrections of
+# Munos et al. (2016)'s general form.
+NSTEP_CORRECTIONS = ("ignore", "cut", "importance_sampling", "retrace", "tree_backup")
+NSTEP_RUN_COLUMNS = ["task", "variant", "run_dir", *NSTEP_SETTINGS, "trace_length_steps"]
+NSTEP_CORRECTION_COLUMNS = ["task", "n_step", "n_step_end", "nstep_correction", "is_target_eps", "trace_lambda",
+                            "is_clip", "variant", "runs", "diverged", "iqm", "iqm_lower", "iqm_upper", "auc_mean",
+                            "trace_length_steps_mean", "trace_length_runs", "iqm_minus_ignore"]
+
+
+def nstep_settings(run_dir: str) -> dict[str, Any]:
+    """A run's n-step settings from its config.json; a setting it does not record (or records as something of
+    the wrong type, by hand) is its default."""
+    config = read_run_config(run_dir).get("config")
+    config = config if isinstance(config, dict) else {}
+    out: dict[str, Any] = {}
+    for key in NSTEP_SETTINGS:
+        default = SETTINGS[key].default
+        value = config.get(key, default)
+        if isinstance(default, str):
+            out[key] = value if isinstance(value, str) else default
+            continue
+        try:
+            out[key] = type(default)(value)
+        except (TypeError, ValueError):
+            out[key] = default
+    return out
+
+
+def mean_trace_length(run_dir: str) -> float:
+    """The mean over a run's diagnostics.csv rows of its logged ``trace_length`` (the mean steps its n-step
+    targets used over the windows sampled since the row before): the rows before its first update are NaN and do
+    not count. NaN for a run written before the column existed, or whose diagnostics.csv cannot be read."""
+    rows = read_csv_rows(Path(run_dir) / DIAGNOSTICS, required=("env_steps",)).rows
+    if "trace_length" not in rows.columns:
+        return math.nan
+    values = pd.to_numeric(rows["trace_length"], errors="coerce").dropna()
+    return float(values.mean()) if len(values) else math.nan
+
+
+def nstep_runs_table(finals: pd.DataFrame) -> pd.DataFrame:
+    """One row per run in the statistics: its n-step settings (``nstep_settings``) and, for an n-step run
+    (max(n_step, n_step_end) > 1), its ``mean_trace_length`` in env steps (NaN for 1-step runs, whose
+    diagnostics are not read: there is no trace to measure)."""
+    rows = []
+    for r in scored_runs(finals).itertuples(index=False):
+        settings = nstep_settings(r.run_dir)
+        n_step_run = max(settings["n_step"], settings["n_step_end"]) > 1
+        rows.append({"task": r.task, "variant": r.variant, "run_dir": r.run_dir, **settings,
+                     "trace_length_steps": mean_trace_length(r.run_dir) if n_step_run else math.nan})
+    return pd.DataFrame(rows, columns=NSTEP_RUN_COLUMNS)
+
+
+def nstep_corrections_table(per_task: pd.DataFrame, nstep_runs: pd.DataFrame,
+                            notes: list[str] | None = None) -> pd.DataFrame:
+    """Per (task, variant) whose runs are n-step (``nstep_runs_table``; 1-step variants are left out): its n-step
+    settings, its ``runs`` and ``diverged`` runs in the statistics, final IQM with its CI and AUC (the rows of
+    ``per_task``, the same bootstrap), the mean over its runs of each run's mean trace length in env steps
+    (``trace_length_steps_mean``, over the ``trace_length_runs`` runs that logged one; NaN when none did), and
+    ``iqm_minus_ignore``: its IQM minus that of the one ignore variant of the same task at the same n (NaN where
+    there is none, or several: which one would be the baseline is not known). Sorted by task, n and correction
+    in ``NSTEP_CORRECTIONS`` order.
+
+    Empty unless the rows hold at least two corrections: with one the table compares nothing. A (task, variant)
+    whose runs used different n-step settings is pooled under the most common one, and said in ``notes``."""
+    columns = NSTEP_CORRECTION_COLUMNS
+    if per_task.empty or nstep_runs.empty:
+        return pd.DataFrame(columns=columns)
+    scores = per_task.set_index(["task", "variant"])
+    rows = []
+    for (task, variant), group in nstep_runs.groupby(["task", "variant"], sort=True):
+        if (task, variant) not in scores.index:
+            continue
+        used = [tuple(s) for s in group[list(NSTEP_SETTINGS)].itertuples(index=False)]
+        counts = {s: used.count(s) for s in dict.fromkeys(used)}      # in run order: ties go to the first
+        chosen = max(counts, key=counts.get)
+        settings = dict(zip(NSTEP_SETTINGS, chosen))
+        if len(counts) > 1 and notes is not None:
+            notes.append(f"{task} / {variant}: its runs used different n-step settings ("
+                         + "; ".join(", ".join(f"{k} {v}" for k, v in zip(NSTEP_SETTINGS, s)) + f": {n} run(s)"
+                                     for s, n in counts.items())
+                         + "), pooled in the n-step corrections table under the most common")
+        if max(settings["n_step"], settings["n_step_end"]) <= 1:
+            continue
+        score = scores.loc[(task, variant)]
+        traces = group["trace_length_steps"].dropna()
+        rows.append({"task": task, **settings, "variant": variant, "runs": int(score["seeds"]),
+                     "diverged": int(score["diverged"]), "iqm": float(score["iqm"]),
+                     "iqm_lower": float(score["iqm_lower"]), "iqm_upper": float(score["iqm_upper"]),
+                     "auc_mean": float(score["auc_mean"]),
+                     "trace_length_steps_mean": float(traces.mean()) if len(traces) else math.nan,
+                     "trace_length_runs": len(traces), "iqm_minus_ignore": math.nan})
+    table = pd.DataFrame(rows, columns=columns)
+    if table["nstep_correction"].nunique() < 2:
+        return pd.DataFrame(columns=columns)
+    for (task, n_step, n_step_end), group in table.groupby(["task", "n_step", "n_step_end"], sort=True):
+        ignore = group[group["nstep_correction"] == "ignore"]
+        if len(ignore) == 1:
+            table.loc[group.index, "iqm_minus_ignore"] = group["iqm"] - ignore["iqm"].iloc[0]
+        elif len(ignore) > 1 and notes is not None:
+            n = f"{n_step}→{n_step_end}" if n_step_end else f"{n_step}"
+            notes.append(f"{task}, n = {n}: several ignore variants ({', '.join(ignore['variant'])}): no Δ IQM vs "
+                         "ignore in the n-step corrections table (which one is the baseline is not known)")
+    order = {c: i for i, c in enumerate(NSTEP_CORRECTIONS)}
+    rank = table["nstep_correction"].map(lambda c: order.get(c, len(order)))
+    table = (table.assign(_rank=rank)
+             .sort_values(["task", "n_step", "n_step_end", "_rank", "variant"], kind="stable")
+             .drop(columns="_rank").reset_index(drop=True))
+    return table[columns]
+
+
+# --- theory ----------------------------------------------------------------------------------------------------
+
+def corrections_tables(scored: ScoredRuns, earlier: Mapping[str, pd.DataFrame]) -> tuple[Tables, list[str]]:
+    notes: list[str] = []
+    table = nstep_corrections_table(earlier["per_task"], nstep_runs_table(scored.finals), notes)
+    return {"nstep_corrections": table}, notes
+
+
+CORRECTIONS = Study("corrections", ("nstep_corrections",), corrections_tables, needs=("per_task",))

@@ -1,0 +1,54 @@
+"""Cost: ``cost``, the wall time, env steps per second and peak memory per (task, variant) of the complete runs,
+from their summary.json. A study of its own, after overestimation, so that its note keeps its place in the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qbench.analysis.scoring import ScoredRuns, complete_runs
+from qbench.analysis.study import Study, Tables
+
+
+def cost_table(finals: pd.DataFrame) -> pd.DataFrame:
+    """Wall time, env steps per second and peak memory of the complete runs, from their summary.json. Seeds trained
+    side by side share one process and one wall time (summary's ``wall_s``, ``seeds_in_batch``): a run's share is
+    the batch's wall time over its seeds, so that ``wall_s_total`` is the process time all of them took (1,000
+    seeds of one 30 s batch are 30 s, not 30,000)."""
+    rows = []
+    for (task, variant), group in complete_runs(finals).groupby(["task", "variant"], sort=True):
+        summaries = []
+        for run_dir in group["run_dir"]:
+            try:
+                summaries.append(json.loads((Path(run_dir) / "summary.json").read_text()))
+            except (OSError, ValueError):
+                continue
+        if not summaries:
+            continue
+        peaks = [s["peak_rss_mb"] for s in summaries if "peak_rss_mb" in s]
+        rows.append({"task": task, "variant": variant, "runs": len(summaries),
+                     "wall_s_mean": float(np.mean([s["wall_s"] / s.get("seeds_in_batch", 1) for s in summaries])),
+                     "wall_s_total": float(np.sum([s["wall_s"] / s.get("seeds_in_batch", 1) for s in summaries])),
+                     "steps_per_s_mean": float(np.mean([s["steps_per_s"] for s in summaries])),
+                     "peak_rss_mb_max": float(max(peaks)) if peaks else math.nan})
+    return pd.DataFrame(rows, columns=["task", "variant", "runs", "wall_s_mean", "wall_s_total", "steps_per_s_mean",
+                                       "peak_rss_mb_max"])
+
+
+# The settings of an n-step target, as config.json records them (its "config" table); a run written before one of
+
+def cost_tables(scored: ScoredRuns, earlier: Mapping[str, pd.DataFrame]) -> tuple[Tables, list[str]]:
+    cost = cost_table(scored.finals)
+    notes = []
+    if not cost.empty and cost["peak_rss_mb_max"].isna().any():
+        notes.append("peak memory was not recorded by some runs (written by older qbench versions)")
+    return {"cost": cost}, notes
+
+
+COST = Study("cost", ("cost",), cost_tables)
