@@ -63,7 +63,7 @@ def main() -> int:
     # Where the time goes, in-process.
     from qbench.analysis.render import write_report
     from qbench.analysis.report import build_report
-    from qbench.store import load_results
+    from qbench.loading import load_results
 
     t0 = time.perf_counter()
     df = load_results(results)

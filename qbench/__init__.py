@@ -14,6 +14,6 @@ __all__ = ["load_episodes", "load_results"]
 
 def __getattr__(name: str) -> Any:
     if name in ("load_results", "load_episodes"):
-        from qbench import store
-        return getattr(store, name)
+        from qbench import loading
+        return getattr(loading, name)
     raise AttributeError(f"module 'qbench' has no attribute {name!r}")

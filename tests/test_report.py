@@ -14,7 +14,7 @@ from qbench.analysis.report import build_report
 from qbench.analysis.scoring import final_scores
 from qbench.analysis.studies.core import base_env, load_references, per_task_table
 from qbench.analysis.synthetic import write_run, write_suite_record
-from qbench.store import load_results
+from qbench.loading import load_results
 from tests.harness import run_qbench
 
 STEPS = [1000, 2000]

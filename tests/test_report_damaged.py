@@ -7,7 +7,7 @@ import pytest
 
 from qbench.analysis.report import build_report
 from qbench.analysis.synthetic import write_run, write_suite_record
-from qbench.store import load_results, load_runs, read_csv_rows
+from qbench.loading import load_results, load_runs, read_csv_rows
 from tests.harness import run_qbench
 from tests.test_report import row
 

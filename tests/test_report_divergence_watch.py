@@ -11,7 +11,7 @@ import pytest
 from qbench.analysis.render import per_task_display, write_report
 from qbench.analysis.report import build_report
 from qbench.analysis.synthetic import watch_record, write_run, write_suite_record
-from qbench.store import load_results, load_runs, load_runs_and_results
+from qbench.loading import load_results, load_runs, load_runs_and_results
 from tests.test_report import row
 
 STEPS = [1000, 2000]

@@ -17,7 +17,8 @@ from qbench.analysis.studies.theory import (
 )
 from qbench.analysis.synthetic import write_run
 from qbench.config import config_hash
-from qbench.store import ERROR, RUNNER, RunDir, atomic_write_json, load_results
+from qbench.loading import load_results
+from qbench.store import ERROR, RUNNER, RunDir, atomic_write_json
 
 BIAS = "qbench/MaximisationBias-v0"
 

@@ -23,9 +23,10 @@ from qbench.engine import (
 )
 from qbench.envs.tasks import get_task, make_env, spaces_of
 from qbench.jobs import build_job
+from qbench.loading import load_episodes
 from qbench.parts.losses import td_loss
 from qbench.parts.targets import bootstrap_value, td_targets
-from qbench.store import RunDir, load_episodes
+from qbench.store import RunDir
 from qbench.theory.mdp import q_iteration
 
 BIAS = "qbench/MaximisationBias-v0"

@@ -130,7 +130,7 @@ def outcome_notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, T
     notes = []
     for r in finals[finals["status"] == "damaged"].itertuples(index=False):
         notes.append(f"{r.run_dir}: damaged, left out of every statistic: "
-                     + (r.problems or "its files cannot all be read (qbench.store.load_runs says which)"))
+                     + (r.problems or "its files cannot all be read (qbench.loading.load_runs says which)"))
     for r in finals[(finals["status"] != "damaged") & finals["problems"].astype(bool)].itertuples(index=False):
         notes.append(f"{r.run_dir} ({r.status}): {r.problems}")
     for task, group in runs.groupby("task", sort=True):

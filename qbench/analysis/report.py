@@ -1,6 +1,6 @@
 """The tables of a report, computed from a results folder: the notebook API behind ``qbench report``.
 
-``build_report(path)`` reads every run directory under ``path`` (``qbench.store.load_runs_and_results``: one row
+``build_report(path)`` reads every run directory under ``path`` (``qbench.loading.load_runs_and_results``: one row
 per run directory, whatever its state, and one row per evaluation), scores each run
 (``qbench.analysis.scoring``: which runs count and at what score, the suite scores that normalise them) and walks
 ``qbench.analysis.studies.STUDIES``: each study computes its tables, pandas DataFrames of plain numbers, and the
@@ -33,7 +33,7 @@ import pandas as pd
 from qbench.analysis.scoring import TaskScoring, runs_of_results, score_runs
 from qbench.analysis.studies import STUDIES
 from qbench.analysis.study import run_study
-from qbench.store import load_episodes, load_runs_and_results
+from qbench.loading import load_episodes, load_runs_and_results
 
 
 class NoResultsError(ValueError):

@@ -31,7 +31,7 @@ import pandas as pd
 
 from qbench.analysis import stats
 from qbench.config import ConfigError
-from qbench.store import RUN_COLUMNS
+from qbench.loading import RUN_COLUMNS
 from qbench.suites import load_suite
 
 SUITE_RECORD = "suite.json"
@@ -193,7 +193,7 @@ def _failure_kind(run_dir: str) -> str:
 
 
 def runs_of_results(results: pd.DataFrame) -> pd.DataFrame:
-    """The per-run table (``qbench.store.load_runs``'s columns) of a ``load_results`` frame, for a report built
+    """The per-run table (``qbench.loading.load_runs``'s columns) of a ``load_results`` frame, for a report built
     from a DataFrame: runs without any evaluation row are not in such a frame, so pass ``runs=load_runs(path)``
     to ``build_report`` to count them too. Frames without a ``status`` column take it from ``complete``,
     ``failed`` and the run's error.json."""
@@ -233,7 +233,7 @@ def final_scores(results: pd.DataFrame, runs: pd.DataFrame | None = None,
       diverged before its first evaluation; with no random score known it is left out (``scored`` false);
     - crashed, unfinished and damaged runs are left out.
 
-    ``runs`` is ``qbench.store.load_runs``'s table (default: the runs seen in ``results``). The scores come from
+    ``runs`` is ``qbench.loading.load_runs``'s table (default: the runs seen in ``results``). The scores come from
     ``results``, so a filtered frame gives the scores of its rows; a run of ``runs`` with evaluations none of
     which are in ``results`` is left out (filtered away), unless it is damaged (its rows are not to be trusted, and
     it is named whatever the frame holds)."""
@@ -345,9 +345,9 @@ def task_set_notes(normalised: dict[str, dict[str, np.ndarray]]) -> list[str]:
 class ScoredRuns:
     """The runs of a results folder, scored: what every study of the report computes its tables from."""
 
-    results: pd.DataFrame       # one row per evaluation (``qbench.store.load_results``'s columns)
+    results: pd.DataFrame       # one row per evaluation (``qbench.loading.load_results``'s columns)
     finals: pd.DataFrame        # one row per run directory: its state and score (``final_scores``)
-    episodes: pd.DataFrame      # one row per training episode (``qbench.store.load_episodes``), maybe empty
+    episodes: pd.DataFrame      # one row per training episode (``qbench.loading.load_episodes``), maybe empty
     scoring: dict[str, TaskScoring]                     # per task, the first suite's (``merged_scoring``)
     suite_scorings: dict[str, dict[str, TaskScoring]]   # per suite, per task
     normalised: dict[str, dict[str, np.ndarray]]        # per variant, per task (``normalised_scores``)
@@ -378,7 +378,7 @@ def _add_atari_scoring(runs: pd.DataFrame, scoring: dict[str, TaskScoring],
 def score_runs(results: pd.DataFrame, runs: pd.DataFrame, episodes: pd.DataFrame, *, suite: str | None,
                seed: int, reps: int, confidence: float,
                references: pd.DataFrame | None = None) -> tuple[ScoredRuns, list[str]]:
-    """The scored runs of ``runs`` (``qbench.store.load_runs``'s table) and ``results`` (their evaluations),
+    """The scored runs of ``runs`` (``qbench.loading.load_runs``'s table) and ``results`` (their evaluations),
     scored by their suites' records or by the suite file ``suite``; and the notes scoring them raised (suite
     records that cannot be read or disagree, variants normalised over different tasks)."""
     notes: list[str] = []

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qbench.config import Config, max_n_step
+from qbench.config import Config, is_multi_step
 from qbench.envs.tasks import make_env, spaces_of
 from qbench.jobs import Job
 from qbench.parts.exploration import linear_schedule
@@ -83,7 +83,7 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
     clock, lr = book.shared_counters()
     alive = book.alive
     clip_at = cfg.max_grad_norm if cfg.grad_clip == "norm" else 0.0
-    n_step_run = max_n_step(cfg) > 1
+    n_step_run = is_multi_step(cfg)
 
     while clock.running:
         clock.tick()

@@ -36,7 +36,8 @@ from qbench.analysis.scoring import (
     warned_count,
 )
 from qbench.analysis.study import Study, Tables
-from qbench.store import DIAGNOSTICS, read_csv_rows
+from qbench.loading import read_csv_rows
+from qbench.store import DIAGNOSTICS
 
 METRICS = {"IQM": stats.iqm, "median": stats.median, "mean": stats.mean, "optimality gap": stats.optimality_gap}
 

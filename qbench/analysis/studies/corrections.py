@@ -16,7 +16,8 @@ import pandas as pd
 from qbench.analysis.scoring import ScoredRuns, scored_runs
 from qbench.analysis.study import Study, Tables
 from qbench.config import SETTINGS
-from qbench.store import DIAGNOSTICS, read_csv_rows, read_run_config
+from qbench.loading import read_csv_rows
+from qbench.store import DIAGNOSTICS, read_run_config
 
 NSTEP_SETTINGS = ("n_step", "n_step_end", "nstep_correction", "is_target_eps", "trace_lambda", "is_clip")
 # The corrections in the order the table shows them: from none, through Watkins' cut, to the trace corrections of

@@ -66,7 +66,7 @@ def _common_episodes(rows: pd.DataFrame) -> pd.DataFrame:
 def maximisation_bias_table(episodes: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Per (task, variant, training episode), over the complete runs that recorded ``left`` in that episode
     (``runs``): the fraction that went left (``left_fraction``) with its Wilson score interval (``lower``,
-    ``upper``); ``episodes`` is ``qbench.store.load_episodes``'s frame.
+    ``upper``); ``episodes`` is ``qbench.loading.load_episodes``'s frame.
 
     Only the episodes that every run of the task has (all variants alike): runs are given env steps, not
     episodes, and a run that goes right more often finishes more (shorter) episodes, so a late episode that
