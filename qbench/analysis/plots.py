@@ -576,7 +576,7 @@ def _log_band(ax, x, lower, upper, colour) -> None:
     ax.fill_between(np.asarray(x, float)[keep], lower[keep], upper[keep], color=colour, alpha=0.12, lw=0)
 
 
-def q_distance(table: pd.DataFrame, confidence: float = 0.95, styles: dict[str, Style] | None = None):
+def q_distance_curves(table: pd.DataFrame, confidence: float = 0.95, styles: dict[str, Style] | None = None):
     """Per known-dynamics task: max over states of max_a |Q - Q*| (log scale) against env steps, per variant."""
     if table.empty:
         return None
@@ -683,7 +683,7 @@ def all_figures(report) -> dict:
     figures.update({
         "overestimation_visited": overestimation_visited(t.get("overestimation_visited", empty), conf, styles),
         "maximisation_bias": maximisation_bias(t.get("maximisation_bias", empty), conf, styles),
-        "q_distance": q_distance(t.get("q_distance", empty), conf, styles),
+        "q_distance": q_distance_curves(t.get("q_distance", empty), conf, styles),
         "greedy_value": greedy_value(t.get("q_distance", empty), conf, styles),
         "contraction": contraction(t.get("contraction_curves", empty), t.get("contraction", empty)),
         "divergence": divergence(t.get("divergence", empty)),
