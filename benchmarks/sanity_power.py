@@ -7,7 +7,7 @@
     python benchmarks/sanity_power.py --table [--out DIR] [--faults ...] [--pairs ...] [--seeds ...]
                                       [--min-passing K --of N]
 
-Issue 25 asks of the sanity suite (qbench/data/suites/sanity.toml, judged by qbench/runner/sanity.py) that it
+Issue 25 asks of the sanity suite (suites/sanity.toml, judged by qbench/runner/sanity.py) that it
 "passes when the code is right and fails when it is not": each of a few deliberately broken engines fails it with
 probability at least 0.95. This script measures that. For every FAULT and every judged (variant, task) pair of
 the suite (or the --pairs given), it trains the pair on the --seeds with the fault injected into the engine, at the
@@ -117,7 +117,7 @@ from sb3_learning import parse_seeds
 from sb3_side_by_side import THREAD_VARS
 
 DEFAULT_OUT = REPO / "results" / "benchmarks" / "issue25_sanity_power"
-SUITE_PATH = REPO / "qbench" / "data" / "suites" / "sanity.toml"
+SUITE_PATH = REPO / "suites" / "sanity.toml"
 DEFAULT_SEEDS = "200-209"   # disjoint from the suite's own seeds (0-4) and the seeds-100 run (100-109)
 
 STALE_ROWS_PER_BATCH = 10   # stale_replay samples from the oldest STALE_ROWS_PER_BATCH x batch_size transitions
