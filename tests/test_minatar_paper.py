@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from qbench.analysis import plots
 from qbench.analysis.report import build_report
+from qbench.analysis.studies import plots_core
 from qbench.analysis.synthetic import write_run, write_suite_record
 from qbench.config import Config, ConfigError
 from qbench.engine import TRAIN_RETURN_WINDOW, Learner, LoopState, build_optimiser, run_job
@@ -265,15 +265,15 @@ def test_the_report_draws_the_training_return_beside_the_evaluation(tmp_path):
     assert train["iqm"].tolist() == [pytest.approx((4.0 + 6.0) / 2)]
     fig = report.figures()["learning_curves"]
     ax = fig.axes[0]
-    thin = [line for line in ax.get_lines() if line.get_linewidth() == plots.TRAIN_LINE["lw"]]
+    thin = [line for line in ax.get_lines() if line.get_linewidth() == plots_core.TRAIN_LINE["lw"]]
     assert len(thin) == 1 and thin[0].get_ydata().tolist() == [5.0]
     fig.canvas.draw()
     labels = [t.get_text() for legend in fig.legends + [a.get_legend() for a in fig.axes if a.get_legend()]
               for t in legend.get_texts()]
     assert "training (last 100 episodes)" in labels
     # without training data the figure is as before
-    plain = plots.learning_curves(report.tables["curves"])
-    assert not [line for line in plain.axes[0].get_lines() if line.get_linewidth() == plots.TRAIN_LINE["lw"]]
+    plain = plots_core.learning_curves(report.tables["curves"])
+    assert not [line for line in plain.axes[0].get_lines() if line.get_linewidth() == plots_core.TRAIN_LINE["lw"]]
 
 
 # --- the suite -----------------------------------------------------------------------------------------------------

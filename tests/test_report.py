@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from qbench.analysis import stats
-from qbench.analysis.render import sections, write_report
+from qbench.analysis.render import write_report
 from qbench.analysis.report import build_report
 from qbench.analysis.scoring import final_scores
 from qbench.analysis.studies.core import base_env, load_references, per_task_table
@@ -131,7 +131,7 @@ def test_overestimation_only_for_runs_that_logged_it(report):
 
 
 def test_thresholds_and_cost(report):
-    rows = sections(report)
+    rows = report.sections()
     thresholds = next(s.table for s in rows if s.title == "Pass thresholds")
     assert row(thresholds, variant="dqn_x")["seeds at or above"] == "2/4"
     cost = row(report.tables["cost"], task="Alpha-v1", variant="dqn_x")
@@ -190,7 +190,7 @@ def test_every_format_is_written_and_holds_every_table_and_figure(report, tmp_pa
     assert "Beta-v0 / dqn_x: 1 run(s) diverged" in page
     tex = (out / "tables.tex").read_text()
     assert tex.count("\\begin{tabular}") == sum(s.table is not None and not s.table.empty
-                                                for s in sections(report))
+                                                for s in report.sections())
     assert "dqn\\_x" in tex and "$\\pm$" in tex and "dqn_x" not in tex
     back = pd.read_csv(out / "csv" / "per_task.csv")
     assert back["iqm"].tolist() == pytest.approx(report.tables["per_task"]["iqm"].tolist())

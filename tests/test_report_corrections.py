@@ -8,9 +8,9 @@ import re
 import pandas as pd
 import pytest
 
-from qbench.analysis.render import nstep_corrections_display, to_html, to_latex, to_markdown, write_report
+from qbench.analysis.render import to_html, to_latex, to_markdown, write_report
 from qbench.analysis.report import build_report
-from qbench.analysis.studies.corrections import mean_trace_length
+from qbench.analysis.studies.corrections import mean_trace_length, nstep_corrections_display
 from qbench.config import config_hash
 from qbench.store import RUNNER, RunDir, atomic_write_json
 

@@ -8,8 +8,9 @@ import math
 import pandas as pd
 import pytest
 
-from qbench.analysis.render import per_task_display, write_report
+from qbench.analysis.render import write_report
 from qbench.analysis.report import build_report
+from qbench.analysis.studies.core import per_task_display
 from qbench.analysis.synthetic import watch_record, write_run, write_suite_record
 from qbench.loading import load_results, load_runs, load_runs_and_results
 from tests.test_report import row

@@ -9,6 +9,7 @@ import pytest
 from qbench.analysis import plots
 from qbench.analysis.render import write_report
 from qbench.analysis.report import build_report
+from qbench.analysis.studies import plots_core, plots_overestimation
 from qbench.analysis.synthetic import write_run, write_suite_record
 
 STEPS = [1000, 2000, 3000]
@@ -52,7 +53,7 @@ def test_a_runaway_seed_moves_the_overestimation_by_no_more_than_the_spread_of_t
     assert wild_rows["overestimation_max"].iloc[-1] == pytest.approx(RUNAWAY)
     assert (wild_rows["seeds"] == 5).all()
     # the figure's axis stays within the range of the other seeds (of both variants), not at 2e8 / 5 = 4e7
-    fig = plots.overestimation(wild.tables["overestimation"])
+    fig = plots_overestimation.overestimation(wild.tables["overestimation"])
     low, high = fig.axes[0].get_ylim()
     rest = [o * (i + 1) / 3 for v, overs in OVER.items() for s, o in enumerate(overs)
             if (v, s) != ("huber_dqn", 4) for i in range(len(STEPS))] + [0.0]
@@ -74,7 +75,7 @@ def test_the_overestimation_csv_carries_the_statistic_and_its_ci(tmp_path):
 def test_overestimation_limits_fit_the_iqm_curves_and_zero():
     table = pd.DataFrame({"task": "T", "variant": "v", "env_steps": [1, 2], "overestimation": [10.0, 20.0],
                           "overestimation_lower": [5.0, -1e9], "overestimation_upper": [15.0, 1e9]})
-    low, high = plots.overestimation_limits(table)
+    low, high = plots_overestimation.overestimation_limits(table)
     # curves and 0 span 0..20; a band reaches at most a quarter of that beyond, then a 5% margin
     assert (low, high) == pytest.approx((-5.0 - 1.5, 25.0 + 1.5))
 
@@ -95,14 +96,15 @@ def legends_of(fig):
     return [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
 
 
-@pytest.mark.parametrize("figure", ["learning_curves", "overestimation"])
+@pytest.mark.parametrize("figure", [plots_core.learning_curves, plots_overestimation.overestimation],
+                         ids=["learning_curves", "overestimation"])
 def test_one_readable_legend_outside_the_axes(figure):
     table = curves({"A-v1": [f"variant{i}" for i in range(7)], "B-v1": [f"variant{i}" for i in range(7)]},
                    [100, 200, 300])
-    if figure == "overestimation":
+    if figure is plots_overestimation.overestimation:
         table = table.rename(columns={"iqm": "overestimation", "lower": "overestimation_lower",
                                       "upper": "overestimation_upper"})
-    fig = getattr(plots, figure)(table)
+    fig = figure(table)
     legends = legends_of(fig)
     assert len(legends) == 1
     legend = legends[0]
@@ -139,7 +141,7 @@ def test_the_improvement_matrix_is_one_per_group_of_variants_sharing_tasks_with_
     improvement = pd.DataFrame(rows)
     tasks = {"dqn": frozenset({"Alpha"}), "cem_q": frozenset({"Alpha", "Beta"}), "naf": frozenset({"Beta"}),
              "ddpg": frozenset({"Gamma"}), "td3": frozenset({"Gamma"})}
-    for fig in (plots.improvement_heatmap(improvement), plots.improvement_heatmap(improvement, tasks)):
+    for fig in (plots_core.improvement_heatmap(improvement), plots_core.improvement_heatmap(improvement, tasks)):
         matrices = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
         assert len(matrices) == 2
         labels = [[t.get_text() for t in ax.get_yticklabels()] for ax in matrices]
@@ -159,10 +161,10 @@ def tick_values(fig, panel=0):
 
 
 def test_x_ticks_on_the_evaluation_grid_or_on_round_numbers():
-    fig = plots.learning_curves(curves({"A-v1": ["dqn"]}, [300, 600]))
+    fig = plots_core.learning_curves(curves({"A-v1": ["dqn"]}, [300, 600]))
     ticks, labels = tick_values(fig)
     assert ticks == [300, 600] and labels == ["300", "600"]
-    fig = plots.learning_curves(curves({"A-v1": ["dqn"]}, list(range(5000, 50001, 5000))))
+    fig = plots_core.learning_curves(curves({"A-v1": ["dqn"]}, list(range(5000, 50001, 5000))))
     ticks, labels = tick_values(fig)
     assert len(ticks) >= 3
     step = np.diff(ticks)[0]
@@ -177,11 +179,11 @@ def test_coinciding_curves_say_so_in_the_legend():
     same = table["variant"] == "double_dqn"
     table.loc[same, ["iqm", "lower", "upper"]] = table.loc[table["variant"] == "dqn",
                                                            ["iqm", "lower", "upper"]].to_numpy()
-    fig = plots.learning_curves(table)
+    fig = plots_core.learning_curves(table)
     labels = [t.get_text() for t in legends_of(fig)[0].get_texts()]
     assert "dqn (= double_dqn; n=5)" in labels and "double_dqn (= dqn; n=5)" in labels
     assert "nstep_dqn (n=5)" in labels
     nearly = table.copy()
     nearly.loc[same, "iqm"] += 1e-4
-    labels = [t.get_text() for t in legends_of(plots.learning_curves(nearly))[0].get_texts()]
+    labels = [t.get_text() for t in legends_of(plots_core.learning_curves(nearly))[0].get_texts()]
     assert "dqn (≈ double_dqn; n=5)" in labels

@@ -1,5 +1,5 @@
 """qbench report's tables as pandas renders them: LaTeX (booktabs, escaped), Markdown (a pipe table that parses
-back to the cells), HTML (one row per row, escaped). The writers are fed one chosen table through ``sections``."""
+back to the cells), HTML (one row per row, escaped). The writers are fed one chosen table by a study that shows it."""
 
 import re
 import shutil
@@ -9,9 +9,10 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from qbench.analysis import render
-from qbench.analysis.render import Section, to_html, to_latex, to_markdown
+from qbench.analysis.render import to_html, to_latex, to_markdown
 from qbench.analysis.report import Report
+from qbench.analysis.studies.core import per_task_display
+from qbench.analysis.study import Section, Study
 
 TABLE = pd.DataFrame({
     "variant": ["nstep_dqn", "dqn <b>&</b>", "a|b", "cost $5 #1 {x} ~ ^ \\ end"],
@@ -26,9 +27,10 @@ ROWS = [["nstep_dqn", "0.500 [0.250, 0.750]", ">= 475", "5"],
 
 
 @pytest.fixture
-def one_table(monkeypatch):
-    monkeypatch.setattr(render, "sections", lambda report: [Section("Final return per task", "Some text.", TABLE)])
-    return Report("results/x", {}, [], {}, seed=0, reps=10, confidence=0.95)
+def one_table():
+    shows = Study("one", (), lambda scored, earlier: ({}, []),
+                  sections={10: lambda report: [Section("Final return per task", "Some text.", TABLE)]})
+    return Report("results/x", {}, [], {}, seed=0, reps=10, confidence=0.95, studies=(shows,))
 
 
 def test_the_table_cells_are_the_strings_the_display_tables_hold():
@@ -117,13 +119,13 @@ def test_a_report_folder_renders_the_same_cells_in_every_format(tmp_path):
         write_run(tmp_path, "toy", "Alpha-v1", "nstep_dqn", seed, [500, 1000], [final / 2, final])
     report = build_report(tmp_path, reps=50)
     md, page, tex = to_markdown(report, {}), to_html(report, {}), to_latex(report)
-    shown = [s for s in render.sections(report) if s.table is not None and not s.table.empty]
+    shown = [s for s in report.sections() if s.table is not None and not s.table.empty]
     assert tex.count("\\toprule") == tex.count("\\midrule") == tex.count("\\bottomrule") == len(shown)
     assert page.count("<table") == len(shown) and "nstep_dqn" not in tex and "nstep\\_dqn" in tex
     md_rows = [_pipe_cells(line) for line in md.splitlines() if line.startswith("|")]
     parser = _Cells()
     parser.feed(page)
-    for row in render.per_task_display(report).map(str).values.tolist():
+    for row in per_task_display(report).map(str).values.tolist():
         assert row in md_rows and row in parser.rows, row
 
 

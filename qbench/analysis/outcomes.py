@@ -20,9 +20,11 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from qbench.analysis.display import table_of
 from qbench.analysis.scoring import (
     ScoredRuns,
     TaskScoring,
@@ -31,7 +33,10 @@ from qbench.analysis.scoring import (
     scored_runs,
     warned_count,
 )
-from qbench.analysis.study import Study, Tables
+from qbench.analysis.study import Section, Study, Tables
+
+if TYPE_CHECKING:
+    from qbench.analysis.report import Report
 
 STATES = ("complete", "diverged", "crashed", "unfinished", "damaged")
 
@@ -205,4 +210,25 @@ def outcome_tables(scored: ScoredRuns, earlier: Mapping[str, pd.DataFrame]) -> t
     return tables, outcome_notes(runs, scored.finals, scored.scoring)
 
 
-OUTCOMES = Study("outcomes", ("runs", "diverged_runs", "finals"), outcome_tables)
+def diverged_runs_display(report: Report) -> pd.DataFrame:
+    return pd.DataFrame([{"task": r.task, "variant": r.variant, "diverged": f"{r.diverged}/{r.runs}",
+                          "NaN or inf loss": r.nan_or_inf, "Q beyond the divergence bound": r.bound}
+                         for r in table_of(report, "diverged_runs").itertuples(index=False)])
+
+
+def outcome_sections(report: Report) -> list[Section]:
+    return [
+        Section("Runs", "Run directories per (task, variant) by state. Complete runs enter the statistics at "
+                "their final evaluation and diverged runs at their last evaluation before they diverged (the "
+                "task's random score if that came before any evaluation): in_statistics counts both. Crashed, "
+                "unfinished and damaged runs are left out, and named in the notes. warned: runs the divergence "
+                "watch flagged (|Q| passed its warning level, 5 value scales by default) and let run on, "
+                "whatever their state; they are counted in their state and in the statistics like every other "
+                "run, and named in the notes.", report.tables["runs"]),
+        Section("Diverged runs", "Diverged runs per (task, variant) by what stopped them: a NaN or inf loss, or Q "
+                "beyond the engine's divergence bound (a multiple of r_max / (1 − gamma)).",
+                diverged_runs_display(report)),
+    ]
+
+
+OUTCOMES = Study("outcomes", ("runs", "diverged_runs", "finals"), outcome_tables, sections={10: outcome_sections})

@@ -18,8 +18,9 @@ notes a reader must see. Where each table comes from:
 
 Every confidence interval is a percentile interval of a stratified bootstrap whose generator is seeded from
 ``seed`` and the row's own key (``qbench.analysis.bootstrap``), so a row's interval does not change when other
-variants or tasks are added. This module imports neither torch nor matplotlib; figures are drawn by
-``qbench.analysis.plots``.
+variants or tasks are added. This module imports neither torch nor matplotlib. Each study also says how the report
+shows its tables (``qbench.analysis.study``): its sections, which ``qbench.analysis.render`` writes as Markdown,
+HTML and LaTeX, and its figures, drawn by ``qbench.analysis.plots.all_figures``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import pandas as pd
 
 from qbench.analysis.scoring import TaskScoring, runs_of_results, score_runs
 from qbench.analysis.studies import STUDIES
-from qbench.analysis.study import run_study
+from qbench.analysis.study import Section, Study, check_studies, report_sections, run_study
 from qbench.loading import load_episodes, load_runs_and_results
 
 
@@ -51,6 +52,11 @@ class Report:
     seed: int
     reps: int
     confidence: float
+    studies: tuple[Study, ...] = STUDIES   # the studies that made the tables, and show them
+
+    def sections(self) -> list[Section]:
+        """The report's sections, study by study in the order of their places (``qbench.analysis.study``)."""
+        return report_sections(self.studies, self)
 
     def figures(self) -> dict[str, Any]:
         """The report's matplotlib figures by name (needs the ``report`` extra: seaborn, matplotlib)."""
@@ -62,11 +68,13 @@ class Report:
 
 def build_report(results: str | Path | pd.DataFrame, *, suite: str | None = None, seed: int = 0,
                  reps: int = 2000, confidence: float = 0.95, references: pd.DataFrame | None = None,
-                 runs: pd.DataFrame | None = None, episodes: pd.DataFrame | None = None) -> Report:
+                 runs: pd.DataFrame | None = None, episodes: pd.DataFrame | None = None,
+                 studies: tuple[Study, ...] = STUDIES) -> Report:
     """Every table of the report for a results folder (or a ``load_results`` frame, for notebooks; pass
     ``runs=load_runs(path)`` too to count the runs that have no evaluation row, and
     ``episodes=load_episodes(path)`` for the maximisation-bias tables). ``references``: published scores
-    (default: ``qbench/data/zoo_reference.csv``); ``suite``: a suite name or file to score every run by."""
+    (default: ``qbench/data/zoo_reference.csv``); ``suite``: a suite name or file to score every run by;
+    ``studies``: the studies to compute and show (``check_studies`` holds them to its rules)."""
     if isinstance(results, pd.DataFrame):
         source, df = "DataFrame", results
         runs = runs_of_results(df) if runs is None else runs
@@ -81,8 +89,9 @@ def build_report(results: str | Path | pd.DataFrame, *, suite: str | None = None
     scored, notes = score_runs(df, runs, episodes, suite=suite, seed=seed, reps=reps, confidence=confidence,
                                references=references)
     tables: dict[str, pd.DataFrame] = {}
-    for study in STUDIES:
+    check_studies(studies)
+    for study in studies:
         study_tables, study_notes = run_study(study, scored, tables)
         tables.update(study_tables)
         notes += study_notes
-    return Report(source, tables, notes, scored.scoring, seed, reps, confidence)
+    return Report(source, tables, notes, scored.scoring, seed, reps, confidence, tuple(studies))

@@ -1,9 +1,11 @@
 """The studies of the report, each a question it answers, in the order ``build_report`` computes them and lists
-their notes (a study may read the tables of those before it: ``Study.needs``).
+their notes (a study may read the tables of those before it: ``Study.needs``). Their sections are shown by the
+place each declares (``Study.sections``), not in this order: ``qbench.analysis.study`` lists the places taken.
 
-To add a study: a module here that defines its ``Study`` (its table names and the function computing them from
-the scored runs, ``qbench.analysis.study``), and one line in ``STUDIES``; render.py shows a table once a section
-there names it, and writes every table as CSV.
+To add a study: a module here that defines its ``Study`` (``qbench.analysis.study``: its table names and the
+function computing them from the scored runs, its sections, each with its title, text, display table and figure,
+and its figures, drawn in a ``plots_<study>.py`` beside it), and one line in ``STUDIES``. render.py writes the
+sections of every study and every table as CSV; plots.py draws nothing of a study's own.
 """
 
 from qbench.analysis.outcomes import OUTCOMES

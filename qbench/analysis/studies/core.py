@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from scipy import stats as scipy_stats
 
 from qbench.analysis import stats
 from qbench.analysis.bootstrap import bootstrap_iqm_over_seeds, row_generator
+from qbench.analysis.display import ci, num, pm, steps, steps_and_frames, with_diverged
 from qbench.analysis.scoring import (
     ScoredRuns,
     TaskScoring,
@@ -35,9 +37,13 @@ from qbench.analysis.scoring import (
     scored_runs,
     warned_count,
 )
-from qbench.analysis.study import Study, Tables
+from qbench.analysis.study import Section, Study, Tables
 from qbench.loading import read_csv_rows
 from qbench.store import DIAGNOSTICS
+
+if TYPE_CHECKING:
+    from qbench.analysis.plots import Style
+    from qbench.analysis.report import Report
 
 METRICS = {"IQM": stats.iqm, "median": stats.median, "mean": stats.mean, "optimality gap": stats.optimality_gap}
 
@@ -292,5 +298,129 @@ def core_tables(scored: ScoredRuns, earlier: Mapping[str, pd.DataFrame]) -> tupl
     }, []
 
 
+
+# --- the report's sections and figures ---------------------------------------------------------------------------
+
+def per_task_display(report: Report) -> pd.DataFrame:
+    pct = f"{report.confidence:.0%}"
+    rows = []
+    for r in report.tables["per_task"].itertuples(index=False):
+        reference = "–"
+        if r.reference_source:
+            reference = (f"{pm(r.reference_mean, r.reference_std)} at {steps(r.reference_env_steps)} steps, "
+                         f"{int(r.reference_runs)} run(s): {r.reference_source}")
+        rows.append({"task": r.task, "variant": r.variant,
+                     "seeds": with_diverged(r.seeds, r.diverged, getattr(r, "warned", 0)),
+                     "env steps": steps_and_frames(r.env_steps, r.frames),
+                     "final return mean ± std": pm(r.mean, r.std),
+                     f"IQM [{pct} CI]": ci(r.iqm, r.iqm_lower, r.iqm_upper),
+                     "mean return over training (AUC)": num(r.auc_mean), "published reference": reference})
+    return pd.DataFrame(rows)
+
+
+def thresholds_display(report: Report) -> pd.DataFrame:
+    rows = []
+    finals = report.tables["finals"]
+    for task, scoring in sorted(report.scoring.items()):
+        for variant, threshold in sorted(scoring.thresholds.items()):
+            runs = finals[(finals["task"] == task) & (finals["variant"] == variant) & finals["scored"]]
+            if runs.empty:
+                continue
+            passing = int((runs["final_return"] >= threshold).sum())
+            diverged = int((runs["status"] == "diverged").sum())
+            rows.append({"task": task, "variant": variant, "threshold": f">= {threshold:g}",
+                         "seeds at or above": f"{passing}/{len(runs)}"
+                                              + (f" ({diverged} diverged)" if diverged else ""),
+                         "final return per seed": " ".join(num(v) for v in runs["final_return"])})
+    return pd.DataFrame(rows)
+
+
+def aggregate_display(report: Report) -> pd.DataFrame:
+    table = report.tables["aggregate"]
+    rows = []
+    for variant, group in table.groupby("variant", sort=True):
+        row = {"variant": variant, "tasks": int(group["tasks"].iloc[0]),
+               "runs": with_diverged(group["runs"].iloc[0], group["diverged"].iloc[0])}
+        for r in group.itertuples(index=False):
+            row[r.metric] = ci(r.point, r.lower, r.upper, 3)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def improvement_display(report: Report) -> pd.DataFrame:
+    table = report.tables["improvement"]
+    if table.empty:
+        return pd.DataFrame()
+    names = sorted(set(table["x"]) | set(table["y"]))
+    cells = {(r.x, r.y): f"{ci(r.point, r.lower, r.upper, 2)} ({r.tasks})" for r in table.itertuples(index=False)}
+    diverged = report.tables["finals"]
+    diverged = diverged[diverged["scored"] & (diverged["status"] == "diverged")]["variant"].value_counts()
+
+    def label(x: str) -> str:
+        return f"{x} ({diverged[x]} diverged)" if diverged.get(x, 0) else x
+
+    return pd.DataFrame([{"X \\ Y": label(x), **{y: cells.get((x, y), "–") for y in names}} for x in names])
+
+
+def references_display(report: Report) -> pd.DataFrame:
+    return pd.DataFrame([{"task": r.task, "algorithm": r.algo, "env id": r.env_id, "return": pm(r.mean, r.std),
+                          "env steps": steps(r.env_steps), "runs": r.runs, "source": r.source, "notes": r.notes}
+                         for r in report.tables["references"].itertuples(index=False)])
+
+
+def _diverged_text(aggregate: pd.DataFrame) -> str:
+    """'; diverged runs included: dqn 1 of 8' for the variants that have any, else ''."""
+    per_variant = aggregate.drop_duplicates("variant")
+    parts = [f"{r.variant} {r.diverged} of {r.runs}" for r in per_variant.itertuples(index=False) if r.diverged]
+    return "; diverged runs included: " + ", ".join(parts) if parts else ""
+
+
+def core_sections(report: Report) -> list[Section]:
+    pct = f"{report.confidence:.0%}"
+    out = [
+        Section("Final return per task",
+                f"Final greedy evaluation return per run (a diverged run: its last evaluation before it "
+                f"diverged, counted in seeds; flagged: runs among the seeds whose |Q| passed the divergence "
+                f"warning level, counted like the others); IQM over seeds with a {pct} percentile bootstrap CI "
+                f"({report.reps} resamples); AUC = mean evaluation return over training. The published reference "
+                "is the same algorithm on the same environment where one exists.", per_task_display(report)),
+    ]
+    thresholds = thresholds_display(report)
+    if not thresholds.empty:
+        out.append(Section("Pass thresholds", "The suite's thresholds on the final evaluation return.", thresholds))
+    out += [
+        Section("Learning curves", "IQM over seeds of the evaluation return at each evaluation step; a diverged "
+                "run is held at its last evaluation from the step it diverged. Thin dotted lines of the same "
+                "colour, where the runs logged it: the training return as the MinAtar paper plots it, the mean of "
+                "the last 100 training episodes (IQM over complete runs).", figure="learning_curves"),
+        Section("Aggregate normalised scores",
+                "Normalised score = (score − random) / (reference − random), with the suite's scores; "
+                f"stratified bootstrap {pct} CIs (runs resampled within each task). Median: the median over "
+                "tasks of the per-task mean score (rliable). Optimality gap: mean shortfall below 1, lower is "
+                "better. Diverged runs count at their score.", aggregate_display(report), "aggregate_intervals"),
+        Section("Performance profiles", "Fraction of runs whose normalised score exceeds τ"
+                + _diverged_text(report.tables["aggregate"]) + ".",
+                figure="performance_profiles"),
+        Section("Probability of improvement",
+                f"P(X > Y): the chance that a run of the row variant beats a run of the column variant on a task "
+                f"(Mann-Whitney U / nm), averaged over the tasks both ran (in brackets), with a {pct} CI.",
+                improvement_display(report), "probability_of_improvement"),
+    ]
+    return out
+
+
+def reference_sections(report: Report) -> list[Section]:
+    return [Section("Published references", "From qbench/data/zoo_reference.csv; the budgets and protocols differ "
+                    "between sources (see notes).", references_display(report))]
+
+
+def core_figures(report: Report, styles: dict[str, Style]) -> dict[str, Any]:
+    # Imported here: matplotlib and seaborn are the optional ``report`` extra, which the tables do not need.
+    from qbench.analysis.studies import plots_core
+
+    return plots_core.figures(report, styles)
+
+
+# The published references close the report, after every other study's sections.
 CORE = Study("core", ("per_task", "references", "aggregate", "improvement", "profiles", "curves", "train_curves"),
-             core_tables)
+             core_tables, sections={20: core_sections, 90: reference_sections}, figures=core_figures)

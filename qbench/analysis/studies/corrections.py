@@ -9,15 +9,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from qbench.analysis.display import ci, num, table_of
 from qbench.analysis.scoring import ScoredRuns, scored_runs
-from qbench.analysis.study import Study, Tables
+from qbench.analysis.study import Section, Study, Tables
 from qbench.config import SETTINGS
 from qbench.loading import read_csv_rows
 from qbench.store import DIAGNOSTICS, read_run_config
+
+if TYPE_CHECKING:
+    from qbench.analysis.report import Report
 
 NSTEP_SETTINGS = ("n_step", "n_step_end", "nstep_correction", "is_target_eps", "trace_lambda", "is_clip")
 # The corrections in the order the table shows them: from none, through Watkins' cut, to the trace corrections of
@@ -130,12 +134,65 @@ def nstep_corrections_table(per_task: pd.DataFrame, nstep_runs: pd.DataFrame,
     return table[columns]
 
 
-# --- theory ----------------------------------------------------------------------------------------------------
-
 def corrections_tables(scored: ScoredRuns, earlier: Mapping[str, pd.DataFrame]) -> tuple[Tables, list[str]]:
     notes: list[str] = []
     table = nstep_corrections_table(earlier["per_task"], nstep_runs_table(scored.finals), notes)
     return {"nstep_corrections": table}, notes
 
 
-CORRECTIONS = Study("corrections", ("nstep_corrections",), corrections_tables, needs=("per_task",))
+def _n_label(n_step: int, n_step_end: int) -> str:
+    """'3', or '3→1' for an n that anneals from n_step to n_step_end."""
+    return f"{int(n_step)}→{int(n_step_end)}" if n_step_end else f"{int(n_step)}"
+
+
+def _correction_label(r) -> str:
+    """'retrace (π ε=0.01)': the correction, with its target policy's epsilon when it is not greedy, and lambda
+    and the importance-weight clip where they are not the defaults (1 and none)."""
+    extra = []
+    if r.is_target_eps > 0:
+        extra.append(f"π ε={r.is_target_eps:g}")
+    if r.trace_lambda != 1.0:
+        extra.append(f"λ={r.trace_lambda:g}")
+    if r.is_clip > 0:
+        extra.append(f"clip={r.is_clip:g}")
+    return f"{r.nstep_correction} ({', '.join(extra)})" if extra else r.nstep_correction
+
+
+def _trace_cell(r) -> str:
+    """The mean trace length, and how many of the runs logged it when not all did (older runs did not)."""
+    if not r.trace_length_runs:
+        return "–"
+    logged = f" ({int(r.trace_length_runs)} of {int(r.runs)} runs)" if r.trace_length_runs < r.runs else ""
+    return f"{num(r.trace_length_steps_mean, 2)} of {int(max(r.n_step, r.n_step_end))}{logged}"
+
+
+def nstep_corrections_display(report: Report) -> pd.DataFrame:
+    pct = f"{report.confidence:.0%}"
+    return pd.DataFrame([{"task": r.task, "n": _n_label(r.n_step, r.n_step_end), "correction": _correction_label(r),
+                          "variant": r.variant, "runs": int(r.runs), "diverged": int(r.diverged),
+                          f"final return IQM [{pct} CI]": ci(r.iqm, r.iqm_lower, r.iqm_upper),
+                          "mean return over training (AUC)": num(r.auc_mean),
+                          "trace length (env steps)": _trace_cell(r),
+                          "Δ IQM vs ignore": num(r.iqm_minus_ignore)}
+                         for r in table_of(report, "nstep_corrections").itertuples(index=False)])
+
+
+NSTEP_CORRECTIONS_TEXT = (
+    "An n-step target sums the rewards of up to n replayed steps, whose later actions came from an older, "
+    "exploring behaviour policy μ; each correction weighs later step j by a trace C_j = c_1 ⋯ c_j (C_0 = 1). "
+    "ignore: c = 1, the actions as they are; cut (Watkins): c = 1 up to the first later action that is not greedy "
+    "under the online Q, 0 from there; importance_sampling: c = π/μ, truncated at clip where one is set; retrace: "
+    "c = λ min(1, π/μ); tree_backup: c = λ π. π is the greedy target policy, or the ε-greedy one shown. Trace "
+    "length: the env steps the target effectively used, out of n: the window length for ignore and cut (shorter "
+    "at an episode's end, and where cut stops), sum_j C_j for the trace corrections; the mean over sampled "
+    "windows and over each run's logged updates, then over runs (– for runs written before it was logged). Final "
+    "IQM and AUC as in the per-task table; Δ IQM vs ignore: the final IQM minus that of the same task's ignore "
+    "variant at the same n.")
+
+
+def corrections_sections(report: Report) -> list[Section]:
+    return [Section("N-step corrections", NSTEP_CORRECTIONS_TEXT, nstep_corrections_display(report))]
+
+
+CORRECTIONS = Study("corrections", ("nstep_corrections",), corrections_tables, needs=("per_task",),
+                    sections={30: corrections_sections})

@@ -8,12 +8,17 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from qbench.analysis.display import num
 from qbench.analysis.scoring import ScoredRuns, complete_runs
-from qbench.analysis.study import Study, Tables
+from qbench.analysis.study import Section, Study, Tables
+
+if TYPE_CHECKING:
+    from qbench.analysis.report import Report
 
 
 def cost_table(finals: pd.DataFrame) -> pd.DataFrame:
@@ -51,4 +56,19 @@ def cost_tables(scored: ScoredRuns, earlier: Mapping[str, pd.DataFrame]) -> tupl
     return {"cost": cost}, notes
 
 
-COST = Study("cost", ("cost",), cost_tables)
+def cost_display(report: Report) -> pd.DataFrame:
+    return pd.DataFrame([{"task": r.task, "variant": r.variant, "runs": r.runs,
+                          "wall s per run": num(r.wall_s_mean), "wall s, all runs": num(r.wall_s_total),
+                          "env steps/s": num(r.steps_per_s_mean, 0), "peak memory MiB": num(r.peak_rss_mb_max, 0)}
+                         for r in report.tables["cost"].itertuples(index=False)])
+
+
+def cost_sections(report: Report) -> list[Section]:
+    return [Section("Cost", "Wall time and throughput of the complete runs; seeds trained side by side in one process "
+                    "share its wall time, so a run's wall time is its batch's divided by the seeds in it, and the "
+                    "total is the process time they took; env steps/s are each seed's own; peak memory is the "
+                    "largest resident set of the worker process (an upper bound when a worker ran several jobs).",
+                    cost_display(report))]
+
+
+COST = Study("cost", ("cost",), cost_tables, sections={60: cost_sections})

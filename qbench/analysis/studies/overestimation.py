@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from scipy import stats as scipy_stats
 
 from qbench.analysis.bootstrap import bootstrap_iqm_over_seeds, row_generator
+from qbench.analysis.display import ci, num, steps, table_of
 from qbench.analysis.scoring import ScoredRuns, complete_runs
-from qbench.analysis.study import Study, Tables
+from qbench.analysis.study import Section, Study, Tables
+
+if TYPE_CHECKING:
+    from qbench.analysis.plots import Style
+    from qbench.analysis.report import Report
 
 OVERESTIMATION_STATISTIC = "IQM over seeds"
 
@@ -155,5 +160,76 @@ def overestimation_tables(scored: ScoredRuns, earlier: Mapping[str, pd.DataFrame
     return tables, notes
 
 
+
+# --- the report's sections and figures ---------------------------------------------------------------------------
+
+def _overestimation_last(table: pd.DataFrame, q_column: str, measured_column: str, name: str,
+                         q_label: str) -> pd.DataFrame:
+    """The last evaluation step of each (task, variant) of an overestimation table, as display rows."""
+    if table.empty:
+        return pd.DataFrame()
+    last = table.sort_values("env_steps").groupby(["task", "variant"], sort=True).tail(1)
+    return pd.DataFrame([{"task": r["task"], "variant": r["variant"], "env steps": steps(r["env_steps"]),
+                          q_label: num(r[q_column]), "measured discounted return": num(r[measured_column]),
+                          "overestimation (CI)": ci(r[name], r[f"{name}_lower"], r[f"{name}_upper"]),
+                          "seeds": r["seeds"]}
+                         for _, r in last.sort_values(["task", "variant"]).iterrows()])
+
+
+def overestimation_display(report: Report) -> pd.DataFrame:
+    return _overestimation_last(report.tables["overestimation"], "q_start_mean", "discounted_return_mean",
+                                "overestimation", "predicted Q(s0, a0)")
+
+
+def overestimation_visited_display(report: Report) -> pd.DataFrame:
+    return _overestimation_last(table_of(report, "overestimation_visited"), "q_visited_mean",
+                                "discounted_return_visited_mean", "overestimation_visited",
+                                "predicted Q along visited states")
+
+
+def overestimation_final_display(report: Report) -> pd.DataFrame:
+    pct = f"{report.confidence:.0%}"
+
+    def cell(point, lower, upper, seeds):
+        return f"{ci(point, lower, upper)}, {int(seeds)} seeds" if seeds else "–"
+
+    return pd.DataFrame([{"task": r.task, "variant": r.variant, "env steps": steps(r.env_steps),
+                          f"from s0: Q − return [{pct} CI]": cell(r.start_overestimation, r.start_lower,
+                                                                 r.start_upper, r.start_seeds),
+                          f"along visited states: Q − return [{pct} CI]": cell(
+                              r.visited_overestimation, r.visited_lower, r.visited_upper, r.visited_seeds),
+                          "visited states": num(r.visited_states, 1)}
+                         for r in table_of(report, "overestimation_final").itertuples(index=False)])
+
+
+def overestimation_sections(report: Report) -> list[Section]:
+    pct = f"{report.confidence:.0%}"
+    return [
+        Section("Overestimation",
+                "Q(s0, a0) predicted by the network at the first state of each evaluation episode against the "
+                "discounted return then collected, at the last evaluation: each an IQM over seeds (robust to "
+                "one seed whose Q runs away), the overestimation being the IQM of each seed's own difference, with "
+                f"a {pct} bootstrap CI over seeds.",
+                overestimation_display(report), "overestimation"),
+        Section("Overestimation along visited states",
+                "The network's Q(s_t, a_t) averaged over the states the greedy evaluation policy visited, against "
+                "the discounted return collected from each of them, at the last evaluation: IQM over seeds, the "
+                f"overestimation with a {pct} bootstrap CI over seeds.",
+                overestimation_visited_display(report), "overestimation_visited"),
+        Section("Overestimation at the last evaluation",
+                "Per variant at the last evaluation step all its complete runs share: predicted Q minus the "
+                f"measured discounted return, from s0 and along the visited states, IQM over seeds with a {pct} "
+                "bootstrap CI over seeds: the row to compare variants on (dqn against double_dqn).",
+                overestimation_final_display(report)),
+    ]
+
+
+def overestimation_figures(report: Report, styles: dict[str, Style]) -> dict[str, Any]:
+    # Imported here: matplotlib and seaborn are the optional ``report`` extra, which the tables do not need.
+    from qbench.analysis.studies import plots_overestimation
+
+    return plots_overestimation.figures(report, styles)
+
+
 OVERESTIMATION = Study("overestimation", ("overestimation", "overestimation_visited", "overestimation_final"),
-                       overestimation_tables)
+                       overestimation_tables, sections={40: overestimation_sections}, figures=overestimation_figures)

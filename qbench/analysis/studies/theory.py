@@ -16,18 +16,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
 from qbench.analysis.bootstrap import bootstrap_mean_over_seeds, row_generator
+from qbench.analysis.display import ci, num, share, steps, table_of
 from qbench.analysis.scoring import ScoredRuns, complete_runs
-from qbench.analysis.study import Study, Tables
+from qbench.analysis.study import Section, Study, Tables
 from qbench.store import read_run_config
 from qbench.theory import counterexamples
 from qbench.theory.models import EnvUnavailable, known_mdp_of
+
+if TYPE_CHECKING:
+    from qbench.analysis.plots import Style
+    from qbench.analysis.report import Report
 
 
 def wilson_interval(successes, trials, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -295,5 +300,138 @@ def theory_tables(scored: ScoredRuns, earlier: Mapping[str, pd.DataFrame]) -> tu
     return tables, notes
 
 
+
+# --- the report's sections and figures ---------------------------------------------------------------------------
+
+def maximisation_bias_display(report: Report) -> pd.DataFrame:
+    return pd.DataFrame([{"task": r.task, "variant": r.variant, "runs": r.runs,
+                          "peak left fraction": f"{share(r.peak_left_fraction)} (episode {r.peak_episode})",
+                          "final left fraction": f"{share(r.final_left_fraction)} (episodes "
+                                                 f"{r.final_first_episode}–{r.final_last_episode})"}
+                         for r in table_of(report, "maximisation_bias_summary").itertuples(index=False)])
+
+
+def q_distance_display(report: Report) -> pd.DataFrame:
+    table = table_of(report, "q_distance")
+    if table.empty:
+        return pd.DataFrame()
+    last = table.sort_values("env_steps").groupby(["task", "variant"], sort=True).tail(1)
+    return pd.DataFrame([{"task": r.task, "variant": r.variant, "env steps": steps(r.env_steps),
+                          "max |Q − Q*| (CI)": ci(r.q_error_max, r.q_error_max_lower, r.q_error_max_upper),
+                          "mean |Q − Q*| (CI)": ci(r.q_error_mean, r.q_error_mean_lower, r.q_error_mean_upper),
+                          "greedy value (CI)": ci(r.greedy_value, r.greedy_value_lower, r.greedy_value_upper),
+                          "optimal value V*": num(r.optimal_value), "seeds": r.seeds}
+                         for r in last.sort_values(["task", "variant"]).itertuples(index=False)])
+
+
+def contraction_display(report: Report) -> pd.DataFrame:
+    return pd.DataFrame([{"task": r.task, "gamma": f"{r.gamma:g}", "states": r.states, "actions": r.actions,
+                          "sweeps": r.sweeps, "first error": num(r.first_error),
+                          "largest ratio": num(r.max_ratio, 4), "mean ratio": num(r.mean_ratio, 4),
+                          "bound": num(r.bound, 4),
+                          "policy iteration steps": r.policy_iteration_steps,
+                          "max |Q*_PI − Q*_VI|": f"{r.policy_iteration_gap:.1e}"}
+                         for r in table_of(report, "contraction").itertuples(index=False)])
+
+
+def divergence_display(report: Report) -> pd.DataFrame:
+    return pd.DataFrame([{"example": r.example, "method": r.method, "iterations": r.iterations,
+                          "first weight norm": f"{r.first_norm:.3g}", "last weight norm": f"{r.last_norm:.3g}",
+                          "growth per iteration": num(r.growth_factor, 4),
+                          "analytical": num(r.analytical_growth_factor, 4),
+                          "spectral radius": f"{r.spectral_radius:.8f}" if not math.isnan(r.spectral_radius)
+                          else "–"}
+                         for r in table_of(report, "divergence_summary").itertuples(index=False)])
+
+
+def maximisation_bias_text(report: Report) -> str:
+    pct = f"{report.confidence:.0%}"
+    parts = [f"{r.task} / {r.variant}: the fraction of runs that go left peaks at {share(r.peak_left_fraction)} "
+             f"(episode {r.peak_episode}) and is {share(r.final_left_fraction)} over episodes "
+             f"{r.final_first_episode}–{r.final_last_episode} ({r.runs} runs)."
+             for r in table_of(report, "maximisation_bias_summary").itertuples(index=False)]
+    return (f"Fraction of the runs that went left in each training episode, with a {pct} Wilson score interval. "
+            + " ".join(parts) + " Part of the left choices are forced by epsilon-greedy exploration whatever Q "
+            "says (the report does not know each variant's epsilon; the dashed line is the 5% that Sutton and "
+            "Barto's epsilon 0.1 forces over A's two actions, which qbench/MaximisationBias-v0 reproduces). Only "
+            "the episodes every run of the task has are counted: a run that goes right more often finishes more, "
+            "shorter episodes, so later episodes would sample such runs only.")
+
+
+def contraction_text(report: Report) -> str:
+    parts = []
+    for r in table_of(report, "contraction").itertuples(index=False):
+        within = "within" if r.max_ratio <= r.bound * (1 + 1e-9) else "above"
+        parts.append(f"{r.task}: the largest error ratio between sweeps is {num(r.max_ratio, 4)} (mean "
+                     f"{num(r.mean_ratio, 4)}) over {r.sweeps} sweeps, {within} the bound {num(r.bound, 4)} at "
+                     f"gamma {r.gamma:g}.")
+    table = table_of(report, "contraction")
+    howard = ""
+    if not table.empty:
+        howard = (f" Policy iteration (exact evaluation, greedy improvement, from the lowest action everywhere) "
+                  f"settles in {table['policy_iteration_steps'].min()}-{table['policy_iteration_steps'].max()} "
+                  f"improvement steps, against {table['sweeps'].min()}-{table['sweeps'].max()} sweeps of value "
+                  f"iteration, on the same Q* (largest gap {table['policy_iteration_gap'].max():.1e}).")
+    return ("Q-value iteration from Q = 0 on each known-dynamics task at its runs' gamma: max over (s, a) of "
+            "|Q_k − Q*| per sweep k; the Bellman optimality operator is a gamma-contraction in that norm. "
+            + " ".join(parts) + howard)
+
+
+def divergence_text(report: Report) -> str:
+    parts = []
+    for r in table_of(report, "divergence_summary").itertuples(index=False):
+        analytical = (f" (analytical {num(r.analytical_growth_factor, 4)})"
+                      if not math.isnan(r.analytical_growth_factor) else "")
+        trend = "grows" if r.growth_factor > 1 else "shrinks"
+        radius = r.spectral_radius
+        fate = ("" if math.isnan(radius) else
+                f"; the iteration map's spectral radius is {radius:.8f}, so in the long run it "
+                + ("diverges" if radius > 1 + 1e-12 else "stays bounded" if radius > 1 - 1e-12 else "converges")
+                + (" (the norm grows at first while the faster modes settle; the slowest decays by only that "
+                   "factor per iteration)"
+                   if radius < 1 - 1e-12 and r.growth_factor > 1 else ""))
+        parts.append(f"{r.example} / {r.method}: the weight norm {trend} by a factor "
+                     f"{num(r.growth_factor, 4)} per iteration{analytical}, from {r.first_norm:.3g} to "
+                     f"{r.last_norm:.3g} in {r.iterations} iterations{fate}.")
+    return ("Textbook counterexamples, the same for every results folder: Tsitsiklis and Van Roy's fitted value "
+            "iteration and Baird's counterexample, with the tabular case beside them; the weight norm per "
+            "iteration (dashed: analytical), and its mean growth factor per iteration over the second half of the "
+            "iterations. " + " ".join(parts))
+
+
+def theory_sections(report: Report) -> list[Section]:
+    """The Theory section and its parts, or nothing when no results-derived theory table has a row."""
+    if not has_theory(report.tables):
+        return []
+    pct = f"{report.confidence:.0%}"
+    out = [Section("Theory", "The learners checked against exact dynamic programming on the tasks whose dynamics "
+                   "are known, and the classic cases where value-function approximation diverges.", heading=True)]
+    if not table_of(report, "maximisation_bias").empty:
+        out.append(Section("Maximisation bias", maximisation_bias_text(report), maximisation_bias_display(report),
+                           "maximisation_bias", level=3))
+    if not table_of(report, "q_distance").empty:
+        out.append(Section("Distance to Q*", "At the last evaluation step shared by the complete runs that logged "
+                           "it: max and mean over the states the agent can be in of max_a |Q − Q*|, and the exact "
+                           "value of the greedy policy of the learned Q from the initial states against V*; mean "
+                           f"over seeds with a {pct} bootstrap CI over seeds.", q_distance_display(report),
+                           "q_distance", level=3))
+        out.append(Section("Greedy policy value", "The exact value of each variant's greedy policy from the initial "
+                           "states against V* (dashed), mean over seeds.", figure="greedy_value", level=3))
+    if not table_of(report, "contraction").empty:
+        out.append(Section("Contraction of Q-value iteration", contraction_text(report), contraction_display(report),
+                           "contraction", level=3))
+    out.append(Section("Divergence counterexamples", divergence_text(report), divergence_display(report),
+                       "divergence", level=3))
+    return out
+
+
+def theory_figures(report: Report, styles: dict[str, Style]) -> dict[str, Any]:
+    # Imported here: matplotlib and seaborn are the optional ``report`` extra, which the tables do not need.
+    from qbench.analysis.studies import plots_theory
+
+    return plots_theory.figures(report, styles)
+
+
 THEORY = Study("theory", ("maximisation_bias", "maximisation_bias_summary", "q_distance", "contraction",
-                          "contraction_curves", "divergence", "divergence_summary"), theory_tables)
+                          "contraction_curves", "divergence", "divergence_summary"), theory_tables,
+               sections={50: theory_sections}, figures=theory_figures)
