@@ -139,7 +139,7 @@ def code_version(record: dict[str, Any]) -> str:
     return f"qbench {version}" if isinstance(version, str) and version and version != "unknown" else ""
 
 
-def _number(value: Any) -> float | None:
+def _json_number(value: Any) -> float | None:
     """A JSON number as a float (NaN and infinities included); None for anything else (bools, strings, ...)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -173,7 +173,7 @@ def divergence_record(record: Any, name: str) -> tuple[Any, float, str | None]:
     else:
         flagged = pd.NA
         wrong.append(f"first_warned_env_step {step!r} is not a non-negative integer or null")
-    peak = _number(watch.get("peak_value_scales"))
+    peak = _json_number(watch.get("peak_value_scales"))
     if peak is None or peak < 0:
         if "peak_value_scales" in watch:
             wrong.append(f"peak_value_scales {watch['peak_value_scales']!r} is not a non-negative number")
@@ -190,7 +190,7 @@ def divergence_warn_factor(job: dict[str, Any] | None) -> float:
     """The warning level (value scales) a job's divergence watch ran with: config.json's
     ``config.divergence_warn_factor``; NaN when not recorded (a run written before the setting existed)."""
     config = job.get("config") if isinstance(job, dict) else None
-    factor = _number(config.get("divergence_warn_factor")) if isinstance(config, dict) else None
+    factor = _json_number(config.get("divergence_warn_factor")) if isinstance(config, dict) else None
     return math.nan if factor is None else factor
 
 

@@ -127,7 +127,7 @@ ATARI_100K_GAMES, ATARI_57_GAMES = _read_games()   # ALE ids, in the csv's (alph
 
 
 # ------------------------------------------------------------------------------------------------- one env
-def _register() -> None:
+def _register_ale_envs() -> None:
     import ale_py  # optional extra: qbench[atari]
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)   # no banner on stdout at every ROM load
     gym.register_envs(ale_py)
@@ -137,7 +137,7 @@ def make_atari_env(env_id: str, protocol: AtariProtocol | None = None) -> gym.En
     """One Atari env under ``protocol``: uint8 observations (frame_stack, screen_size, screen_size), frame -1 the
     newest, raw game score as reward, ``info["lives"]`` in every step. ``env_id``: an ALE id or a game name."""
     protocol = AtariProtocol() if protocol is None else protocol
-    _register()
+    _register_ale_envs()
     if not env_id.startswith("ALE/"):
         env_id = ale_id(env_id)
     # frameskip=1: AtariPreprocessing does the skipping, so that it can pool the last two frames; ALE applies the

@@ -101,7 +101,7 @@ class TwoStateChainEnv(gym.Env):
         return self._state, float(reward), bool(terminated), False, {}
 
 
-def _register() -> None:
+def _register_toy_envs() -> None:
     # Re-importing (a reload, or two import paths) must not trip Gymnasium's duplicate-id error.
     specs = {
         "qbench/MaximisationBias-v0": {"entry_point": "qbench.envs.toy:MaximisationBiasEnv"},
@@ -112,4 +112,4 @@ def _register() -> None:
             gym.register(id=env_id, **kwargs)
 
 
-_register()
+_register_toy_envs()

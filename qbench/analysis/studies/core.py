@@ -97,7 +97,7 @@ def scored_curves(results: pd.DataFrame, finals: pd.DataFrame) -> dict[str, pd.S
     return out
 
 
-def _budget(group: pd.DataFrame) -> float:
+def _group_budget(group: pd.DataFrame) -> float:
     """The budget of a (task, variant): the last evaluation step of its complete runs, else of any scored run."""
     steps = group.loc[group["complete"], "env_steps"].dropna()
     if steps.empty:
@@ -127,7 +127,7 @@ def per_task_table(finals: pd.DataFrame, results: pd.DataFrame, references: pd.D
         ci = stats.bootstrap_ci(scores[:, None], stats.iqm, row_generator(seed, "per_task", task, variant), reps,
                                 confidence)
         env_id = group["env_id"].iloc[0]
-        budget = _budget(group)
+        budget = _group_budget(group)
         aucs = [stats.area_under_curve(curves[d].index.to_numpy(), curves[d].to_numpy()) for d in group["run_dir"]]
         row = {"task": task, "variant": variant, "seeds": len(scores), "diverged": diverged_count(group),
                "warned": warned_count(group), "env_steps": budget,
