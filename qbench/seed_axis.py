@@ -99,6 +99,13 @@ class SeedEnvs:
         self.obs[~ended] = next_obs[~ended]
         self.needs_reset |= ended & alive
 
+    # Checkpoints (qbench/training/checkpoint.py): each per-seed part bundles and unbundles its own state.
+    def bundle(self, k: int) -> dict[str, Any]:
+        return {"env": self.state(k)}
+
+    def unbundle(self, k: int, bundle: dict[str, Any]) -> None:
+        self.restore(k, bundle["env"])
+
     def state(self, k: int) -> dict[str, Any]:
         if self.needs_reset[k]:   # between episodes: the next reset draws from the stream as it is now
             return {"needs_reset": True, "rng": self.envs[k].unwrapped.np_random.bit_generator.state,

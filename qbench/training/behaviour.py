@@ -3,6 +3,8 @@ each seed drawing from its own stream, with the probability of the action drawn 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -32,6 +34,16 @@ class Behaviour:
                            for rng in rngs]
         else:
             self.noises = [GaussianNoise(spaces.action_dim, cfg.noise_std, rng) for rng in rngs]
+
+    # Checkpoints (qbench/training/checkpoint.py): each per-seed part bundles and unbundles its own state.
+    def bundle(self, k: int) -> dict[str, Any]:
+        """Seed k's agent stream (shared with replay sampling: one stream per seed) and its action noise."""
+        return {"rng": self.rngs[k].bit_generator.state, "noise": getattr(self.noises[k], "state", None)}
+
+    def unbundle(self, k: int, bundle: dict[str, Any]) -> None:
+        self.rngs[k].bit_generator.state = bundle["rng"]
+        if bundle["noise"] is not None and hasattr(self.noises[k], "state"):
+            self.noises[k].state = np.array(bundle["noise"])
 
     def act(self, obs: np.ndarray, progress_frac: float,
             warming_up: bool) -> tuple[np.ndarray, float, np.ndarray]:

@@ -116,11 +116,11 @@ class Bookkeeper:
 
     def __init__(self, jobs: list[Job], runs: list[RunDir | None], progress, cfg: Config, started: float,
                  eval_envs: list, spaces: Spaces, known: KnownDynamics | None, learner: Learner,
-                 buffer: ReplayBuffer, envs: SeedEnvs, behaviour: Behaviour, rngs: list[np.random.Generator]):
+                 buffer: ReplayBuffer, envs: SeedEnvs, behaviour: Behaviour):
         self.jobs, self.runs, self.progress, self.cfg, self.started = jobs, runs, progress, cfg, started
         self.eval_envs, self.spaces, self.known = eval_envs, spaces, known
         # the parts whose state a checkpoint saves and restores, and that evaluations read
-        self.learner, self.buffer, self.envs, self.behaviour, self.rngs = learner, buffer, envs, behaviour, rngs
+        self.learner, self.buffer, self.envs, self.behaviour = learner, buffer, envs, behaviour
         self.episode_info = jobs[0].task.episode_info
         self.seeds = [job.seed for job in jobs]
         self.states = [LoopState(lr=cfg.lr, next_checkpoint_env_steps=cfg.checkpoint_interval_env_steps)
@@ -141,17 +141,15 @@ class Bookkeeper:
                     run.write_episodes([])
 
     def restore(self, checkpoints: list[dict[str, Any]]) -> None:
-        learner, buffer, envs, behaviour, rngs = self.learner, self.buffer, self.envs, self.behaviour, self.rngs
+        learner, buffer, envs, behaviour = self.learner, self.buffer, self.envs, self.behaviour
         self.states = [LoopState(**c["loop"]) for c in checkpoints]
         self.watch = watch_from_records([st.watch or seed_record(new_watch(1), 0) for st in self.states])
         learner.load_state_dict(stack_seeds([{key: c[key] for key in learner.state_dict()} for c in checkpoints]))
         buffer.load_chunks(checkpoints[0]["buffer"], [c["buffer_chunks"] for c in checkpoints])
         self.stats.load([c["loop"]["sums"] for c in checkpoints])
         for k, c in enumerate(checkpoints):
-            rngs[k].bit_generator.state = c["rng"]
-            envs.restore(k, c["env"])
-            if c["noise"] is not None and hasattr(behaviour.noises[k], "state"):
-                behaviour.noises[k].state = np.array(c["noise"])
+            for part in (behaviour, envs):   # the per-seed parts restore themselves
+                part.unbundle(k, c)
             if self.runs[k] is not None:
                 self.runs[k].write_evaluations(self.states[k].evaluations)
                 self.runs[k].write_diagnostics(self.states[k].diagnostics)
@@ -260,8 +258,7 @@ class Bookkeeper:
                 for k in alive:
                     if self.runs[k] is not None:
                         save_checkpoint(self.runs[k], self.jobs[k], self.buffer, k, self.states[k], {
-                            **slice_seed(learner_state, k), "rng": self.rngs[k].bit_generator.state,
-                            "env": self.envs.state(k), "noise": getattr(self.behaviour.noises[k], "state", None)})
+                            **slice_seed(learner_state, k), **self.behaviour.bundle(k), **self.envs.bundle(k)})
                 if self.progress is not None:
                     self.progress(env_steps, {"checkpoint": env_steps, "seeds": [seeds[k] for k in alive]})
 

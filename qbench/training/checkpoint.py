@@ -1,5 +1,11 @@
 """Checkpoint I/O of one seed: the loop state and the parts' state in one atomically written file, the replay as
-chunks written as they fill; reading one back (or refusing a damaged one, which is set aside, never deleted)."""
+chunks written as they fill; reading one back (or refusing a damaged one, which is set aside, never deleted).
+
+Each part saves and restores itself: the per-seed parts bundle(k) and unbundle(k, checkpoint) their own state
+(Behaviour: the seed's agent stream and action noise; SeedEnvs: the env, replayable from its episode's reset seed
+and actions); the learner's networks and optimiser are stacked over the seeds, so a checkpoint holds seed k's
+slice of learner.state_dict() and a restore stacks the seeds' slices back; the replay buffer writes and reloads
+its own chunks (ReplayBuffer.chunk, load_chunks)."""
 
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
 
     # Loop state: everything that changes as the loop runs, so that a checkpoint is this plus the parts' state.
     book = Bookkeeper(jobs, runs, progress, cfg, started, eval_envs, spaces, known, learner, buffer, envs,
-                      behaviour, rngs)
+                      behaviour)
     if all(c is None for c in checkpoints):
         envs.start()
         book.start_fresh()
