@@ -23,7 +23,7 @@ def _first_line(exc: BaseException) -> str:
 
 class ContractChecked(gym.Wrapper):
     """Checks every reset and step of the env it wraps; the checks cost a few attribute reads per step, plus one
-    isfinite pass over float observations. Errors raised inside the env become EnvFaults naming the call."""
+    sum over float observations. Errors raised inside the env become EnvFaults naming the call."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
@@ -32,6 +32,7 @@ class ContractChecked(gym.Wrapper):
         self._discrete = isinstance(space, gym.spaces.Discrete)
         self._shape = tuple(space.shape) if self._box else ()
         self._declared_float = self._box and np.issubdtype(space.dtype, np.floating)
+        self._kinds = ("biuf" if self._declared_float else "biu") if self._box else ""   # dtype kinds allowed
         self._n_states = int(space.n) if self._discrete else 0
         self._state_start = int(space.start) if self._discrete else 0
 
@@ -78,6 +79,15 @@ class ContractChecked(gym.Wrapper):
         return result
 
     def _check_observation(self, obs: Any, call: str) -> None:
+        # The common case first, in attribute reads: an array of the declared shape and an allowed kind. A small
+        # float32 vector is finite exactly when its sum in Python floats is (64 float32 values cannot overflow a
+        # float64), and that sum costs a tenth of a numpy reduction's call overhead.
+        if type(obs) is np.ndarray and obs.shape == self._shape and obs.dtype.kind in self._kinds:
+            if obs.dtype.kind != "f":
+                return
+            if (math.isfinite(sum(obs.tolist())) if obs.size <= 64 and obs.dtype.itemsize <= 4
+                    else np.isfinite(obs).all()):
+                return
         if self._box:
             shape = np.shape(obs)
             if shape != self._shape:
