@@ -114,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         except EnvFault as exc:
             print(f"qbench: {_ENV_FAULT}: {exc} (recorded in {path / 'error.json'})", file=sys.stderr)
             return 1
-        except ConfigError:
+        except _NOT_CRASHES:
             raise
         except Exception as exc:  # noqa: BLE001 - recorded as qbench run records it, then said in one line
             return _record_crash(exc, [job], [path])
@@ -192,7 +192,7 @@ def _train_seeds(args: argparse.Namespace) -> int:
             console.print(f"  seed {job.seed} {how} {path}", highlight=False, markup=False)
         try:
             results = _train_batch_with_progress(jobs, [RunDir(p) for p in paths], total, console)
-        except ConfigError:
+        except _NOT_CRASHES:
             raise
         except Exception as exc:  # noqa: BLE001 - recorded as qbench run records it, then said in one line
             return _record_crash(exc, jobs, paths)
@@ -211,6 +211,8 @@ def _train_seeds(args: argparse.Namespace) -> int:
 
 
 _ENV_FAULT = "the env broke its contract (its fault, not the variant's)"
+# said by qbench.cli.main in their own words: bad input (exit 2), the machine's memory, a reader that went away
+_NOT_CRASHES = (ConfigError, MemoryError, BrokenPipeError)
 
 
 def _record_crash(exc: Exception, jobs, paths: list[Path]) -> int:
