@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qbench.envs.checks import EnvFault
 from qbench.envs.tasks import Spaces, make_env
 from qbench.training.seeding import derived_seed
 
@@ -24,6 +25,10 @@ class SeedEnvs:
 
     `life_lost` says, after each step, which seeds' envs lost a life without the episode ending (from the
     "lives" entry of the step's info, where the env reports one).
+
+    An env that breaks its contract (qbench.envs.checks.EnvFault) in start, reset or step_all stops only its own
+    seed: the fault is kept in `faults` (seed index -> EnvFault) until the loop takes it, and the seed is treated
+    as not stepped (its obs stay, its reward is 0, its episode goes on).
     """
 
     def __init__(self, task, spaces: Spaces, env_seeds: list[int], cfg: Any = None,
@@ -42,10 +47,19 @@ class SeedEnvs:
         self.life_lost = np.zeros(len(env_seeds), dtype=bool)
         self.episode_start: list[dict[str, Any]] = [{} for _ in env_seeds]
         self.episode_actions: list[list] = [[] for _ in env_seeds]
+        self.faults: dict[int, EnvFault] = {}
+
+    def take_faults(self) -> dict[int, EnvFault]:
+        """The faults since the last call (seed index -> EnvFault), forgotten here."""
+        faults, self.faults = self.faults, {}
+        return faults
 
     def start(self) -> None:
         for k in range(len(self.envs)):
-            self._reset_with(k, {"seed": self.env_seeds[k]})
+            try:
+                self._reset_with(k, {"seed": self.env_seeds[k]})
+            except EnvFault as fault:
+                self.faults[k] = fault
 
     def _reset_with(self, k: int, start: dict[str, Any]) -> None:
         """Begin seed k's episode as `start` says: from a seed, or from the env's stream in a saved state."""
@@ -66,11 +80,14 @@ class SeedEnvs:
         return derived_seed(self.env_seeds[k], int(self.resets[k]))
 
     def reset(self, k: int) -> None:
-        if self.seed_every_reset:
-            self.resets[k] += 1
-            self._reset_with(k, {"seed": self.episode_seed(k)})
-        else:
-            self._reset_with(k, {"rng": self.envs[k].unwrapped.np_random.bit_generator.state})
+        try:
+            if self.seed_every_reset:
+                self.resets[k] += 1
+                self._reset_with(k, {"seed": self.episode_seed(k)})
+            else:
+                self._reset_with(k, {"rng": self.envs[k].unwrapped.np_random.bit_generator.state})
+        except EnvFault as fault:
+            self.faults[k] = fault
 
     def step(self, k: int, action) -> tuple[np.ndarray, float, bool, bool]:
         """Step seed k's env with an action in the engine's units: (next obs, reward, terminated, truncated)."""
@@ -91,7 +108,10 @@ class SeedEnvs:
         self.life_lost[:] = False
         rewards, terminated, truncated = np.zeros(k_seeds), np.zeros(k_seeds, bool), np.zeros(k_seeds, bool)
         for k in np.flatnonzero(alive):
-            next_obs[k], rewards[k], terminated[k], truncated[k] = self.step(k, actions[k])
+            try:
+                next_obs[k], rewards[k], terminated[k], truncated[k] = self.step(k, actions[k])
+            except EnvFault as fault:
+                self.faults[k] = fault
         return next_obs, rewards, terminated, truncated
 
     def advance(self, next_obs: np.ndarray, ended: np.ndarray, alive: np.ndarray) -> None:

@@ -130,28 +130,41 @@ FAILING_SUITE = """
     [tasks.nan_reward]
     env_id = "tests.failing_envs:NaNRewardEnv"
     variants = ["dqn"]
+    [tasks.huge_reward]
+    env_id = "tests.failing_envs:HugeRewardEnv"
+    variants = ["dqn"]
 """
 
 
-def test_a_crashed_or_diverged_job_is_recorded_and_the_others_complete(tmp_path):
+def test_an_env_fault_or_diverged_job_is_recorded_and_the_others_complete(tmp_path):
     suite = tmp_path / "failing.toml"
     suite.write_text(textwrap.dedent(FAILING_SUITE))
     results = tmp_path / "results"
     r = run_qbench("run", suite, "--results", results, "--workers", "2")
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "6 jobs: 2 ran now, 0 already complete, 4 failed" in r.stdout
+    assert "8 jobs: 2 ran now, 0 already complete, 6 failed" in r.stdout
     root = results / "failing"
     assert len(complete_dirs(root / "CartPole-v1")) == 2
-    for d in run_dirs(root / "crashing"):
+    for d in run_dirs(root / "crashing"):   # an env that raises in step: the env's fault, named with its step
         error = json.loads((d / "error.json").read_text())
-        assert error["error"] == "crashed" and error["type"] == "RuntimeError"
-        assert "CrashingEnv broke on purpose" in error["message"] and "Traceback" in error["traceback"]
+        seed = json.loads((d / "config.json").read_text())["seed"]
+        assert error["error"] == "env" and error["type"] == "EnvFault" and error["env_steps"] == 31
+        assert error["message"] == (f"env crashing (tests.failing_envs:CrashingEnv) (seed {seed}) at env step "
+                                    "31, in a step: step raised RuntimeError: CrashingEnv broke on purpose")
+        assert "raise RuntimeError(\"CrashingEnv broke on purpose\")" in error["traceback"]   # the env's own line
         assert not (d / "summary.json").exists()
-    for d in run_dirs(root / "nan_reward"):
+    for d in run_dirs(root / "nan_reward"):   # NaN rewards: the env's fault, not a divergence of dqn
         error = json.loads((d / "error.json").read_text())
-        assert error["error"] == "diverged" and error["type"] == "DivergedError" and "nan" in error["message"]
-    assert len(re.findall(r"^FAILED crashing dqn seed \d: crashed: RuntimeError: CrashingEnv broke", r.stdout,
-                          re.MULTILINE)) == 2, r.stdout   # the end-of-run list, one line per failed job
+        assert error["error"] == "env" and error["message"].endswith(
+            "at env step 1, in a step: step returned the reward nan; rewards must be finite")
+    for d in run_dirs(root / "huge_reward"):   # finite rewards of 1e30: the TD loss overflows, dqn diverges
+        error = json.loads((d / "error.json").read_text())
+        assert error["error"] == "diverged" and error["type"] == "DivergedError"
+        assert error["message"].startswith("TD loss became inf") and "divergence_watch" in error
+    failed_line = (r"^FAILED crashing dqn seed \d: env fault \(the env's, not the variant's\): EnvFault: env crashing "
+                   r"\(tests.failing_envs:CrashingEnv\) \(seed \d\) at env step 31, in a step: step raised "
+                   r"RuntimeError: CrashingEnv broke")
+    assert len(re.findall(failed_line, r.stdout, re.MULTILINE)) == 2, r.stdout   # the end-of-run list, one per job
     assert "run again to retry the failed jobs" in r.stdout
     df = qbench.load_results(results)
     assert set(df[df.complete].task) == {"CartPole-v1"}
@@ -159,7 +172,7 @@ def test_a_crashed_or_diverged_job_is_recorded_and_the_others_complete(tmp_path)
     # Running again retries the failed jobs (a second attempt) and leaves the complete ones alone.
     before = snapshot(complete_dirs(root))
     again = run_qbench("run", suite, "--results", results, "--workers", "2")
-    assert again.returncode == 1 and "2 already complete" in again.stdout and "4 failed" in again.stdout
+    assert again.returncode == 1 and "2 already complete" in again.stdout and "6 failed" in again.stdout
     assert snapshot(complete_dirs(root)) == before
     for d in run_dirs(root / "crashing"):
         assert json.loads((d / "runner.json").read_text())["attempts"] == 2

@@ -86,8 +86,8 @@ def test_one_seed_alone_reproduces_the_single_seed_engine_before_the_seed_axis()
 
 
 def poisoned_seeds(seeds):
-    """Which seeds' EvenSeedNaNEnv gets an even reset seed (NaN rewards from its 21st step on): predicted from the
-    env streams, not the engine."""
+    """Which seeds' EvenSeedHugeRewardEnv gets an even reset seed (rewards of 1e30 from its 21st step on, so that
+    its TD loss overflows): predicted from the env streams, not the engine."""
     return [s for s in seeds if stream_seed(s, "env") % 2 == 0]
 
 
@@ -97,7 +97,7 @@ def test_a_diverging_seed_is_masked_and_recorded_while_the_others_complete(tmp_p
     assert 0 < len(poisoned) < len(seeds)
     settings = {"total_env_steps": 400, "warmup_env_steps": 50, "eval_interval_env_steps": 200, "eval_episodes": 1,
                 "hidden_sizes": [8], "env_steps_per_update": 4, "grad_steps_per_update": 2, "batch_size": 8}
-    task = "tests.failing_envs:EvenSeedNaNEnv"
+    task = "tests.failing_envs:EvenSeedHugeRewardEnv"
     jobs = [build_job("dqn", task, s, settings) for s in seeds]
     runs = [RunDir(tmp_path / f"seed{s}") for s in seeds]
     results = run_batch(jobs, runs)

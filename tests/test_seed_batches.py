@@ -211,7 +211,7 @@ def test_train_seeds_writes_one_complete_run_directory_per_seed(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
-NAN_TASK = "tests.failing_envs:EvenSeedNaNEnv"
+DIVERGING_TASK = "tests.failing_envs:EvenSeedHugeRewardEnv"   # finite, huge rewards: the variant diverges
 
 
 def _diverging_seeds(seeds):
@@ -236,7 +236,7 @@ def test_a_diverged_seed_in_a_batch_is_failed_and_the_others_complete(tmp_path):
         warmup_env_steps = 50
         env_steps_per_update = 4
         [tasks.nan_even]
-        env_id = "{NAN_TASK}"
+        env_id = "{DIVERGING_TASK}"
         variants = ["dqn"]
     """))
     results = tmp_path / "results"
@@ -257,7 +257,7 @@ def test_a_diverged_seed_in_a_batch_is_failed_and_the_others_complete(tmp_path):
 
     # qbench train --seeds: the diverged seed is said on stderr, the others complete, exit code 1
     out = tmp_path / "train"
-    t = run_qbench("train", "dqn", NAN_TASK, "--seeds", "2-5", "--out", out, "--steps", "200",
+    t = run_qbench("train", "dqn", DIVERGING_TASK, "--seeds", "2-5", "--out", out, "--steps", "200",
                    "--set", "eval_interval_env_steps=100", "--set", "eval_episodes=1", "--set", "hidden_sizes=[16]",
                    "--set", "warmup_env_steps=50")
     assert t.returncode == 1, t.stdout + t.stderr

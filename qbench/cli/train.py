@@ -69,6 +69,7 @@ def _print_dry_run_train(job, path: Path, state: str, args: argparse.Namespace, 
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from qbench.envs.checks import EnvFault
     from qbench.jobs import build_job
     from qbench.runner.claim import claim_run_dirs
     from qbench.runner.plan import check_replay_allocates
@@ -110,6 +111,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         except DivergedError as exc:
             print(f"qbench: run diverged: {exc} (recorded in {path / 'error.json'})", file=sys.stderr)
             return 1
+        except EnvFault as exc:
+            print(f"qbench: {_ENV_FAULT}: {exc} (recorded in {path / 'error.json'})", file=sys.stderr)
+            return 1
+        except _NOT_CRASHES:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded as qbench run records it, then said in one line
+            return _record_crash(exc, [job], [path])
     console.print(_final_line(summary, job.task), highlight=False, markup=False)
     return 0
 
@@ -182,18 +190,46 @@ def _train_seeds(args: argparse.Namespace) -> int:
         for job, path, state in zip(jobs, paths, states, strict=True):
             how = "resuming the interrupted run in" if state == "resume" else "->"
             console.print(f"  seed {job.seed} {how} {path}", highlight=False, markup=False)
-        results = _train_batch_with_progress(jobs, [RunDir(p) for p in paths], total, console)
-    diverged = 0
+        try:
+            results = _train_batch_with_progress(jobs, [RunDir(p) for p in paths], total, console)
+        except _NOT_CRASHES:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded as qbench run records it, then said in one line
+            return _record_crash(exc, jobs, paths)
+    stopped = 0
     for job, path, result in zip(jobs, paths, results, strict=True):
-        if isinstance(result, DivergedError):
-            diverged += 1
-            print(f"qbench: seed {job.seed} diverged: {result} (recorded in {path / 'error.json'})", file=sys.stderr,
+        if isinstance(result, BaseException):
+            stopped += 1
+            what = "diverged" if isinstance(result, DivergedError) else f"stopped, {_ENV_FAULT}"
+            print(f"qbench: seed {job.seed} {what}: {result} (recorded in {path / 'error.json'})", file=sys.stderr,
                   flush=True)
         else:
             console.print(f"seed {job.seed}: " + _final_line(result), highlight=False, markup=False)
     if first.task.description:   # what the numbers mean, once
         console.print(f"({first.task.name}: {first.task.description})", highlight=False, markup=False)
-    return 1 if diverged else 0
+    return 1 if stopped else 0
+
+
+_ENV_FAULT = "the env broke its contract (its fault, not the variant's)"
+# said by qbench.cli.main in their own words: bad input (exit 2), the machine's memory, a reader that went away
+_NOT_CRASHES = (ConfigError, MemoryError, BrokenPipeError)
+
+
+def _record_crash(exc: Exception, jobs, paths: list[Path]) -> int:
+    """A crash in training: error.json (kind crashed, with the traceback) in every run directory that has no
+    summary, as qbench run writes it, and one line; exit 1."""
+    from qbench.runner.worker import error_record
+    from qbench.store import ERROR, SUMMARY, RunDir
+
+    recorded = []
+    for job, path in zip(jobs, paths, strict=True):
+        if not (path / SUMMARY).exists():
+            RunDir(path).write_error(error_record(exc, job))
+            recorded.append(str(path / ERROR))
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    print(f"qbench: training crashed: {type(exc).__name__}: {first_line} (the traceback is recorded in "
+          f"{', '.join(recorded) or 'no run directory'})", file=sys.stderr, flush=True)
+    return 1
 
 
 def _seed_words(jobs) -> str:
@@ -264,6 +300,9 @@ def _train_with_progress(job, run, total: int, console) -> dict[str, Any]:
         return run_job(job, run, sys.argv, update)
 
 
+_STOPS = {"diverged", "env_fault"}   # the progress events of a seed that stopped before the end
+
+
 def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
     """training.rundir.run_batch with progress: on a terminal one bar for the batch (env steps of all seeds; the latest
     evaluation of each seed, or their mean beyond 4 seeds), otherwise one plain line per evaluation with seed=k."""
@@ -290,7 +329,7 @@ def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
                 print(f"seed={info['seed']} env_steps={env_steps} divergence warning: {info['divergence_warning']}",
                       flush=True)
                 return
-            if "evaluation" not in info and "diagnostics" not in info and "diverged" not in info:
+            if "evaluation" not in info and "diagnostics" not in info and not _STOPS.intersection(info):
                 return
             seed = seed_of(env_steps, info)
             if "evaluation" in info:
@@ -299,6 +338,8 @@ def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
                       f"return_std={e['return_std']:.2f} wall_s={e['wall_s']:.1f}", flush=True)
             elif "diverged" in info:
                 print(f"seed={seed} env_steps={env_steps} diverged: {info['diverged']}", flush=True)
+            elif "env_fault" in info:
+                print(f"seed={seed} env_steps={env_steps} env fault: {info['env_fault']}", flush=True)
         return run_batch(jobs, runs, sys.argv, plain)
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -314,12 +355,16 @@ def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
                 bar.console.print(f"seed {info['seed']}: divergence warning at env step {env_steps:,} (flagged, not "
                                   "stopped)", highlight=False, markup=False)
                 return
-            if "evaluation" not in info and "diagnostics" not in info and "diverged" not in info:
+            if "evaluation" not in info and "diagnostics" not in info and not _STOPS.intersection(info):
                 return
             seed = seed_of(env_steps, info)
-            steps[seed] = total if "diverged" in info else max(steps.get(seed, 0), env_steps)   # a stopped seed
+            stopped = _STOPS.intersection(info)
+            steps[seed] = total if stopped else max(steps.get(seed, 0), env_steps)   # a stopped seed
             if "diverged" in info:
                 bar.console.print(f"[red]seed {seed} diverged[/] at env step {env_steps:,}", highlight=False)
+            elif "env_fault" in info:
+                bar.console.print(f"[red]seed {seed} stopped: its env broke its contract[/] at env step "
+                                  f"{env_steps:,}", highlight=False)
             if "evaluation" in info:
                 latest[seed] = info["evaluation"]["return_mean"]
             if not latest:

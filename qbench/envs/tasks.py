@@ -13,6 +13,7 @@ import numpy as np
 import qbench.envs.toy  # noqa: F401 - registers qbench's small MDPs (qbench/MaximisationBias-v0, ...)
 from qbench.config import ConfigError
 from qbench.envs.atari import ATARI_57_GAMES
+from qbench.envs.checks import ContractChecked
 
 
 @dataclass(frozen=True)
@@ -220,8 +221,13 @@ def _entry_point(spec: str) -> Callable[..., gym.Env]:
 
 
 def make_env(task: Task, cfg: Any = None) -> gym.Env:
-    """The task's env; an Atari or MinAtar task reads its protocol (sticky actions, frame skip, ...) from cfg (a
-    Config; None: the defaults)."""
+    """The task's env, its every reset and step checked against Gymnasium's API and its declared spaces
+    (qbench.envs.checks: a violation raises EnvFault); an Atari or MinAtar task reads its protocol (sticky actions,
+    frame skip, ...) from cfg (a Config; None: the defaults)."""
+    return ContractChecked(_make_unchecked(task, cfg))
+
+
+def _make_unchecked(task: Task, cfg: Any) -> gym.Env:
     if task.family in ("atari", "minatar"):
         from qbench.config import Config
         from qbench.envs.pixels import make_pixel_env  # ale-py and minatar are optional extras

@@ -19,7 +19,9 @@ def job_label(job: Job) -> str:
 
 def error_line(error: dict[str, Any]) -> str:
     message = (error.get("message") or "").strip().splitlines()
-    return f"{error.get('error', 'failed')}: {error.get('type', '')}: {message[0] if message else ''}".strip()
+    kind = error.get("error", "failed")
+    kind = "env fault (the env's, not the variant's)" if kind == "env" else kind
+    return f"{kind}: {error.get('type', '')}: {message[0] if message else ''}".strip()
 
 
 def format_duration(seconds: float) -> str:

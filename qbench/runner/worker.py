@@ -39,8 +39,12 @@ def one_thread() -> None:
 
 
 def error_record(exc: BaseException, job: Job) -> dict[str, Any]:
+    """error.json of a failed job: ``diverged`` (the divergence watch stopped it), ``env`` (its env broke its
+    contract: qbench.envs.checks) or ``crashed`` (anything else), with the exception, traceback and host."""
+    from qbench.envs.checks import EnvFault
     from qbench.training.bookkeeping import DivergedError
-    return {"error": "diverged" if isinstance(exc, DivergedError) else "crashed", "type": type(exc).__name__,
+    kind = "diverged" if isinstance(exc, DivergedError) else "env" if isinstance(exc, EnvFault) else "crashed"
+    return {"error": kind, "type": type(exc).__name__,
             "message": str(exc), "traceback": "".join(traceback.format_exception(exc)), "job_hash": job.hash,
             "failed_at": datetime.now(UTC).isoformat(timespec="seconds"), "host": socket.gethostname()}
 
@@ -126,9 +130,10 @@ def _train_together(jobs: list[Job], paths: list[Path], command: list[str] | Non
     wall_s = time.perf_counter() - started
     results = []
     for job, path, outcome in zip(jobs, paths, outcomes, strict=True):
-        if isinstance(outcome, BaseException):   # a diverged seed: the others went on
-            error = error_record(outcome, job)
-            RunDir(path).write_error(error)   # the full record (type, traceback, host) over the engine's
+        if isinstance(outcome, BaseException):   # a seed stopped (diverged, or its env's fault): the others went on
+            # the engine's record (the divergence watch; the env, seed and step) with the type, traceback and host
+            error = {**read_json_or_empty(path / ERROR), **error_record(outcome, job)}
+            RunDir(path).write_error(error)
             results.append({"status": "failed", "error": error, "wall_s": wall_s})
         else:
             results.append({"status": "done", "summary": outcome, "wall_s": wall_s})

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from qbench.config import Config, frames_per_env_step, is_multi_step
+from qbench.envs.checks import EnvFault
 from qbench.envs.tasks import Spaces
 from qbench.jobs import Job
 from qbench.parts.divergence import describe, seed_record, watch_round
@@ -128,7 +129,7 @@ class Bookkeeper:
         self.stats = UpdateStats(len(jobs), logs_trace=is_multi_step(cfg))
         self.alive = np.ones(len(jobs), dtype=bool)
         self.watch = new_watch(len(jobs))
-        self.outcomes: list[dict[str, Any] | DivergedError | None] = [None] * len(jobs)
+        self.outcomes: list[dict[str, Any] | DivergedError | EnvFault | None] = [None] * len(jobs)
         self.next_checkpoint = cfg.checkpoint_interval_env_steps
         self.last_log = (time.perf_counter(), 0)
 
@@ -202,15 +203,36 @@ class Bookkeeper:
             else:
                 message = (describe(verdict, k, q_abs_max[k], r_max[k], cfg.gamma, cfg.divergence_warn_factor,
                                     cfg.divergence_stop_factor) + f", in the gradient steps {steps}")
-            self.alive[k] = False
-            self.outcomes[k] = DivergedError(message)
-            if self.runs[k] is not None:
-                if self.episode_info:
-                    self.runs[k].append_episodes(self.states[k].unflushed_episodes())
-                self.runs[k].write_error({"error": "diverged", "message": message,
-                                          "divergence_watch": seed_record(self.watch, k)})
-            if self.progress is not None:
-                self.progress(env_steps, {"seed": self.seeds[k], "diverged": message})
+            self._stop_seed(k, env_steps, DivergedError(message), {
+                "error": "diverged", "message": message, "divergence_watch": seed_record(self.watch, k)})
+
+    def stop_env_faults(self, faults: dict[int, EnvFault], env_steps: int, during: str) -> None:
+        """Seeds whose env broke its contract (qbench.envs.checks) stop there, recorded as an env fault (error.json
+        kind "env", naming the env, the seed, the env step and what was wrong): the env's fault, never counted as
+        the variant's divergence. The other seeds go on."""
+        task = self.jobs[0].task
+        env = task.name if task.name == task.env_id else f"{task.name} ({task.env_id})"
+        for k, fault in faults.items():
+            if not self.alive[k]:
+                continue
+            message = f"env {env} (seed {self.seeds[k]}) at env step {env_steps}, {during}: {fault}"
+            outcome = EnvFault(message)
+            outcome.__cause__ = fault   # its traceback (error.json) goes on into the env's own call
+            self._stop_seed(k, env_steps, outcome, {
+                "error": "env", "type": "EnvFault", "message": message, "env": task.name, "env_steps": env_steps,
+                "seed": self.seeds[k], "divergence_watch": seed_record(self.watch, k)})
+
+    def _stop_seed(self, k: int, env_steps: int, outcome: DivergedError | EnvFault, record: dict[str, Any]) -> None:
+        """Mask seed k out of the batch; its episodes so far and its error.json are written, its rows stand."""
+        self.alive[k] = False
+        self.outcomes[k] = outcome
+        if self.runs[k] is not None:
+            if self.episode_info:
+                self.runs[k].append_episodes(self.states[k].unflushed_episodes())
+            self.runs[k].write_error(record)
+        if self.progress is not None:
+            event = "diverged" if isinstance(outcome, DivergedError) else "env_fault"
+            self.progress(env_steps, {"seed": self.seeds[k], event: str(outcome)})
 
     def after_step(self, clock: Clock, lr: float) -> None:
         """Log rows, evaluations and checkpoints that fall due at this env step (self.stats starts afresh after a
@@ -241,6 +263,9 @@ class Bookkeeper:
                                    cfg.reward_scale)
             distance = (self.known.distance(learner.acting, len(seeds), learner.device) if self.known is not None
                         else None)
+            self.stop_env_faults({k: e for k, e in enumerate(evaluations) if isinstance(e, EnvFault)}, env_steps,
+                                 "in a greedy evaluation episode")
+            alive = np.flatnonzero(self.alive)
             for k in alive:
                 self.states[k].evaluation_row(env_steps, grad_steps, evaluations[k],
                                               time.perf_counter() - self.started,
@@ -269,7 +294,7 @@ class Bookkeeper:
         if self.progress is not None:
             self.progress(env_steps, {"seed": self.seeds[k], kind: row})
 
-    def results(self, clock: Clock) -> list[dict[str, Any] | DivergedError]:
+    def results(self, clock: Clock) -> list[dict[str, Any] | DivergedError | EnvFault]:
         wall_s = time.perf_counter() - self.started
         for k in np.flatnonzero(self.alive):
             evaluations, job = self.states[k].evaluations, self.jobs[k]

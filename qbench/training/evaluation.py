@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qbench.envs.checks import EnvFault
 from qbench.envs.tasks import Spaces
 from qbench.training.build import learner_rewards
 from qbench.training.seeding import derived_seed
@@ -73,7 +74,7 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
              max_episode_steps: int = 10_000, maximiser_seeds: list[int] | None = None,
              active: list[bool] | np.ndarray | None = None,
              seed_every_episode: bool = False, reward_clip: float = 0.0,
-             reward_scale: float = 1.0) -> list[Evaluation | None]:
+             reward_scale: float = 1.0) -> list[Evaluation | EnvFault | None]:
     """Greedy episodes of every active seed of the batch, in lockstep (one forward pass per step for all seeds);
     envs[k] is reset with seeds[k] once, so each evaluation is reproducible. An episode that reaches
     max_episode_steps is cut there and counted in `capped`: a greedy policy that loops on an env without a time
@@ -87,7 +88,8 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
     is not known (visited_returns keeps no state of it: the horizon is too short for gamma) gets NaN in q_start
     and discounted_returns. Discounted returns sum the rewards the learner saw (clipped at reward_clip when it is
     above 0, then times reward_scale), so that they are on Q's scale; `returns` are the game's. Reading Q costs
-    one forward pass per step and draws no random numbers.
+    one forward pass per step and draws no random numbers. A seed whose env breaks its contract (EnvFault) gets
+    the fault instead of an Evaluation; the others go on.
     """
     k_seeds = len(envs)
     running = np.ones(k_seeds, dtype=bool) if active is None else np.array(active, dtype=bool)
@@ -100,8 +102,15 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
     q_trace: list[list[float]] = [[] for _ in range(k_seeds)]
     reward_trace: list[list[float]] = [[] for _ in range(k_seeds)]
     horizons = [episode_horizon(env, max_episode_steps) for env in envs]
+    def fail(k: int, fault: EnvFault) -> None:   # the env's fault stops this seed's evaluation, not the others'
+        evaluations[k] = fault
+        running[k] = False
+
     for k in np.flatnonzero(running):
-        obs[k] = spaces.encode(envs[k].reset(seed=seeds[k])[0])
+        try:
+            obs[k] = spaces.encode(envs[k].reset(seed=seeds[k])[0])
+        except EnvFault as fault:
+            fail(k, fault)
     with maximiser.reseeded(seeds if maximiser_seeds is None else maximiser_seeds):
         while running.any():
             obs_t = torch.as_tensor(obs)[:, None].to(device)
@@ -113,7 +122,11 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
                 ev = evaluations[k]
                 if t[k] == 0:
                     ev.q_start[episode[k]] = float(q_now[k])
-                raw, reward, terminated, truncated, _ = envs[k].step(spaces.to_env(action_np[k]))
+                try:
+                    raw, reward, terminated, truncated, _ = envs[k].step(spaces.to_env(action_np[k]))
+                except EnvFault as fault:
+                    fail(k, fault)
+                    continue
                 total[k] += float(reward)
                 learned = float(learner_rewards(float(reward), reward_clip, reward_scale))
                 total_discounted[k] += discount[k] * learned
@@ -139,12 +152,14 @@ def evaluate(q_fn, maximiser, envs: list, spaces: Spaces, episodes: int, seeds: 
                     ev.q_start[episode[k]] = ev.discounted_returns[episode[k]] = np.nan
                 episode[k] += 1
                 total[k], total_discounted[k], discount[k], t[k] = 0.0, 0.0, 1.0, 0
-                if episode[k] < episodes and seed_every_episode:
-                    obs[k] = spaces.encode(envs[k].reset(seed=derived_seed(seeds[k], int(episode[k])))[0])
-                elif episode[k] < episodes:
-                    obs[k] = spaces.encode(envs[k].reset()[0])
-                else:
+                if episode[k] >= episodes:
                     running[k] = False
+                    continue
+                try:
+                    obs[k] = spaces.encode(envs[k].reset(**({"seed": derived_seed(seeds[k], int(episode[k]))}
+                                                             if seed_every_episode else {}))[0])
+                except EnvFault as fault:
+                    fail(k, fault)
     return evaluations
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from qbench.config import Config, is_multi_step
+from qbench.envs.checks import EnvFault
 from qbench.envs.tasks import make_env, spaces_of
 from qbench.jobs import Job
 from qbench.parts.exploration import linear_schedule
@@ -42,11 +43,13 @@ from qbench.training.seeding import agent_rngs, stream_seed
 
 def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
                 progress: Callable[[int, dict[str, Any]], None] | None = None,
-                checkpoints: list[dict[str, Any] | None] | None = None) -> list[dict[str, Any] | DivergedError]:
+                checkpoints: list[dict[str, Any] | None] | None = None
+                ) -> list[dict[str, Any] | DivergedError | EnvFault]:
     """Train the seeds of one (variant, task, config) side by side, from their checkpoints if given (all taken at
     the same env step); write each seed's rows and checkpoints to its run as they come. Returns one result per
-    job: its summary, or the DivergedError of a seed that diverged (masked out of the batch when it did, its
-    error.json written; the other seeds go on)."""
+    job: its summary, or the DivergedError of a seed that diverged or the EnvFault of a seed whose env broke its
+    contract (qbench.envs.checks) (masked out of the batch when it did, its error.json written; the other seeds
+    go on)."""
     cfg = jobs[0].config
     if any(job.config != cfg or job.task != jobs[0].task or job.variant != jobs[0].variant for job in jobs):
         raise ValueError("the jobs of a batch must share variant, task and config (they differ only in seed)")
@@ -78,6 +81,7 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
     if all(c is None for c in checkpoints):
         envs.start()
         book.start_fresh()
+        book.stop_env_faults(envs.take_faults(), 0, "at its first reset")
     else:
         book.restore(checkpoints)
     clock, lr = book.shared_counters()
@@ -90,12 +94,16 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
         for k in np.flatnonzero(envs.needs_reset & alive):
             envs.reset(k)
             behaviour.noises[k].reset()
+        book.stop_env_faults(envs.take_faults(), clock.env_steps, "at a reset")
 
         # 1. Collect one transition per seed with the behaviour policy and store it (rewards clipped and lives
         #    ended for learning only, where the task asks for it).
         actions, explore_level, behaviour_prob = behaviour.act(envs.obs, clock.progress,
                                                                clock.env_steps <= cfg.warmup_env_steps)
         next_obs, rewards, terminated, truncated = envs.step_all(actions, alive)
+        book.stop_env_faults(envs.take_faults(), clock.env_steps, "in a step")   # the env's fault: no transition
+        if not alive.any():
+            break
         life_lost = envs.life_lost & cfg.terminal_on_life_loss
         learn_rewards = learner_rewards(rewards, cfg.reward_clip, cfg.reward_scale)
         buffer.add(envs.obs, actions, learn_rewards, next_obs, terminated | life_lost, truncated, life_lost, alive,
@@ -145,9 +153,9 @@ def train_batch(jobs: list[Job], runs: list[RunDir | None] | None = None,
 
 def train(job: Job, run: RunDir | None = None, progress: Callable[[int, dict[str, Any]], None] | None = None,
           checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train one job (a batch of one seed); return its summary. Raises DivergedError."""
+    """Train one job (a batch of one seed); return its summary. Raises DivergedError, or EnvFault."""
     result = train_batch([job], [run], progress, [checkpoint])[0]
-    if isinstance(result, DivergedError):
+    if isinstance(result, BaseException):
         raise result
     return result
 

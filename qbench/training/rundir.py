@@ -11,7 +11,6 @@ from typing import Any
 
 from qbench.jobs import Job
 from qbench.store import CHECKPOINT, CHECKPOINT_REPLAY, METADATA, RunDir, run_metadata
-from qbench.training.bookkeeping import DivergedError
 from qbench.training.checkpoint import DamagedCheckpointError, load_checkpoint, set_aside_damaged_checkpoint
 from qbench.training.loop import train_batch
 
@@ -47,8 +46,8 @@ def run_batch(jobs: list[Job], runs: list[RunDir], command: list[str] | None = N
               progress: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any] | BaseException]:
     """Train the seeds of one (variant, task, config) together, each into its run directory: config and metadata
     first, rows as they come, summary last (the marker that the run is complete). One result per job, in order:
-    its summary, or the DivergedError of a seed that diverged (its error.json written instead of a summary). Any
-    other exception fails the batch.
+    its summary, or the DivergedError of a seed that diverged or the EnvFault of a seed whose env broke its contract
+    (its error.json written instead of a summary). Any other exception fails the batch.
 
     Seeds resume from their checkpoints; seeds whose checkpoints stand at different env steps (a batch that was
     split differently before, a damaged checkpoint set aside) train as separate batches, one after another.
@@ -67,7 +66,7 @@ def run_batch(jobs: list[Job], runs: list[RunDir], command: list[str] | None = N
                               [opened[i][0] for i in members])
         for i, result in zip(members, outcome, strict=True):
             results[i] = result
-            if isinstance(result, DivergedError):
+            if isinstance(result, BaseException):   # diverged, or its env's fault: error.json is written
                 continue
             meta = opened[i][1]
             meta["wall_s"] = result["wall_s"]
