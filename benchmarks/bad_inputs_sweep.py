@@ -453,8 +453,10 @@ CONSTANT = 3
 
 BAD_IMPORT = 'raise RuntimeError("qbench_bad_import fails on import, on purpose")\n'
 
-TINY = ("--steps", "200", "--set", "hidden_sizes=[16]", "--set", "warmup_env_steps=50",
-        "--set", "eval_interval_env_steps=100", "--set", "eval_episodes=1")
+# A tiny run: 200 env steps, a [16] net, learning after 50 steps, one 1-episode evaluation every 100 steps.
+TINY_NET = ("--set", "hidden_sizes=[16]")
+TINY_EVAL = ("--set", "warmup_env_steps=50", "--set", "eval_interval_env_steps=100", "--set", "eval_episodes=1")
+TINY = ("--steps", "200", *TINY_NET, *TINY_EVAL)
 
 SUITE = """description = "bad-inputs sweep"
 seeds = 1
@@ -629,9 +631,11 @@ def train_cases() -> list[Case]:
     cases: list[Case] = []
 
     def add(name, args, what, expect=None, setup=None, skip="", tiny=True):
-        """The case's own options come after the tiny run's, so that a bad --set is not overridden."""
+        """The case's own options come after the tiny run's, so that a bad --set is not overridden (--steps comes
+        after every --set whatever the order: it is left out where the case sets total_env_steps)."""
         n = next((i for i, a in enumerate(args) if a.startswith("--")), len(args))
-        base = TINY if tiny else ("--set", "hidden_sizes=[16]", *(() if "--steps" in args else ("--steps", "200")))
+        own_steps = "--steps" in args or any(a.startswith("total_env_steps=") for a in args)
+        base = (*TINY_NET, *(() if own_steps else ("--steps", "200")), *(TINY_EVAL if tiny else ()))
         argv = ("train", *args[:n], *base, *args[n:], *(() if "--out" in args else ("--out", "run")))
         cases.append(Case("train", name, argv, expect or Expect("error"), what, setup, skip))
 
@@ -1196,7 +1200,9 @@ def markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
               "a whole run), **runaway** (a CPU, wall-clock or memory limit hit), **other** (none of these, yet "
               "not what was expected: an error of several lines, a valid input refused, an env fault without an "
               "error.json). What each case expects: benchmarks/bad_inputs_sweep.py.")
-    lines = [title, "", setting, "", legend, "", "## Totals", "",
+    again = [f"Swept again with `{u['command']}` at commit {u['commit']}, {u['at']}: {', '.join(u['cases'])}."
+             for u in meta.get("updates", [])]
+    lines = [title, "", setting, *(["", *again] if again else []), "", legend, "", "## Totals", "",
              "| category | cases | " + " | ".join(CLASSES) + " | skipped |",
              "|---|---:|" + "---:|" * (len(CLASSES) + 1)]
     columns = (*CLASSES, "skipped")
@@ -1249,6 +1255,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "default 3)")
     p.add_argument("--template", default=None, help="a results folder of an earlier sweep's template (--keep "
                    "prints it), instead of building one")
+    p.add_argument("--update", action="store_true", help="keep the records of DIR/sweep.json and replace those of "
+                   "the cases run now (a few cases swept again, e.g. after a fix to them)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (template and case folders)")
     return p
 
@@ -1290,11 +1298,19 @@ def main(argv: list[str] | None = None) -> int:
             "memory_gib": args.memory_gib, "workers": args.workers, "python": sys.version.split()[0]}
     print(f"{len(cases)} cases, {args.workers} at a time, nice {os.nice(0)}; scratch {scratch}", flush=True)
     records: list[dict[str, Any]] = []
+    if args.update and (out / "sweep.json").exists():
+        earlier = json.loads((out / "sweep.json").read_text())
+        now, known = {c.id for c in cases}, {c.id for c in all_cases()}
+        records = [r for r in earlier["records"] if r["id"] not in now and r["id"] in known]
+        meta = {**{k: v for k, v in earlier.items() if k not in ("records", "totals", "updated", "cases_done")},
+                "cases": len(records) + len(cases),
+                "updates": [*earlier.get("updates", []), {"commit": meta["commit"], "at": meta["started"],
+                                                          "command": meta["command"], "cases": sorted(now)}]}
     import multiprocessing
     with multiprocessing.get_context("fork").Pool(args.workers, maxtasksperchild=1) as pool:
         for record in pool.imap_unordered(_run_index, range(len(cases))):
             records.append(record)
-            print(f"[{len(records)}/{len(cases)}] {record['class']:<13} {record['id']}: {record.get('reason', '')}"
+            print(f"[{len(records)}/{meta['cases']}] {record['class']:<13} {record['id']}: {record.get('reason', '')}"
                   f" ({record.get('wall_s', 0)} s)", flush=True)
             write_outputs(out, records, meta)
     write_outputs(out, records, meta)
