@@ -344,6 +344,22 @@ def test_a_sanity_check_of_some_seeds_is_judged_only_where_the_others_cannot_cha
     assert v.verdict == verdict
 
 
+def test_a_seed_stopped_by_an_env_fault_counts_as_not_run_never_as_failing():
+    from qbench.runner import expand
+
+    suite = load_suite(SUITES_DIR / "sanity.toml")   # CartPole-v1: 6 seeds, 3 needed
+    jobs = [j for j in expand(suite) if j.task.name == "CartPole-v1" and j.variant == "dqn"]
+    finals = {0: 500, 1: 500, 2: None, 3: 10, 4: 10, 5: 10}
+    env_fault = {"error": "env", "type": "EnvFault", "message": "env CartPole-v1 (seed 2) at env step 120: reward nan"}
+    outcomes = [Outcome(j, REPO, "failed", error=env_fault) if finals[j.seed] is None else _outcome(j, finals[j.seed])
+                for j in jobs]
+    [v] = judge(suite, outcomes)
+    # 2 pass and the env-fault seed could still make 3 of 6: incomplete; as a crash it would be a fail
+    assert (v.passing, len(v.finals), v.verdict) == (2, 5, "incomplete")
+    [crashed] = judge(suite, [_outcome(j, finals[j.seed]) for j in jobs])
+    assert crashed.verdict == "fail"
+
+
 def test_sanity_command_prints_a_table_and_exits_1_when_a_variant_fails(tmp_path):
     # qbench sanity reads suites/sanity.toml, looking in ./suites first: a tiny one here.
     (tmp_path / "suites").mkdir()
