@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import qbench
+from qbench.config import ConfigError
 from qbench.runner import Outcome
 from qbench.runner.sanity import judge
 from qbench.runner.worker import qbench_version
@@ -82,7 +83,8 @@ def test_load_results_one_row_per_evaluation_with_the_documented_columns(smoke_r
     assert sorted(df[df.task == "CartPole-v1"].env_steps.unique()) == [300, 600]
     for run_dir, group in df.groupby("run_dir"):
         assert run_dir.endswith(group.job_hash.iloc[0])
-    assert qbench.load_results(results / "nothing-here").empty
+    with pytest.raises(ConfigError, match=r"^results folder '.*nothing-here' does not exist$"):   # as the CLI says
+        qbench.load_results(results / "nothing-here")
 
 
 def test_report_of_real_runs_uses_the_suite_record_and_logs_overestimation(smoke_reference, tmp_path):
