@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qbench.config import MAX_SEED, Config, frames_per_env_step
+from qbench.config import MAX_SEED, Config, ConfigError, frames_per_env_step
 from qbench.store import (
     CONFIG,
     EPISODES,
@@ -39,7 +39,10 @@ WATCH = "divergence_watch"   # the key of that record in summary.json and error.
 # Any one of these files makes a directory a run directory (a job that died before writing its config still has
 # its lock and runner.json).
 RUN_FILES = (CONFIG, EVALUATIONS, SUMMARY, ERROR, RUNNER, LOCK)
-RUN_STATES = ("complete", "diverged", "crashed", "unfinished", "damaged")
+RUN_STATES = ("complete", "diverged", "crashed", "env", "unfinished", "damaged")
+# The states in which a run stopped on an error of its own (the variant diverged, or its code broke): load_results'
+# ``failed``. An env fault (status env: the environment misbehaved) is not the run's failure.
+FAILED_STATES = ("diverged", "crashed")
 UNKNOWN = "?"   # task or variant of a run directory whose config.json cannot be read and whose path says nothing
 
 
@@ -53,16 +56,32 @@ class CsvRows:
     error: str | None = None
 
 
-def read_csv_rows(path: Path, required: tuple[str, ...] = ("env_steps", "return_mean")) -> CsvRows:
-    """The rows of a CSV file appended a line at a time (``append_csv_row``), read defensively.
+# What a column of a CSV file must hold, by name (``read_csv_rows``): any number; a finite number; or env steps, a
+# count the engine writes as an integer (digits only) that is non-negative and rises strictly from row to row.
+NUMBER, FINITE, STEPS = "number", "finite number", "env steps"
+# evaluations.csv, by name: what every reader of a run needs. The engine writes env_steps as an int and every return
+# as a float (repr: with a '.' or an exponent), so a header whose names are swapped with the values left in their
+# old order puts a float under env_steps and is caught whichever columns it swaps with env_steps.
+EVALUATION_COLUMNS = {"env_steps": STEPS, "return_mean": FINITE}
+RETURN_BOUNDS = ("return_min", "return_max")   # checked where the header has them: min <= mean <= max
+_DIGITS = re.compile(r"[0-9]+")
+_MAX_INT64 = 2 ** 63 - 1   # env steps are read as int64
+
+
+def read_csv_rows(path: Path, required: tuple[str, ...] | dict[str, str] = EVALUATION_COLUMNS) -> CsvRows:
+    """The rows of a CSV file appended a line at a time (``append_csv_row``), read defensively, its columns by
+    name. ``required``: the columns it must have, each with what it must hold (``NUMBER``, ``FINITE`` or
+    ``STEPS``; a tuple of names: each a ``NUMBER``); default: evaluations.csv's (``EVALUATION_COLUMNS``).
 
     A last line without its newline, or with fewer or more fields than the header, is what a writer killed
     mid-line leaves: it is dropped and said in ``dropped``. Anything else that is wrong (not UTF-8 text, NUL
-    bytes, a header without the ``required`` columns, a short or long line before the last, a required value
-    that is not a number) makes the whole file unusable: ``error`` says why and no row is returned. A missing or
-    empty file has no rows and no problem."""
+    bytes, a header without the ``required`` columns or naming one twice, a short or long line before the last, a
+    required value that is not what its column holds) makes the whole file unusable: ``error`` says why, naming
+    the file, the line and the column, and no row is returned. A missing or empty file has no rows and no
+    problem."""
     import pandas as pd
 
+    kinds = dict.fromkeys(required, NUMBER) if isinstance(required, tuple) else dict(required)
     path = Path(path)
     name = path.name
     empty = pd.DataFrame()
@@ -94,9 +113,12 @@ def read_csv_rows(path: Path, required: tuple[str, ...] = ("env_steps", "return_
     except csv.Error as exc:
         return CsvRows(empty, error=f"{name} is not CSV ({exc})")
     header, body = parsed[0], parsed[1:]
-    missing = [c for c in required if c not in header]
+    missing = [c for c in kinds if c not in header]
     if missing:
         return CsvRows(empty, error=f"{name} has no {' and '.join(missing)} column in its header line")
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:
+        return CsvRows(empty, error=f"the header line of {name} names {', '.join(twice)} more than once")
     bad = [i for i, fields in enumerate(body) if len(fields) != len(header)]
     if bad == [len(body) - 1] and dropped is None:
         dropped = (f"the last line of {name} has {len(body[-1])} of {len(header)} fields (a writer stopped "
@@ -106,14 +128,60 @@ def read_csv_rows(path: Path, required: tuple[str, ...] = ("env_steps", "return_
         line = bad[0] + 2
         return CsvRows(empty, error=f"line {line} of {name} has {len(body[bad[0]])} fields, its header "
                                     f"{len(header)}")
+    error = _steps_problem(header, body, [c for c, kind in kinds.items() if kind == STEPS], name)
+    if error:
+        return CsvRows(empty, error=error)
     rows = pd.read_csv(io.StringIO("\n".join(lines[:len(body) + 1]) + "\n"))
-    for column in required:
+    for column, kind in kinds.items():
         values = pd.to_numeric(rows[column], errors="coerce")
-        if values.isna().any():
-            line = int(values.isna().to_numpy().argmax()) + 2
-            return CsvRows(empty, error=f"line {line} of {name}: {column} is not a number")
-        rows[column] = values
+        wrong = values.isna() | (values.abs() == math.inf if kind == FINITE else False)
+        if wrong.any():
+            i = int(wrong.to_numpy().argmax())
+            what = "is not a number" if pd.isna(values.iloc[i]) else f"{values.iloc[i]} is not a finite number"
+            return CsvRows(empty, error=f"line {i + 2} of {name}: {column} {what}")
+        rows[column] = values.astype("int64") if kind == STEPS else values
     return CsvRows(rows, dropped)
+
+
+def _steps_problem(header: list[str], body: list[list[str]], columns: list[str], name: str) -> str | None:
+    """Why a column of env steps in ``body`` (the fields of each line after the header) is not one (digits
+    only, rising strictly), naming the first line that breaks it (counted from 1, the header's); None if none."""
+    for column in columns:
+        at, previous = header.index(column), -1
+        for i, fields in enumerate(body):
+            field, line = fields[at], i + 2
+            if not _DIGITS.fullmatch(field) or int(field) > _MAX_INT64:
+                return (f"line {line} of {name}: {column} {field!r} is not a whole number of env steps (a header "
+                        "whose names do not match its columns?)")
+            if int(field) <= previous:
+                return (f"line {line} of {name}: {column} {int(field)} does not rise (line {line - 1} has "
+                        f"{previous}): env steps rise strictly from one row to the next")
+            previous = int(field)
+    return None
+
+
+def read_evaluations(path: Path) -> CsvRows:
+    """evaluations.csv read by ``read_csv_rows`` with its columns' types (``EVALUATION_COLUMNS``), and where its
+    header has ``return_min`` and ``return_max``, each row's return_mean between them (a header whose names were
+    swapped with the values left in their old order breaks that)."""
+    read = read_csv_rows(path, EVALUATION_COLUMNS)
+    rows = read.rows
+    if read.error or rows.empty or not set(RETURN_BOUNDS) <= set(rows.columns):
+        return read
+    import pandas as pd
+
+    low, high = (pd.to_numeric(rows[c], errors="coerce").to_numpy(float) for c in RETURN_BOUNDS)
+    mean = rows["return_mean"].to_numpy(float)
+    # the mean of equal returns can differ from them in its last bits
+    slack = 1e-9 * (abs(mean) + 1.0)
+    outside = (low > mean + slack) | (mean - slack > high)   # a bound that is not a number checks nothing
+    if outside.any():
+        i = int(outside.argmax())
+        return CsvRows(pd.DataFrame(), error=(
+            f"line {i + 2} of {Path(path).name}: return_mean {float(mean[i])!r} is not between return_min "
+            f"{float(low[i])!r} and return_max {float(high[i])!r} (a header whose names do not match its "
+            "columns?)"))
+    return read
 
 
 def _read_json(path: Path) -> tuple[Any, str | None]:
@@ -125,6 +193,36 @@ def _read_json(path: Path) -> tuple[Any, str | None]:
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split("\n")[0]
         return None, f"{Path(path).name} cannot be read ({reason})"
+
+
+def _read_record(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the file's JSON object, None), or (None, why it cannot be used: unreadable, or JSON that is not an
+    object, such as ``[]``); a missing file is (None, None)."""
+    record, error = _read_json(path)
+    if error is None and record is not None and not isinstance(record, dict):
+        return None, f"{Path(path).name} is not a JSON object (it holds a {type(record).__name__})"
+    return record, error
+
+
+def _summary_problems(summary: dict[str, Any], rows: Any) -> list[str]:
+    """What in a summary.json makes its run unusable: a final return that is not a finite number, or a final return
+    or env step count that is not its evaluations.csv's last row (the engine writes both from that row). Keys an
+    older summary lacks are not checked."""
+    problems = []
+    if "final_return_mean" in summary:
+        final = _json_number(summary["final_return_mean"])
+        last = float(rows["return_mean"].iloc[-1])
+        if final is None or not math.isfinite(final):
+            problems.append(f"{SUMMARY}: final_return_mean {summary['final_return_mean']!r} is not a finite number")
+        elif not math.isclose(final, last, rel_tol=1e-9, abs_tol=1e-12):   # CSV text round trip: last bits
+            problems.append(f"{SUMMARY}: final_return_mean {final!r} is not the return_mean of the last row of "
+                            f"{EVALUATIONS} ({last!r})")
+    if "env_steps" in summary:
+        steps, last_steps = summary["env_steps"], int(rows["env_steps"].iloc[-1])
+        if _json_number(steps) != last_steps:
+            problems.append(f"{SUMMARY}: env_steps {steps!r} is not the env_steps of the last row of {EVALUATIONS} "
+                            f"({last_steps})")
+    return problems
 
 
 def code_version(record: dict[str, Any]) -> str:
@@ -209,8 +307,8 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
 
     damage: list[str] = []      # problems that make the run unusable for statistics
     notes: list[str] = []       # problems worth saying that leave its state as it is
-    job, error = _read_json(run_dir / CONFIG)
-    if error is None and job is not None and not (isinstance(job, dict) and {"task", "variant", "seed"} <= set(job)):
+    job, error = _read_record(run_dir / CONFIG)
+    if error is None and job is not None and not {"task", "variant", "seed"} <= set(job):
         error = f"{CONFIG} has no task, variant and seed"
     elif error is None and job is not None and not (
             isinstance(job["task"], str) and isinstance(job["variant"], str)
@@ -219,15 +317,15 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
     if error:
         damage.append(error)
         job = None
-    runner, error = _read_json(run_dir / RUNNER)
+    runner, error = _read_record(run_dir / RUNNER)
     if error:
         notes.append(f"{error}: suite, attempts and code version unknown")
-    runner = runner if isinstance(runner, dict) else {}
-    metadata, error = _read_json(run_dir / METADATA)
+    runner = runner or {}
+    metadata, error = _read_record(run_dir / METADATA)
     if error:
         notes.append(error)
-    metadata = metadata if isinstance(metadata, dict) else {}
-    evaluations = read_csv_rows(run_dir / EVALUATIONS)
+    metadata = metadata or {}
+    evaluations = read_evaluations(run_dir / EVALUATIONS)
     if evaluations.error:
         damage.append(evaluations.error)
     rows = evaluations.rows
@@ -235,7 +333,7 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
     complete = (run_dir / SUMMARY).exists()
     watch_record, watch_file = None, SUMMARY   # the file holding the run's divergence watch record
     if complete:
-        watch_record, error = _read_json(run_dir / SUMMARY)
+        watch_record, error = _read_record(run_dir / SUMMARY)
         if error:
             damage.append(error)
         if evaluations.dropped:
@@ -243,15 +341,18 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
                           "never counted complete")
         elif rows.empty and not evaluations.error:
             damage.append(f"{SUMMARY} says complete, but there is no evaluation")
+        elif watch_record is not None and not rows.empty:
+            damage += _summary_problems(watch_record, rows)
     else:
         if evaluations.dropped:
             notes.append(evaluations.dropped)
         if (run_dir / ERROR).exists():
-            record, error = _read_json(run_dir / ERROR)
+            record, error = _read_record(run_dir / ERROR)
             if error:
-                damage.append(f"{error}: diverged or crashed is unknown")
+                damage.append(f"{error}: whether it diverged, crashed or met an env fault is unknown")
             else:
-                failure = "diverged" if isinstance(record, dict) and record.get("error") == "diverged" else "crashed"
+                kind = record.get("error")
+                failure = kind if kind in ("diverged", "env") else "crashed"
                 watch_record, watch_file = record, ERROR
     warned, peak_value_scales, error = divergence_record(watch_record, watch_file)
     if error:
@@ -299,8 +400,22 @@ def recorded_frames_per_env_step(job: dict[str, Any] | None) -> float:
         return math.nan
 
 
+def results_folder(path: str | Path) -> Path:
+    """``path`` as a results folder to read; a ``ConfigError`` with the line ``qbench report`` prints when it does
+    not exist or is a file (reading either would find no run, and say nothing of the mistyped path)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"'{path}' is a file, not a results folder; give the folder that holds the runs "
+                          "(e.g. results/smoke)")
+    if not path.is_dir():
+        raise ConfigError(f"results folder '{path}' does not exist")
+    return path
+
+
 def run_directories(path: str | Path) -> list[Path]:
-    """Every run directory under ``path``: each directory holding one of ``RUN_FILES``, sorted."""
+    """Every run directory under ``path`` (a results folder: ``results_folder``): each directory holding one of
+    ``RUN_FILES``, sorted."""
+    path = results_folder(path)
     found = set()
     for root, _dirs, files in os.walk(path):
         if any(name in RUN_FILES for name in files):
@@ -335,7 +450,7 @@ def load_runs_and_results(path: str | Path = "results"):
     per_run = {c: [o[c] for o in owners] for c in ("suite", "task", "variant", "seed", "env_id", "attempts",
                                                    "job_hash", "run_dir", "status", "code_version")}
     per_run["complete"] = [o["status"] == "complete" for o in owners]
-    per_run["failed"] = [o["status"] in ("diverged", "crashed") for o in owners]
+    per_run["failed"] = [o["status"] in FAILED_STATES for o in owners]
     for column, values in per_run.items():
         df[column] = pd.Series(values).repeat(counts).to_numpy()
     df["frames"] = df["env_steps"] * pd.Series([o["frames_per_env_step"] for o in owners]).repeat(counts).to_numpy()
@@ -357,9 +472,14 @@ def load_runs(path: str | Path = "results"):
     - ``suite``, ``task``, ``variant``, ``seed``, ``env_id``: the job (task, variant and seed from the path
       results/<suite>/<task>/<variant>/seed<k>-<hash> when config.json cannot be read, else ``?`` and <NA>)
     - ``status``: ``complete`` (summary.json, and its files whole), ``diverged`` or ``crashed`` (error.json),
-      ``unfinished`` (neither: running, killed, or died before writing anything else) or ``damaged`` (a file
-      it needs cannot be read: config.json, evaluations.csv, summary.json or error.json; or summary.json beside
-      an evaluations.csv that lost its last line, or beside no evaluation). A damaged run is never complete.
+      ``env`` (error.json with ``"error": "env"``: the environment misbehaved, e.g. a NaN reward or an
+      observation of the wrong shape; not an outcome of the variant, so never counted as its divergence or
+      failure), ``unfinished`` (neither: running, killed, or died before writing anything else) or ``damaged``
+      (a file it needs cannot be used: config.json, evaluations.csv, summary.json or error.json unreadable or,
+      for the JSON files, not an object; an evaluations.csv whose columns are not what its header names, by
+      ``read_evaluations``' rules: env_steps whole, non-negative and rising, returns finite numbers; a
+      summary.json whose final return is not finite or not its evaluations' last; or summary.json beside an
+      evaluations.csv that lost its last line, or beside no evaluation). A damaged run is never complete.
     - ``evaluations``: its intact evaluation rows; ``env_steps``, ``last_return``: the last of them (NaN if none)
     - ``attempts``: how many times a runner started the job
     - ``code_version``: the code of its latest attempt: runner.json's ``git_commit`` (else ``qbench_version``,
@@ -376,6 +496,8 @@ def load_runs(path: str | Path = "results"):
       ``divergence_warned.fillna(False)``.
     - ``peak_value_scales``: the largest |Q| the watch saw, in value scales (NaN when unknown);
       ``divergence_warn_factor``: the warning level the run's config set (NaN when its config.json predates it)
+
+    A ``path`` that does not exist, or is a file, raises ``qbench.config.ConfigError`` (``results_folder``).
     """
     return load_runs_and_results(path)[0]
 
@@ -394,10 +516,11 @@ def load_results(path: str | Path = "results"):
     - ``grad_steps``: gradient steps taken by then; ``wall_s``: seconds of training so far, summed over the
       attempts of a resumed run (time between attempts is not counted)
     - ``complete``: the run has its summary.json and its files are whole (``status`` complete); ``failed``: it
-      has error.json and no summary (``status`` diverged or crashed)
+      stopped on an error of its own, error.json and no summary (``status`` diverged or crashed; an env fault,
+      ``status`` env, is not the run's failure)
     - ``attempts``: how many times a runner started the job (1 for a run that was never interrupted)
     - ``job_hash``: the hash of the resolved config that names the run directory; ``run_dir``: its path
-    - ``status``: complete, diverged, crashed, unfinished or damaged (see ``load_runs``)
+    - ``status``: complete, diverged, crashed, env, unfinished or damaged (see ``load_runs``)
     - ``code_version``: the git commit (else qbench version) of the code that ran the run's latest attempt
     - after the columns above, ``frames``, the run's ``divergence_warned``, ``peak_value_scales`` and
       ``divergence_warn_factor`` (see ``load_runs``), and any other column its evaluations.csv holds
@@ -406,7 +529,8 @@ def load_results(path: str | Path = "results"):
     time from the suite's random and reference scores, never stored. Only intact rows are here: a half-written
     last line is dropped, a damaged evaluations.csv or config.json gives no rows. Runs without any row (died
     before their first evaluation, or damaged) are not in this frame: ``load_runs`` has one row per run
-    directory, with what is wrong with each.
+    directory, with what is wrong with each. A ``path`` that does not exist, or is a file, raises
+    ``qbench.config.ConfigError``.
     """
     return load_runs_and_results(path)[1]
 
@@ -422,7 +546,8 @@ def load_episodes(path: str | Path = "results"):
     complete, run_dir`` (as in ``load_runs``), then ``episode`` (1-based, in the order the run's episodes
     ended), ``env_steps`` (env steps of training when it ended), ``return`` (undiscounted, as the env gave it),
     ``length`` (steps), and one column per recorded info key (its value in the info of the episode's last step;
-    empty where the env did not give it). A half-written last line is dropped."""
+    empty where the env did not give it). A half-written last line is dropped. A ``path`` that does not exist,
+    or is a file, raises ``qbench.config.ConfigError``."""
     import pandas as pd
 
     frames = []

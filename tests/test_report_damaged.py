@@ -1,13 +1,17 @@
 """Honest statistics: diverged runs count, runs without evaluations are seen, damaged files are named and never
 counted complete, mixed code versions are flagged, and the median is rliable's."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from qbench.analysis.report import build_report
+from qbench.analysis.scoring import runs_of_results
 from qbench.analysis.synthetic import write_run, write_suite_record
-from qbench.loading import load_results, load_runs, read_csv_rows
+from qbench.config import ConfigError
+from qbench.loading import load_episodes, load_results, load_runs, read_csv_rows
 from tests.harness import run_qbench
 from tests.test_report import row
 
@@ -313,3 +317,156 @@ def test_a_config_or_metadata_of_the_wrong_types_damages_that_run_only(tmp_path)
     assert list(table["status"]) == ["damaged", "damaged", "complete", "complete"]
     assert all("seed an integer in 0..9223372036854775807" in p for p in table["problems"][:2])
     assert len(load_results(tmp_path)) == 2
+
+
+# --- 7. every fault named where it belongs ----------------------------------------------------------------------
+
+def swap_header(run_dir, a, b):
+    """Swap two names in the header line of evaluations.csv, leaving the values in their old order."""
+    path = run_dir / "evaluations.csv"
+    header, rest = path.read_text().split("\n", 1)
+    names = header.split(",")
+    i, j = names.index(a), names.index(b)
+    names[i], names[j] = names[j], names[i]
+    path.write_text(",".join(names) + "\n" + rest)
+
+
+def test_an_evaluations_csv_whose_header_names_are_swapped_is_damaged_not_complete(tmp_path):
+    write_run(tmp_path, "s", "CartPole-v1", "dqn", 0, [300, 600], [20.0, 500.0])
+    steps_swapped = write_run(tmp_path, "s", "CartPole-v1", "dqn", 1, [300, 600], [20.0, 500.0])
+    swap_header(steps_swapped, "env_steps", "return_mean")
+    # a swap that leaves env_steps alone: return_mean holds the gradient steps (75, 150), outside min..max (20)
+    grads_swapped = write_run(tmp_path, "s", "CartPole-v1", "dqn", 2, [300, 600], [20.0, 500.0])
+    swap_header(grads_swapped, "return_mean", "grad_steps")
+    runs = load_runs(tmp_path).set_index("seed")
+    assert runs["status"].tolist() == ["complete", "damaged", "damaged"]
+    assert runs.loc[1, "problems"] == ("line 2 of evaluations.csv: env_steps '20.0' is not a whole number of env "
+                                       "steps (a header whose names do not match its columns?)")
+    assert runs.loc[2, "problems"] == ("line 2 of evaluations.csv: return_mean 75.0 is not between return_min 20.0 "
+                                       "and return_max 20.0 (a header whose names do not match its columns?)")
+    assert set(load_results(tmp_path)["seed"]) == {0}
+    report = build_report(tmp_path, reps=50)
+    per_task = row(report.tables["per_task"], task="CartPole-v1", variant="dqn")
+    assert (per_task["seeds"], per_task["mean"]) == (1, 500.0)     # not (500 + 600 + 150) / 3
+    assert any(n.startswith(f"{steps_swapped}: damaged, left out of every statistic: line 2") for n in report.notes)
+
+
+def test_read_csv_rows_reads_env_steps_as_rising_whole_numbers_and_returns_as_finite(tmp_path):
+    path = tmp_path / "evaluations.csv"
+    rising = "line 3 of evaluations.csv: env_steps 1000 does not rise (line 2 has 1000): env steps rise strictly"
+    for text, reason in [
+            ("env_steps,return_mean\n1000,1.5\n1000,2.5\n", rising),
+            ("env_steps,return_mean\n-5,1.5\n", "line 2 of evaluations.csv: env_steps '-5' is not a whole number"),
+            ("env_steps,return_mean\n1000,1.5\n2000,inf\n",
+             "line 3 of evaluations.csv: return_mean inf is not a finite number"),
+            ("env_steps,return_mean,env_steps\n1000,1.5,3\n",
+             "the header line of evaluations.csv names env_steps more than once")]:
+        path.write_text(text)
+        assert reason in read_csv_rows(path).error and read_csv_rows(path).rows.empty, text
+    # other files keep their own rules: diagnostics.csv's values need only be numbers
+    path.write_text("env_steps,loss\n1000,inf\n1000,2.0\n")
+    assert read_csv_rows(path, required=("env_steps", "loss")).rows["loss"].tolist() == [math.inf, 2.0]
+
+
+def test_json_files_that_are_not_objects_damage_their_run_and_the_report_renders(tmp_path):
+    write_run(tmp_path, "s", "Gamma-v0", "dqn", 0, STEPS, [1.0, 2.0])
+    odd = {name: write_run(tmp_path, "s", "Gamma-v0", "dqn", seed, STEPS, [1.0, 2.0],
+                           state="crashed" if name == "error.json" else "complete")
+           for seed, name in enumerate(["summary.json", "error.json", "config.json"], start=1)}
+    for name, run_dir in odd.items():
+        (run_dir / name).write_text("[]")
+    runs = load_runs(tmp_path).set_index("seed")
+    assert runs["status"].tolist() == ["complete", "damaged", "damaged", "damaged"]
+    problems = {"summary.json": "summary.json is not a JSON object (it holds a list)",
+                "error.json": "error.json is not a JSON object (it holds a list): whether it diverged, crashed or "
+                              "met an env fault is unknown",
+                "config.json": "config.json is not a JSON object (it holds a list)"}
+    assert runs.loc[[1, 2, 3], "problems"].tolist() == list(problems.values())
+    report = build_report(tmp_path, reps=50)
+    for name, run_dir in odd.items():
+        assert f"{run_dir}: damaged, left out of every statistic: {problems[name]}" in report.notes
+    assert row(report.tables["per_task"], task="Gamma-v0", variant="dqn")["seeds"] == 1
+
+
+def test_non_finite_or_contradicted_final_returns_damage_their_run_and_the_cli_reports_them(tmp_path):
+    import json
+
+    results = tmp_path / "results"
+    write_run(results, "s", "Gamma-v0", "dqn", 0, STEPS, [1.0, 2.0])
+    odd = {}
+    for seed, final in [(1, math.inf), (2, math.nan), (3, 600.0)]:
+        odd[seed] = write_run(results, "s", "Gamma-v0", "dqn", seed, STEPS, [1.0, 500.0])
+        summary = odd[seed] / "summary.json"
+        summary.write_text(json.dumps({**json.loads(summary.read_text()), "final_return_mean": final}))
+    odd[4] = write_run(results, "s", "Gamma-v0", "dqn", 4, STEPS, [1.0, math.inf])   # inf in evaluations.csv
+    problems = {1: "summary.json: final_return_mean inf is not a finite number",
+                2: "summary.json: final_return_mean nan is not a finite number",
+                3: "summary.json: final_return_mean 600.0 is not the return_mean of the last row of evaluations.csv "
+                   "(500.0)",
+                4: "line 3 of evaluations.csv: return_mean inf is not a finite number"}
+    runs = load_runs(results).set_index("seed")
+    assert runs["status"].tolist() == ["complete"] + ["damaged"] * 4
+    assert runs.loc[[1, 2, 3, 4], "problems"].tolist() == list(problems.values())
+    r = run_qbench("report", results, "--out", tmp_path / "report", "--formats", "csv", "--reps", "50")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    for seed, run_dir in odd.items():
+        assert f"note: {run_dir}: damaged, left out of every statistic: {problems[seed]}" in r.stdout.splitlines()
+
+
+@pytest.mark.parametrize("reader", [load_results, load_runs, load_episodes])
+def test_a_missing_folder_or_a_file_raises_the_line_qbench_report_prints(tmp_path, reader):
+    missing, file = tmp_path / "nowhere", tmp_path / "runs.csv"
+    file.write_text("env_steps,return_mean\n")
+    is_a_file = f"'{file}' is a file, not a results folder; give the folder that holds the runs (e.g. results/smoke)"
+    for path, message in [(missing, f"results folder '{missing}' does not exist"), (file, is_a_file)]:
+        with pytest.raises(ConfigError) as raised:
+            reader(path)
+        assert str(raised.value) == message
+
+
+def test_qbench_report_prints_the_readers_error_as_one_line(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ConfigError) as raised:
+        load_runs(missing)
+    r = run_qbench("report", missing)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", f"qbench: error: {raised.value}\n")
+
+
+def test_crashed_unfinished_and_env_runs_are_named_by_path_in_the_notes(tmp_path):
+    write_run(tmp_path, "s", "Gamma-v0", "dqn", 0, STEPS, [1.0, 2.0])
+    crashed = [write_run(tmp_path, "s", "Gamma-v0", "dqn", seed, STEPS[:1], [1.0], state="crashed",
+                         message=f"boom {seed}\nsecond line") for seed in range(1, 13)]
+    unfinished = write_run(tmp_path, "s", "Gamma-v0", "dqn", 13, STEPS[:1], [1.0], state="unfinished")
+    env = write_run(tmp_path, "s", "Gamma-v0", "dqn", 14, STEPS[:1], [1.0], state="env",
+                    message="env Gamma-v0 (seed 14) at env step 1500: reward nan")
+    notes = build_report(tmp_path, reps=50).notes
+    first_ten = "; ".join(f"{d} (boom {seed})" for seed, d in enumerate(crashed[:10], start=1))
+    assert ("Gamma-v0 / dqn: 12 run(s) crashed, left out of every statistic (a crash is not an outcome of the "
+            f"algorithm; qbench run retries them): {first_ten}; and 2 more") in notes
+    assert f"Gamma-v0 / dqn: 1 unfinished run(s), left out of every statistic: {unfinished}" in notes
+    assert ("Gamma-v0 / dqn: 1 run(s) stopped by an env fault (the environment misbehaved: not an outcome of the "
+            "variant, never counted as its divergence or failure), left out of every statistic: "
+            f"{env} (env Gamma-v0 (seed 14) at env step 1500: reward nan)") in notes
+
+
+def test_an_env_fault_is_status_env_and_never_the_variants_divergence_or_failure(tmp_path):
+    write_suite_record(tmp_path, "toy", {"Alpha-v1": (0.0, 100.0)})
+    for seed, final in enumerate([60.0, 80.0]):
+        write_run(tmp_path, "toy", "Alpha-v1", "dqn", seed, STEPS, [final / 2, final])
+    write_run(tmp_path, "toy", "Alpha-v1", "dqn", 2, STEPS[:1], [5.0], state="env")
+    write_run(tmp_path, "toy", "Alpha-v1", "dqn", 3, [], [], state="env")   # a diverged one would score 0 here
+    assert load_runs(tmp_path)["status"].tolist() == ["complete", "complete", "env", "env"]
+    df = load_results(tmp_path)
+    assert df.loc[df["seed"] == 2, ["status", "complete", "failed"]].values.tolist() == [["env", False, False]]
+    # a frame without its status column takes it from error.json
+    from_frame = runs_of_results(df.drop(columns="status")).set_index("seed").sort_index()
+    assert from_frame["status"].tolist() == ["complete", "complete", "env"]
+    report = build_report(tmp_path, reps=100)
+    runs = row(report.tables["runs"], task="Alpha-v1", variant="dqn")
+    assert runs[["complete", "diverged", "crashed", "env", "in_statistics", "seeds"]].tolist() == [2, 0, 0, 2, 2,
+                                                                                                   "0,1"]
+    per_task = row(report.tables["per_task"], task="Alpha-v1", variant="dqn")
+    assert (per_task["seeds"], per_task["diverged"], per_task["mean"]) == (2, 0, 70.0)
+    assert row(report.tables["aggregate"], variant="dqn", metric="mean")[["runs", "diverged"]].tolist() == [2, 0]
+    assert report.tables["diverged_runs"].empty
+    assert not any("run(s) diverged" in n for n in report.notes)

@@ -155,11 +155,13 @@ def test_a_damaged_record_does_not_break_loading(tmp_path, damaged, flagged, pea
     assert f"{warned} run(s) passed the divergence warning level" in watch_note(report, "Gamma-v0 / dqn:")
 
 
-def test_a_summary_json_that_is_not_an_object_still_loads_without_a_flag(tmp_path):
+def test_a_summary_json_that_is_not_an_object_damages_its_run_without_a_flag(tmp_path):
+    # issue 27: a summary that is not an object says nothing the report can trust, its final return included
     path = write_run(tmp_path, "adhoc", "Gamma-v0", "dqn", 0, STEPS, [1.0, 2.0])
     (path / "summary.json").write_text(json.dumps([1, 2]))
     runs = load_runs(tmp_path)
-    assert runs["divergence_warned"].iloc[0] is pd.NA and runs["status"].iloc[0] == "complete"
+    assert runs["divergence_warned"].iloc[0] is pd.NA and runs["status"].iloc[0] == "damaged"
+    assert runs["problems"].iloc[0] == "summary.json is not a JSON object (it holds a list)"
 
 
 def test_a_flagged_run_the_watch_later_stopped_is_counted_once_as_diverged_and_flagged(tmp_path):

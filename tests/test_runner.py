@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import qbench
+from qbench.config import ConfigError
 from qbench.runner import Outcome
 from qbench.runner.sanity import judge
 from qbench.runner.worker import qbench_version
@@ -82,7 +83,8 @@ def test_load_results_one_row_per_evaluation_with_the_documented_columns(smoke_r
     assert sorted(df[df.task == "CartPole-v1"].env_steps.unique()) == [300, 600]
     for run_dir, group in df.groupby("run_dir"):
         assert run_dir.endswith(group.job_hash.iloc[0])
-    assert qbench.load_results(results / "nothing-here").empty
+    with pytest.raises(ConfigError, match=r"^results folder '.*nothing-here' does not exist$"):   # as the CLI says
+        qbench.load_results(results / "nothing-here")
 
 
 def test_report_of_real_runs_uses_the_suite_record_and_logs_overestimation(smoke_reference, tmp_path):
@@ -355,6 +357,22 @@ def test_a_sanity_check_of_some_seeds_is_judged_only_where_the_others_cannot_cha
     jobs = [j for j in expand(suite) if j.task.name == "CartPole-v1" and j.variant == "dqn" and j.seed in finals]
     [v] = judge(suite, [_outcome(j, finals[j.seed]) for j in jobs])
     assert v.verdict == verdict
+
+
+def test_a_seed_stopped_by_an_env_fault_counts_as_not_run_never_as_failing():
+    from qbench.runner import expand
+
+    suite = load_suite(SUITES_DIR / "sanity.toml")   # CartPole-v1: 6 seeds, 3 needed
+    jobs = [j for j in expand(suite) if j.task.name == "CartPole-v1" and j.variant == "dqn"]
+    finals = {0: 500, 1: 500, 2: None, 3: 10, 4: 10, 5: 10}
+    env_fault = {"error": "env", "type": "EnvFault", "message": "env CartPole-v1 (seed 2) at env step 120: reward nan"}
+    outcomes = [Outcome(j, REPO, "failed", error=env_fault) if finals[j.seed] is None else _outcome(j, finals[j.seed])
+                for j in jobs]
+    [v] = judge(suite, outcomes)
+    # 2 pass and the env-fault seed could still make 3 of 6: incomplete; as a crash it would be a fail
+    assert (v.passing, len(v.finals), v.verdict) == (2, 5, "incomplete")
+    [crashed] = judge(suite, [_outcome(j, finals[j.seed]) for j in jobs])
+    assert crashed.verdict == "fail"
 
 
 def test_sanity_command_prints_a_table_and_exits_1_when_a_variant_fails(tmp_path):

@@ -1,9 +1,12 @@
 """Outcomes: what became of every run, whatever its score. The ``runs`` table counts run directories per
-(task, variant) by state (complete, diverged, crashed, unfinished, damaged), how many the divergence watch flagged
+(task, variant) by state (complete, diverged, crashed, env, unfinished, damaged: ``qbench.loading.RUN_STATES``), how
+many the divergence watch flagged
 (``warned``) and how many enter the statistics; ``diverged_runs`` says what stopped each diverged run (a NaN or inf
 loss, or Q beyond the bound); ``finals`` is one row per run directory (``qbench.analysis.scoring.final_scores``).
 
-Their notes name every run left out of the statistics and why, the diverged runs and where they were scored,
+Their notes name every run left out of the statistics and why (crashed, env and unfinished runs by path, up to
+``MAX_NAMED`` per (task, variant) and state, the rest counted; damaged runs each with what is wrong with it), the
+diverged runs and where they were scored,
 unequal seed counts, pooled budgets and code versions (git commit, else qbench version, of each run's latest
 attempt), resumed runs whose attempts ran different code, and the tasks without normalisation scores.
 
@@ -34,11 +37,13 @@ from qbench.analysis.scoring import (
     warned_count,
 )
 from qbench.analysis.study import Section, Study, Tables
+from qbench.loading import RUN_STATES
 
 if TYPE_CHECKING:
     from qbench.analysis.report import Report
 
-STATES = ("complete", "diverged", "crashed", "unfinished", "damaged")
+STATES = RUN_STATES
+MAX_NAMED = 10   # run directories a note names per (task, variant) and state; the rest are counted
 
 
 def runs_table(finals: pd.DataFrame) -> pd.DataFrame:
@@ -89,6 +94,32 @@ def diverged_runs_table(finals: pd.DataFrame) -> pd.DataFrame:
             rows.append({"task": task, "variant": variant, "runs": len(group), "diverged": len(causes),
                          "nan_or_inf": causes.count("nan_or_inf"), "bound": causes.count("bound")})
     return pd.DataFrame(rows, columns=columns)
+
+def error_message(run_dir: str) -> str:
+    """The first line of error.json's message (after its exception type, for a crash), at most 160 characters; ''
+    when error.json cannot be read or has none."""
+    try:
+        record = json.loads((Path(run_dir) / "error.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(record, dict):
+        return ""
+    lines = str(record.get("message") or "").strip().splitlines()
+    kind = record.get("type") if record.get("error") == "crashed" else None
+    line = ": ".join(str(p) for p in (kind, lines[0] if lines else "") if p)
+    return line if len(line) <= 160 else line[:159] + "…"
+
+
+def named_runs(group: pd.DataFrame, with_message: bool = False) -> str:
+    """The run directories of ``group`` (rows of ``finals``), '; '-separated in its order, at most ``MAX_NAMED``
+    of them and how many more; each followed by its error.json message in brackets when ``with_message``."""
+    named = []
+    for run_dir in list(group["run_dir"])[:MAX_NAMED]:   # finals' order: by seed
+        message = error_message(run_dir) if with_message else ""
+        named.append(f"{run_dir} ({message})" if message else run_dir)
+    more = len(group) - MAX_NAMED
+    return "; ".join(named) + (f"; and {more} more" if more > 0 else "")
+
 
 def _short(version: str) -> str:
     """A git commit as its first 12 characters (keeping '-dirty'); a 'qbench X' version as it is."""
@@ -162,11 +193,16 @@ def outcome_notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, T
                      "variant in every statistic, each at its last evaluation before it diverged, or at the task's "
                      "random score if it diverged before any: " + "; ".join(described))
     notes += _warned_notes(finals)
-    for row in runs[runs["crashed"] > 0].itertuples(index=False):
-        notes.append(f"{row.task} / {row.variant}: {row.crashed} run(s) crashed, left out of every statistic "
-                     "(a crash is not an outcome of the algorithm; qbench run retries them)")
-    for row in runs[runs["unfinished"] > 0].itertuples(index=False):
-        notes.append(f"{row.task} / {row.variant}: {row.unfinished} unfinished run(s), left out of every statistic")
+    # each named by path, crashed and env runs with their error.json's message
+    left_out = {"crashed": ("run(s) crashed, left out of every statistic (a crash is not an outcome of the "
+                            "algorithm; qbench run retries them)"),
+                "env": ("run(s) stopped by an env fault (the environment misbehaved: not an outcome of the "
+                        "variant, never counted as its divergence or failure), left out of every statistic"),
+                "unfinished": "unfinished run(s), left out of every statistic"}
+    for status, what in left_out.items():
+        for (task, variant), group in finals[finals["status"] == status].groupby(["task", "variant"], sort=True):
+            notes.append(f"{task} / {variant}: {len(group)} {what}: "
+                         + named_runs(group, with_message=status != "unfinished"))
     for (task, variant), group in complete_runs(finals).groupby(["task", "variant"], sort=True):
         budgets = sorted({int(b) for b in group["env_steps"]})
         if len(budgets) > 1:
@@ -221,7 +257,8 @@ def outcome_sections(report: Report) -> list[Section]:
         Section("Runs", "Run directories per (task, variant) by state. Complete runs enter the statistics at "
                 "their final evaluation and diverged runs at their last evaluation before they diverged (the "
                 "task's random score if that came before any evaluation): in_statistics counts both. Crashed, "
-                "unfinished and damaged runs are left out, and named in the notes. warned: runs the divergence "
+                "unfinished and damaged runs, and env runs (stopped by an env fault: the environment misbehaved, "
+                "which is not counted against the variant), are left out, and named in the notes. warned: runs the divergence "
                 "watch flagged (|Q| passed its warning level, 5 value scales by default) and let run on, "
                 "whatever their state; they are counted in their state and in the statistics like every other "
                 "run, and named in the notes.", report.tables["runs"]),

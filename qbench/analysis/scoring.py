@@ -5,9 +5,10 @@ report computes its tables from.
 Which runs count: a complete run at its final evaluation; a diverged run (an outcome of the algorithm) at its
 last evaluation before it diverged, or at the task's random score if it diverged before any evaluation (left out,
 with a note naming it, when the task has no random score), so that divergence counts against a variant instead of
-vanishing from its statistics; crashed, unfinished and damaged runs are left out and named in the notes. A
-damaged run (a file it needs cannot be read, or a summary.json beside an evaluations.csv that lost its last line)
-is never counted complete.
+vanishing from its statistics; crashed, unfinished and damaged runs, and runs stopped by an env fault (status env:
+the environment misbehaved, which says nothing of the variant, so it is never counted as the variant's divergence
+or failure), are left out and named in the notes. A damaged run (a file it needs cannot be used, or a summary.json
+beside an evaluations.csv that lost its last line) is never counted complete.
 
 Normalised score = (score - random) / (reference - random), with the random and reference scores of the suite
 that ran the task (``suite.json`` written by ``qbench run``, else the shipped suite of that name, else a suite
@@ -31,7 +32,7 @@ import pandas as pd
 
 from qbench.analysis import stats
 from qbench.config import ConfigError
-from qbench.loading import RUN_COLUMNS
+from qbench.loading import FAILED_STATES, RUN_COLUMNS
 from qbench.suites import load_suite
 
 SUITE_RECORD = "suite.json"
@@ -183,20 +184,25 @@ FINAL_COLUMNS = ["task", "variant", "seed", "env_id", "env_steps", "final_return
                  "divergence_warned", "peak_value_scales", "divergence_warn_factor"]
 
 
-def _failure_kind(run_dir: str) -> str:
-    """diverged (NaN or inf loss: an outcome of the algorithm) or crashed (anything else), from error.json."""
+def _failure_kind(run_dir: str) -> str | None:
+    """From error.json: diverged (an outcome of the algorithm), env (an env fault: not the run's) or crashed
+    (anything else, or an error.json that cannot be read); None without an error.json."""
     try:
-        return "diverged" if json.loads((Path(run_dir) / "error.json").read_text()).get("error") == "diverged" \
-            else "crashed"
+        record = json.loads((Path(run_dir) / "error.json").read_text())
+    except FileNotFoundError:
+        return None
     except (OSError, ValueError):
         return "crashed"
+    kind = record.get("error") if isinstance(record, dict) else None
+    return kind if kind in ("diverged", "env") else "crashed"
 
 
 def runs_of_results(results: pd.DataFrame) -> pd.DataFrame:
     """The per-run table (``qbench.loading.load_runs``'s columns) of a ``load_results`` frame, for a report built
     from a DataFrame: runs without any evaluation row are not in such a frame, so pass ``runs=load_runs(path)``
     to ``build_report`` to count them too. Frames without a ``status`` column take it from ``complete``,
-    ``failed`` and the run's error.json."""
+    ``failed`` and the run's error.json (a run that is neither complete nor failed is env when its error.json
+    says so, else unfinished)."""
     if results.empty:
         return pd.DataFrame(columns=list(RUN_COLUMNS))
     ordered = results.sort_values("env_steps", kind="stable")
@@ -209,7 +215,9 @@ def runs_of_results(results: pd.DataFrame) -> pd.DataFrame:
         elif bool(row.get("complete", False)):
             status = "complete"
         else:
-            status = _failure_kind(run_dir) if bool(row.get("failed", False)) else "unfinished"
+            kind = _failure_kind(run_dir)
+            status = (kind or "crashed") if bool(row.get("failed", False)) else "env" if kind == "env" \
+                else "unfinished"
         rows.append({"suite": row.get("suite", ""), "task": row["task"], "variant": row["variant"],
                      "seed": row["seed"], "env_id": row.get("env_id", row["task"]), "status": status,
                      "evaluations": int(counts[run_dir]), "env_steps": float(row["env_steps"]),
@@ -231,7 +239,7 @@ def final_scores(results: pd.DataFrame, runs: pd.DataFrame | None = None,
     - a complete run: its final greedy evaluation (as in the sanity suite's pass rule);
     - a diverged run: its last evaluation before it diverged, or the task's random score (from ``scoring``) if it
       diverged before its first evaluation; with no random score known it is left out (``scored`` false);
-    - crashed, unfinished and damaged runs are left out.
+    - crashed, env (an env fault), unfinished and damaged runs are left out.
 
     ``runs`` is ``qbench.loading.load_runs``'s table (default: the runs seen in ``results``). The scores come from
     ``results``, so a filtered frame gives the scores of its rows; a run of ``runs`` with evaluations none of
@@ -262,7 +270,7 @@ def final_scores(results: pd.DataFrame, runs: pd.DataFrame | None = None,
         rows.append({"suite": getattr(r, "suite", ""), "task": r.task, "variant": r.variant, "seed": r.seed,
                      "env_id": r.env_id,
                      "env_steps": r.env_steps, "final_return": score, "status": r.status,
-                     "complete": r.status == "complete", "failed": r.status in ("diverged", "crashed"),
+                     "complete": r.status == "complete", "failed": r.status in FAILED_STATES,
                      "scored": bool(source), "score_source": source,
                      "code_version": getattr(r, "code_version", ""),
                      "attempt_code_versions": getattr(r, "attempt_code_versions", ""),

@@ -21,8 +21,9 @@ def write_run(results: Path, suite: str, task: str, variant: str, seed: int, env
               returns: Sequence[float], *, env_id: str | None = None, q_start: Sequence[float] | None = None,
               discounted: Sequence[float] | None = None, state: str = "complete", wall_s: float = 10.0,
               peak_rss_mb: float | None = 300.0, runner: dict | None = None, metadata: dict | None = None,
-              divergence_watch: Any = None, config: dict | None = None) -> Path:
-    """One run directory; ``state`` is complete (summary.json), diverged or crashed (error.json) or unfinished.
+              divergence_watch: Any = None, config: dict | None = None, message: str = "synthetic") -> Path:
+    """One run directory; ``state`` is complete (summary.json), diverged, crashed or env (error.json, holding
+    ``message``; an env fault's as the engine writes it, type EnvFault) or unfinished.
     No ``env_steps`` (a run that stopped before its first evaluation): no evaluations.csv. ``runner`` adds keys to
     runner.json (e.g. git_commit, attempt_history); ``metadata`` writes a metadata.json. ``divergence_watch``,
     when given, is written as it is under that key of summary.json (or error.json): ``watch_record`` makes
@@ -54,8 +55,8 @@ def write_run(results: Path, suite: str, task: str, variant: str, seed: int, env
         if divergence_watch is not None:
             summary["divergence_watch"] = divergence_watch
         run.write_summary(summary)
-    elif state in ("diverged", "crashed"):
-        error = {"error": state, "message": "synthetic"}
+    elif state in ("diverged", "crashed", "env"):
+        error = {"error": state, "message": message, **({"type": "EnvFault"} if state == "env" else {})}
         if divergence_watch is not None:
             error["divergence_watch"] = divergence_watch
         atomic_write_json(path / ERROR, error)

@@ -11,14 +11,10 @@ from qbench.config import ConfigError
 
 def cmd_report(args: argparse.Namespace) -> int:
     from qbench.analysis.render import parse_formats
+    from qbench.loading import results_folder
 
     formats = parse_formats(args.formats)
-    results = Path(args.results)
-    if results.exists() and not results.is_dir():
-        raise ConfigError(f"'{results}' is a file, not a results folder; give the folder that holds the runs "
-                          "(e.g. results/smoke)")
-    if not results.is_dir():
-        raise ConfigError(f"results folder '{results}' does not exist")
+    results = results_folder(args.results)   # before anything is written: a mistyped path stops here
     out = Path(args.out) if args.out else results / "report"
     for folder in (out, out / "figures", out / "csv"):
         _check_output_dir(folder, "report folder")

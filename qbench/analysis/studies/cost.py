@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from qbench.analysis.report import Report
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def cost_table(finals: pd.DataFrame) -> pd.DataFrame:
     """Wall time, env steps per second and peak memory of the complete runs, from their summary.json. Seeds trained
     side by side share one process and one wall time (summary's ``wall_s``, ``seeds_in_batch``): a run's share is
@@ -31,9 +35,12 @@ def cost_table(finals: pd.DataFrame) -> pd.DataFrame:
         summaries = []
         for run_dir in group["run_dir"]:
             try:
-                summaries.append(json.loads((Path(run_dir) / "summary.json").read_text()))
+                summary = json.loads((Path(run_dir) / "summary.json").read_text())
             except (OSError, ValueError):
                 continue
+            # a hand-edited summary without its timings says nothing of the cost (its scores are checked on loading)
+            if isinstance(summary, dict) and all(_number(summary.get(k)) for k in ("wall_s", "steps_per_s")):
+                summaries.append(summary)
         if not summaries:
             continue
         peaks = [s["peak_rss_mb"] for s in summaries if "peak_rss_mb" in s]
