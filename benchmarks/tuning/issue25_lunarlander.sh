@@ -18,6 +18,9 @@ declare -A candidates=(
   [l1_linear]="--set lr_schedule=linear"
   # and a smaller step: MSE's gradient grows with the TD error where Huber's stops at delta 1
   [l2_lr2.5e-4_linear]="--set lr=2.5e-4 --set lr_schedule=linear"
+  # added after l1 and l2 had run, under the same rule: the zoo's settings with the gradient-norm clip at 10 that
+  # SB3's DQN applies by default, so that the zoo's numbers ran with it (the loss stays MSE)
+  [l3_clip10]="--set grad_clip=norm --set max_grad_norm=10"
 )
 name=$1; variant=$2
 echo "== $name: qbench train $variant LunarLander-v3 --seeds 0-4,100-104 ${candidates[$name]}"
