@@ -75,7 +75,8 @@ TRACEBACK = "Traceback (most recent call last)"
 MEMORY_SIGNS = ("MemoryError", "out of memory", "Cannot allocate memory", "can't allocate memory", "bad_alloc")
 READER_MARK = "READER "
 # What a reader may raise for a path that is not a results folder: a clear error, not a crash of its own.
-CLEAR_READER_ERRORS = ("FileNotFoundError", "NotADirectoryError", "ValueError", "OSError", "IsADirectoryError")
+CLEAR_READER_ERRORS = ("FileNotFoundError", "NotADirectoryError", "ValueError", "OSError", "IsADirectoryError",
+                       "ConfigError")   # ConfigError: the one-line error the CLI prints for the same path
 
 
 # --- the classifier: a pure function -------------------------------------------------------------------------

@@ -193,7 +193,8 @@ class Config:
     env_steps_per_update: int = _setting(4, "env steps collected between two updates", minimum=1)
     grad_steps_per_update: int = _setting(1, "gradient steps taken at each update", minimum=1)
     # --- run length, evaluation and logging
-    total_env_steps: int = _setting(50_000, "env steps of training", minimum=1)
+    total_env_steps: int = _setting(50_000, "env steps of training (at most 1e12: about 3 years at 10,000 env steps "
+                                    "a second; beyond it a run cannot end)", minimum=1, maximum=10**12)
     eval_interval_env_steps: int = _setting(5_000, "env steps between greedy evaluations (one more at the end)",
                                             minimum=1)
     eval_episodes: int = _setting(10, "episodes per evaluation, on a separate, separately seeded env", minimum=1)

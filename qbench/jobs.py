@@ -86,6 +86,8 @@ def build_job(variant_name: str, task_name: str, seed: int, *overrides: dict[str
         raise ConfigError(f"nstep_correction '{config.nstep_correction}' weighs each action by pi(a|s) / mu(a|s), "
                           f"probabilities of discrete actions, and task '{task.name}' has Box actions (a density "
                           "ratio under action noise is not defined for a deterministic greedy pi); use 'ignore'")
+    from qbench.runner.plan import check_networks_fit
+    check_networks_fit(config, spaces)
     return Job(variant_name, task, seed, config)
 
 
@@ -118,7 +120,7 @@ def check_encoder(task: Task, config: Config, spaces: Spaces) -> None:
         raise ConfigError(f"encoder '{config.encoder}' reads images and task '{task.name}' has vector "
                           "observations; valid encoders for vectors: auto, none")
     if spaces.is_image:
-        from qbench.parts.networks import conv_output_hw
+        from qbench.parts.sizes import conv_output_hw
         kind = "nature_cnn" if config.encoder == "auto" else config.encoder
         h, w = conv_output_hw(kind, *(spaces.obs_shape[:2] if spaces.image_layout == "channels_last"
                                       else spaces.obs_shape[1:]))

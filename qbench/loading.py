@@ -63,6 +63,8 @@ NUMBER, FINITE, STEPS = "number", "finite number", "env steps"
 # as a float (repr: with a '.' or an exponent), so a header whose names are swapped with the values left in their
 # old order puts a float under env_steps and is caught whichever columns it swaps with env_steps.
 EVALUATION_COLUMNS = {"env_steps": STEPS, "return_mean": FINITE}
+# episodes.csv, by name: env_steps rise strictly (one env step ends at most one episode of a seed).
+EPISODE_FILE_COLUMNS = {"episode": NUMBER, "env_steps": STEPS, "return": FINITE, "length": NUMBER}
 RETURN_BOUNDS = ("return_min", "return_max")   # checked where the header has them: min <= mean <= max
 _DIGITS = re.compile(r"[0-9]+")
 _MAX_INT64 = 2 ** 63 - 1   # env steps are read as int64
@@ -206,10 +208,12 @@ def _read_record(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 def _summary_problems(summary: dict[str, Any], rows: Any) -> list[str]:
     """What in a summary.json makes its run unusable: a final return that is not a finite number, or a final return
-    or env step count that is not its evaluations.csv's last row (the engine writes both from that row). Keys an
-    older summary lacks are not checked."""
+    or env step count that is not its evaluations.csv's last row (the engine writes both from that row). Every
+    summary qbench ever wrote holds final_return_mean; env_steps, which older ones lack, is checked where present."""
     problems = []
-    if "final_return_mean" in summary:
+    if "final_return_mean" not in summary:
+        problems.append(f"{SUMMARY} has no final_return_mean")
+    else:
         final = _json_number(summary["final_return_mean"])
         last = float(rows["return_mean"].iloc[-1])
         if final is None or not math.isfinite(final):
@@ -354,6 +358,12 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
                 kind = record.get("error")
                 failure = kind if kind in ("diverged", "env") else "crashed"
                 watch_record, watch_file = record, ERROR
+    if (run_dir / EPISODES).exists():   # the per-episode rows of tasks that record info keys
+        episodes = read_csv_rows(run_dir / EPISODES, EPISODE_FILE_COLUMNS)
+        if episodes.error:
+            damage.append(episodes.error)
+        elif episodes.dropped:
+            notes.append(episodes.dropped)
     warned, peak_value_scales, error = divergence_record(watch_record, watch_file)
     if error:
         notes.append(error)
@@ -545,8 +555,8 @@ def load_episodes(path: str | Path = "results"):
     write ``episodes.csv`` beside ``evaluations.csv``. Columns: the run's ``suite, task, variant, seed, status,
     complete, run_dir`` (as in ``load_runs``), then ``episode`` (1-based, in the order the run's episodes
     ended), ``env_steps`` (env steps of training when it ended), ``return`` (undiscounted, as the env gave it),
-    ``length`` (steps), and one column per recorded info key (its value in the info of the episode's last step;
-    empty where the env did not give it). A half-written last line is dropped. A ``path`` that does not exist,
+    ``length`` (steps), and one column per recorded info key (the last value the env gave it in the episode, at
+    any step, its reset included; empty where the env never gave it in that episode). A half-written last line is dropped. A ``path`` that does not exist,
     or is a file, raises ``qbench.config.ConfigError``."""
     import pandas as pd
 
@@ -555,7 +565,7 @@ def load_episodes(path: str | Path = "results"):
         if not (run_dir / EPISODES).exists():
             continue
         info, _ = _read_run(run_dir)
-        rows = read_csv_rows(run_dir / EPISODES, required=("episode", "env_steps")).rows
+        rows = read_csv_rows(run_dir / EPISODES, EPISODE_FILE_COLUMNS).rows
         if rows.empty or info["task"] == UNKNOWN:
             continue
         for column in ("suite", "task", "variant", "seed", "status", "run_dir"):

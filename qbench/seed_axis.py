@@ -35,8 +35,10 @@ class SeedEnvs:
                  info_keys: tuple[str, ...] = ()):
         self.spaces = spaces
         self.info_keys = tuple(info_keys)
-        # per seed, the named info entries of its last step ("" where the env gave none)
+        # per seed, each named info entry's last value in the current episode, its reset included ("" where the
+        # env gave none yet): an env may report a key at any step, e.g. the maximisation-bias MDP at its first
         self.last_info: list[dict[str, Any]] = [dict.fromkeys(self.info_keys, "") for _ in env_seeds]
+        self.info_seen: list[set[str]] = [set() for _ in env_seeds]   # named keys the env ever reported
         self.envs = [make_env(task, cfg) for _ in env_seeds]
         self.env_seeds = env_seeds
         self.seed_every_reset = task.seeds_every_reset
@@ -71,6 +73,9 @@ class SeedEnvs:
             raw, info = env.reset()
         self.episode_start[k] = start
         self.episode_actions[k] = []
+        if self.info_keys:
+            self.last_info[k] = dict.fromkeys(self.info_keys, "")
+            self._note_info(k, info)
         self.obs[k] = self.spaces.encode(raw)
         self.lives[k] = int(info.get("lives", 0))
         self.needs_reset[k] = False
@@ -94,11 +99,21 @@ class SeedEnvs:
         raw, reward, terminated, truncated, info = self.envs[k].step(self.spaces.to_env(action))
         self.episode_actions[k].append(action)
         if self.info_keys:
-            self.last_info[k] = {key: _plain(info.get(key, "")) for key in self.info_keys}
+            self._note_info(k, info)
         lives = int(info.get("lives", 0))
         self.life_lost[k] = lives < self.lives[k] and not (terminated or truncated)
         self.lives[k] = lives
         return self.spaces.encode(raw), float(reward), bool(terminated), bool(truncated)
+
+    def _note_info(self, k: int, info: dict[str, Any]) -> None:
+        for key in self.info_keys:
+            if key in info:
+                self.last_info[k][key] = _plain(info[key])
+                self.info_seen[k].add(key)
+
+    def info_never_seen(self, k: int) -> list[str]:
+        """The named info keys seed k's env has not reported once so far (their episodes.csv cells are empty)."""
+        return [key for key in self.info_keys if key not in self.info_seen[k]]
 
     def step_all(self, actions: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, ...]:
         """Step every live seed's env: (next obs, rewards, terminated, truncated), each with the seed axis first
@@ -127,15 +142,17 @@ class SeedEnvs:
         self.restore(k, bundle["env"])
 
     def state(self, k: int) -> dict[str, Any]:
+        seen = {"info_seen": sorted(self.info_seen[k])} if self.info_keys else {}
         if self.needs_reset[k]:   # between episodes: the next reset draws from the stream as it is now
             return {"needs_reset": True, "rng": self.envs[k].unwrapped.np_random.bit_generator.state,
-                    "resets": int(self.resets[k])}
+                    "resets": int(self.resets[k]), **seen}
         return {"needs_reset": False, "start": self.episode_start[k], "resets": int(self.resets[k]),
-                "actions": np.array(self.episode_actions[k])}
+                "actions": np.array(self.episode_actions[k]), **seen}
 
     def restore(self, k: int, state: dict[str, Any]) -> None:
         env = self.envs[k]
         self.resets[k] = state.get("resets", 0)
+        self.info_seen[k] = set(state.get("info_seen", ()))
         env.reset(seed=self.env_seeds[k])   # creates the env's stream; then set it to the saved state
         if state["needs_reset"]:
             env.unwrapped.np_random.bit_generator.state = state["rng"]

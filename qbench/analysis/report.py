@@ -86,6 +86,11 @@ def build_report(results: str | Path | pd.DataFrame, *, suite: str | None = None
     if runs.empty:
         raise NoResultsError(f"no run with evaluations under '{source}' (a run directory holds config.json and "
                              "evaluations.csv)")
+    if (runs["status"] == "damaged").all():   # nothing to score: say which files are wrong instead of an empty report
+        named = [f"{row.run_dir} ({row.problems})" for row in runs.head(3).itertuples()]
+        more = f" and {len(runs) - 3} more" if len(runs) > 3 else ""
+        raise NoResultsError(f"every run under '{source}' is damaged ({len(runs)}), so there is nothing to report: "
+                             + "; ".join(named) + more)
     scored, notes = score_runs(df, runs, episodes, suite=suite, seed=seed, reps=reps, confidence=confidence,
                                references=references)
     tables: dict[str, pd.DataFrame] = {}

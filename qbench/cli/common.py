@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from qbench.config import ConfigError
@@ -23,7 +24,9 @@ def _console():
 
 def _check_output_dir(path: Path, what: str) -> None:
     """A folder qbench will write into: refused, before anything is written, when it (or a folder above it) is a
-    file, or when it cannot be created or written."""
+    file, or when it cannot be created or written. The permission bits are not the whole answer (under /proc or /sys
+    they say yes and the kernel says no, and root passes them all), so the folder is made and a file written in it
+    for real; what the probe created is removed again, so a refusal leaves nothing behind."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} '{path}' is a file, not a folder; give a folder (it is created if missing)")
@@ -34,5 +37,29 @@ def _check_output_dir(path: Path, what: str) -> None:
         raise ConfigError(f"{what} '{path}' cannot be created: '{existing}' is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{what} '{path}' cannot be written: no write permission on '{existing}'")
+    _probe_folder(path, existing, what)
 
 
+def _probe_folder(path: Path, existing: Path, what: str) -> None:
+    created = []   # the folders the probe made, deepest last
+    for folder in reversed(path.relative_to(existing).parents[:-1] if path != existing else ()):
+        created.append(existing / folder)
+    if path != existing:
+        created.append(path)
+    made = []
+    try:
+        for folder in created:
+            folder.mkdir()
+            made.append(folder)
+        fd, probe = tempfile.mkstemp(prefix=".qbench-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{what} '{path}' cannot be written: {reason} ({exc.filename or path})") from None
+    finally:
+        for folder in reversed(made):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if state == "complete":
         return say_complete()
     total = job.config.total_env_steps
-    with claim_run_dirs([path], lambda p: _train_dir_state(p, job) == "complete" or None) as claims:
+    with claim_run_dirs([path], lambda p: _train_dir_state(p, job) == "complete" or None,
+                        holder=lambda p: _lock_text(job)) as claims:
         if claims.busy:
-            raise ConfigError(f"another process is training this job in '{path}' (it holds {path / 'lock'})")
+            raise _busy_error(job, path)
         if claims.settled:
             return say_complete()
         state = _train_dir_state(path, job)
@@ -120,6 +122,22 @@ def cmd_train(args: argparse.Namespace) -> int:
             return _record_crash(exc, [job], [path])
     console.print(_final_line(summary, job.task), highlight=False, markup=False)
     return 0
+
+
+def _lock_text(job) -> str:
+    return f"{job.variant} on {job.task.name}, seed {job.seed}, job {job.hash}"
+
+
+def _busy_error(job, path: Path) -> ConfigError:
+    """The refusal when another process holds the run directory's lock: it names the job that process trains."""
+    from qbench.runner.claim import lock_holder
+
+    held = lock_holder(path)
+    if held and held != _lock_text(job):
+        return ConfigError(f"another job is training in '{path}' ({held}; this one is {_lock_text(job)}): choose "
+                           "another --out")
+    return ConfigError(f"another process is training this job ({_lock_text(job)}) in '{path}' (it holds "
+                       f"{path / 'lock'}); wait for it, or stop it and run again to resume")
 
 
 def _seed_run_paths(jobs, out: str | None) -> list[Path]:
@@ -172,11 +190,9 @@ def _train_seeds(args: argparse.Namespace) -> int:
     total = first.config.total_env_steps
     job_at = dict(zip(paths, jobs, strict=True))
     with claim_run_dirs(paths, lambda p: _train_dir_state(p, job_at[p]) == "complete" or None,
-                        all_or_none=True) as claims:
+                        all_or_none=True, holder=lambda p: _lock_text(job_at[p])) as claims:
         if claims.busy:
-            job, path = jobs[claims.busy[0]], paths[claims.busy[0]]
-            raise ConfigError(f"another process is training seed {job.seed} of this job in '{path}' (it holds "
-                              f"{path / 'lock'})")
+            raise _busy_error(jobs[claims.busy[0]], paths[claims.busy[0]])
         for i in claims.settled:
             console.print(f"seed {jobs[i].seed}: {paths[i]} was completed by another process meanwhile",
                           highlight=False, markup=False)
@@ -254,11 +270,24 @@ def _print_dry_run_seeds(jobs, paths: list[Path], states: list[str], args: argpa
                 [[str(j.seed), j.hash, str(p), what[st]] for j, p, st in zip(jobs, paths, states, strict=True)])
 
 
+def _return_places(mean: float, std: float) -> int:
+    """Decimal places of a return and its spread: one, or three significant digits of a mean below 1 in size (a
+    task paying fractions, e.g. 0.948, would read '0.9 +- 0.0')."""
+    try:
+        size = abs(float(mean))
+        if size >= 1 or size == 0 or abs(float(std)) >= 1 or not math.isfinite(size):
+            return 1
+        return min(6, 2 - math.floor(math.log10(size)))
+    except (TypeError, ValueError):
+        return 1
+
+
 def _final_line(summary: dict[str, Any], task=None) -> str:
     if "final_return_mean" not in summary:
         return "(its summary.json is unreadable)"
-    line = (f"final return {summary['final_return_mean']:.1f} +- {summary.get('final_return_std', 0.0):.1f} "
-            f"at {summary.get('env_steps', 0):,} env steps")
+    mean, std = summary["final_return_mean"], summary.get("final_return_std", 0.0)
+    places = _return_places(mean, std)
+    line = f"final return {mean:.{places}f} +- {std:.{places}f} at {summary.get('env_steps', 0):,} env steps"
     if "wall_s" in summary and "steps_per_s" in summary:
         line += f"; {summary['wall_s']:.1f} s, {summary['steps_per_s']:.0f} steps/s"
     if task is not None and task.description:   # what the number means, so that a newcomer can judge it
@@ -277,6 +306,8 @@ def _train_with_progress(job, run, total: int, console) -> dict[str, Any]:
                       f"wall_s={e['wall_s']:.1f}", flush=True)
             elif "divergence_warning" in info:   # flagged, not stopped: said once, the run goes on
                 print(f"env_steps={env_steps} divergence warning: {info['divergence_warning']}", flush=True)
+            elif "notice" in info:
+                print(f"note: {info['notice']}", flush=True)
         return run_job(job, run, sys.argv, plain)
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -291,6 +322,9 @@ def _train_with_progress(job, run, total: int, console) -> dict[str, Any]:
             if "divergence_warning" in info:
                 bar.console.print(f"divergence warning at env step {env_steps:,} (flagged, not stopped): "
                                   f"{info['divergence_warning']}", highlight=False, markup=False)
+            if "notice" in info:
+                bar.console.print(f"note: {info['notice']}", highlight=False, markup=False)
+                return
             if "evaluation" in info:
                 last_eval[0] = f"{info['evaluation']['return_mean']:.1f}"
             status = f"eval {last_eval[0]}"
@@ -329,6 +363,9 @@ def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
                 print(f"seed={info['seed']} env_steps={env_steps} divergence warning: {info['divergence_warning']}",
                       flush=True)
                 return
+            if "notice" in info:
+                print(f"note: {info['notice']}", flush=True)
+                return
             if "evaluation" not in info and "diagnostics" not in info and not _STOPS.intersection(info):
                 return
             seed = seed_of(env_steps, info)
@@ -354,6 +391,9 @@ def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
             if "divergence_warning" in info:
                 bar.console.print(f"seed {info['seed']}: divergence warning at env step {env_steps:,} (flagged, not "
                                   "stopped)", highlight=False, markup=False)
+                return
+            if "notice" in info:
+                bar.console.print(f"note: {info['notice']}", highlight=False, markup=False)
                 return
             if "evaluation" not in info and "diagnostics" not in info and not _STOPS.intersection(info):
                 return

@@ -19,6 +19,8 @@ import warnings
 import torch
 from torch import nn
 
+from qbench.parts.sizes import CONV_STACKS
+
 
 class BatchedLinear(nn.Module):
     """K linear layers: weight (K, in, out), bias (K, 1, out)."""
@@ -80,20 +82,6 @@ class BatchedConv2d(nn.Module):
 
     def out_size(self, size: int) -> int:
         return (size - self.weight.shape[-1]) // self.stride + 1
-
-
-# The image encoders: (out channels, kernel, stride) per conv layer, ReLU after each.
-CONV_STACKS = {
-    "nature_cnn": [(32, 8, 4), (64, 4, 2), (64, 3, 1)],   # Mnih et al. (2015), for 84x84 Atari frames
-    "minatar_cnn": [(16, 3, 1)],                          # Young and Tian (2019), for MinAtar's 10x10 grids
-}
-
-
-def conv_output_hw(kind: str, height: int, width: int) -> tuple[int, int]:
-    """The (height, width) an encoder's convolutions leave of an image (below 1: too small for it)."""
-    for _, kernel, stride in CONV_STACKS[kind]:
-        height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
-    return height, width
 
 
 class ImageEncoder(nn.Module):

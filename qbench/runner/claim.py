@@ -30,20 +30,22 @@ class Claims:
 
 
 @contextlib.contextmanager
-def claim_run_dirs(paths: list[Path], settled: Callable[[Path], Any],
-                   all_or_none: bool = False) -> Iterator[Claims]:
+def claim_run_dirs(paths: list[Path], settled: Callable[[Path], Any], all_or_none: bool = False,
+                   holder: Callable[[Path], str] | None = None) -> Iterator[Claims]:
     """Claim the run directories at ``paths`` for the duration of the block.
 
     settled(path), asked under the directory's lock, returns None when the job there still needs to run, else
     what to report instead (e.g. "complete"); such directories are released at once and left as they are.
     all_or_none: when any directory is busy, claim none of them (nothing is cleaned; ``claimed`` is empty), for
     callers that refuse to run part of what they were asked.
+    holder(path): the job this process trains there, written into the lock it holds, so that a process refused
+    the lock can say which job holds it (``lock_holder``).
     """
     with contextlib.ExitStack() as held:
         claims = Claims()
         for i, path in enumerate(paths):
             lock = contextlib.ExitStack()
-            if not lock.enter_context(job_lock(path)):
+            if not lock.enter_context(job_lock(path, holder(path) if holder else None)):
                 lock.close()
                 claims.busy.append(i)
                 continue
@@ -69,8 +71,9 @@ def clean_temporaries(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def job_lock(path: Path) -> Iterator[bool]:
+def job_lock(path: Path, holder: str | None = None) -> Iterator[bool]:
     """Hold the run directory's lock: yields True while this process holds it, False if another one does.
+    holder, when given, replaces the lock file's text while this process holds it (the job it runs).
 
     The lock lives as long as the open file: leaving the block, or the death of this process, releases it, so a
     SIGKILLed runner leaves no stale lock behind."""
@@ -81,4 +84,16 @@ def job_lock(path: Path) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        if holder is not None:
+            lock_file.truncate(0)
+            lock_file.write(holder + "\n")
+            lock_file.flush()
         yield True
+
+
+def lock_holder(path: Path) -> str:
+    """The job written into the run directory's lock by the process holding it ('' when it wrote none)."""
+    try:
+        return (path / LOCK).read_text(errors="replace").strip()
+    except OSError:
+        return ""

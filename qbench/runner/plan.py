@@ -187,6 +187,19 @@ def check_replay_allocates(job: Job, seeds_per_process: int) -> None:
                           "allocated: set a smaller buffer_size")
 
 
+def check_networks_fit(config, spaces) -> None:
+    """Refuse networks that cannot be built on this machine: one seed's parameters, with their gradients, the
+    optimiser's state and the target copies (parts/sizes.py), need more than its memory and swap."""
+    from qbench.parts.sizes import network_bytes
+
+    parameters, need = network_bytes(config, spaces)
+    have = memory_bytes_total()
+    if need > have:
+        raise ConfigError(f"hidden_sizes {config.hidden_sizes} make networks of {parameters:,} parameters a seed, "
+                          f"which need at least {_gib(need)} with their gradients, optimiser state and target "
+                          f"copies; this machine has {_gib(have)} of memory and swap: set smaller hidden_sizes")
+
+
 def _gib(n_bytes: float) -> str:
     return f"{n_bytes / 2 ** 30:,.1f} GiB"
 

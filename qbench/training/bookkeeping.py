@@ -310,8 +310,27 @@ class Bookkeeper:
                 "replay_bytes_per_transition": self.buffer.bytes_per_transition(),
                 "divergence_watch": seed_record(self.watch, k),
                 **frame_counts(self.jobs[k], self.cfg.total_env_steps),
+                **({"episode_info_unseen": unseen} if (unseen := self._unseen_info(k)) else {}),
             }
+        self._say_unseen_info(clock.env_steps)
         return self.outcomes
+
+    def _unseen_info(self, k: int) -> list[str]:
+        return self.envs.info_never_seen(k) if self.episode_info else []
+
+    def _say_unseen_info(self, env_steps: int) -> None:
+        """A named info key the env never reported in a whole run is said once (and kept in the summary): its
+        episodes.csv column is then empty, and any count of it silently zero."""
+        by_keys: dict[tuple[str, ...], list[int]] = {}
+        for k in np.flatnonzero(self.alive):
+            if unseen := self._unseen_info(k):
+                by_keys.setdefault(tuple(unseen), []).append(self.seeds[k])
+        for keys, seeds in by_keys.items():
+            if self.progress is not None:
+                which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+                self.progress(env_steps, {"seed": seeds[0], "notice": (
+                    f"the env never reported info key(s) {', '.join(map(repr, keys))} in {env_steps:,} env steps "
+                    f"({which}): their cells in episodes.csv are empty")})
 
 
 def frame_counts(job: Job, env_steps: int) -> dict[str, Any]:
