@@ -158,10 +158,10 @@ def _damaged_copy(bias_run, tmp_path, name, text):
 
 @pytest.mark.parametrize(("name", "text", "problem"), [
     ("summary.json", "{}", "summary.json has no final_return_mean"),
-    ("episodes.csv", "episode,env_steps,return,length,left\n1,2,inf,2,1\n", "line 2 of episodes.csv: return inf "
-                                                                            "is not a finite number"),
-    ("episodes.csv", "1,2,0.5,2,1\n2,3,0.0,1,0\n", "episodes.csv has no episode and env_steps and return and "
-                                                   "length column"),
+    ("episodes.csv", "episode,env_steps,return,length,left\n1,2,inf,2,1\n", ("line 2 of episodes.csv: return inf "
+                                                                             "is not a finite number")),
+    ("episodes.csv", "1,2,0.5,2,1\n2,3,0.0,1,0\n", ("episodes.csv has no episode and env_steps and return and "
+                                                    "length column")),
     ("episodes.csv", "episode,env_steps,return,length,left\n1,2,0.5\n2,3,0.0,1,0\n",
      "line 2 of episodes.csv has 3 fields, its header 5"),
 ])

@@ -23,6 +23,11 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141   # 128 + SIGPIPE, what a shell reports for a program killed by a closed pipe
 
 
+_LOG_HELP = ("also stream every seed's evaluation and diagnostics rows, and its resolved config, to tensorboard "
+             "(event files in each run directory's tensorboard/) or wandb (offline unless WANDB_MODE is set, in "
+             "its wandb/); both: tensorboard,wandb. Off by default; the CSVs are the same either way")
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line naming the problem, not a usage dump."""
 
@@ -65,6 +70,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed-batch", default=None, metavar="K",
                    help="seeds of one (variant, task, settings) that train together in one worker, at most K a "
                         "batch (default: all of them, split so that every worker has a batch)")
+    p.add_argument("--log", default=None, metavar="LOGGER", help=_LOG_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "holds one run directory per seed, DIR/seed<k>")
     p_train.add_argument("--set", action="append", metavar="KEY=VALUE",
                          help="override a setting (repeatable; qbench list settings)")
+    p_train.add_argument("--log", default=None, metavar="LOGGER", help=_LOG_HELP)
     p_train.add_argument("--dry-run", action="store_true",
                          help="print every resolved setting and where it came from; write nothing")
     p_train.set_defaults(func=cmd_train)

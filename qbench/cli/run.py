@@ -12,6 +12,9 @@ from qbench.config import ConfigError
 
 def _check_run_options(args: argparse.Namespace) -> None:
     """The options of run and sanity that need no suite: checked first, dry run or not."""
+    from qbench.loggers import parse_loggers
+
+    args.log = parse_loggers(args.log)
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be a positive integer, got {args.workers}")
     args.seed_batch = _positive_int_or_none(args.seed_batch, "--seed-batch")
@@ -104,7 +107,7 @@ def _run_suite(suite, jobs, args: argparse.Namespace, console):
     atomic_write_json(Path(args.results) / suite.name / SUITE_RECORD, suite_record(suite))
     started = time.perf_counter()
     outcomes = run_jobs(jobs, Path(args.results), suite.name, backend, reporter=reporter, command=sys.argv,
-                        seed_batch=args.seed_batch)
+                        seed_batch=args.seed_batch, log=args.log)
     wall_s = time.perf_counter() - started
     print_table(console, f"{suite.name}: final greedy return over the complete seeds",
                 ["task", "variant", "complete", "failed", "final return"], summary_rows(outcomes))

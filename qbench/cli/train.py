@@ -72,11 +72,13 @@ def _print_dry_run_train(job, path: Path, state: str, args: argparse.Namespace, 
 def cmd_train(args: argparse.Namespace) -> int:
     from qbench.envs.checks import EnvFault
     from qbench.jobs import build_job
+    from qbench.loggers import parse_loggers
     from qbench.runner.claim import claim_run_dirs
     from qbench.runner.plan import check_replay_allocates
     from qbench.store import SUMMARY, RunDir, read_json_or_empty
     from qbench.training.bookkeeping import DivergedError
 
+    args.log = parse_loggers(args.log)   # an unknown logger, or its package missing: one line, nothing written
     if args.seeds is not None:
         return _train_seeds(args)
     layers = _train_layers(args)
@@ -109,7 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         console.print(f"[bold]{escape(job.variant)}[/] on [bold]{escape(job.task.name)}[/], seed {job.seed}, "
                       f"{total:,} env steps {how} {escape(str(path))}")
         try:
-            summary = _train_with_progress(job, RunDir(path), total, console)
+            summary = _train_with_progress(job, RunDir(path), total, console, args.log)
         except DivergedError as exc:
             print(f"qbench: run diverged: {exc} (recorded in {path / 'error.json'})", file=sys.stderr)
             return 1
@@ -207,7 +209,7 @@ def _train_seeds(args: argparse.Namespace) -> int:
             how = "resuming the interrupted run in" if state == "resume" else "->"
             console.print(f"  seed {job.seed} {how} {path}", highlight=False, markup=False)
         try:
-            results = _train_batch_with_progress(jobs, [RunDir(p) for p in paths], total, console)
+            results = _train_batch_with_progress(jobs, [RunDir(p) for p in paths], total, console, args.log)
         except _NOT_CRASHES:
             raise
         except Exception as exc:  # noqa: BLE001 - recorded as qbench run records it, then said in one line
@@ -295,7 +297,7 @@ def _final_line(summary: dict[str, Any], task=None) -> str:
     return line
 
 
-def _train_with_progress(job, run, total: int, console) -> dict[str, Any]:
+def _train_with_progress(job, run, total: int, console, log: tuple[str, ...] = ()) -> dict[str, Any]:
     from qbench.training.rundir import run_job
 
     if not console.is_terminal:
@@ -308,7 +310,7 @@ def _train_with_progress(job, run, total: int, console) -> dict[str, Any]:
                 print(f"env_steps={env_steps} divergence warning: {info['divergence_warning']}", flush=True)
             elif "notice" in info:
                 print(f"note: {info['notice']}", flush=True)
-        return run_job(job, run, sys.argv, plain)
+        return run_job(job, run, sys.argv, plain, log)
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -331,13 +333,13 @@ def _train_with_progress(job, run, total: int, console) -> dict[str, Any]:
             if "diagnostics" in info:
                 status += f" | {info['diagnostics']['steps_per_s']:.0f} steps/s"
             bar.update(handle, completed=env_steps, status=status)
-        return run_job(job, run, sys.argv, update)
+        return run_job(job, run, sys.argv, update, log)
 
 
 _STOPS = {"diverged", "env_fault"}   # the progress events of a seed that stopped before the end
 
 
-def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
+def _train_batch_with_progress(jobs, runs, total: int, console, log: tuple[str, ...] = ()) -> list[Any]:
     """training.rundir.run_batch with progress: on a terminal one bar for the batch (env steps of all seeds; the latest
     evaluation of each seed, or their mean beyond 4 seeds), otherwise one plain line per evaluation with seed=k."""
     from qbench.training.rundir import run_batch
@@ -377,7 +379,7 @@ def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
                 print(f"seed={seed} env_steps={env_steps} diverged: {info['diverged']}", flush=True)
             elif "env_fault" in info:
                 print(f"seed={seed} env_steps={env_steps} env fault: {info['env_fault']}", flush=True)
-        return run_batch(jobs, runs, sys.argv, plain)
+        return run_batch(jobs, runs, sys.argv, plain, log=log)
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -415,6 +417,6 @@ def _train_batch_with_progress(jobs, runs, total: int, console) -> list[Any]:
                 status = (f"eval mean {sum(latest.values()) / len(latest):.1f} over {len(latest)}/{len(seeds)} "
                           "seeds")
             bar.update(handle, completed=sum(steps.values()) / len(seeds), status=status)
-        return run_batch(jobs, runs, sys.argv, update)
+        return run_batch(jobs, runs, sys.argv, update, log=log)
 
 

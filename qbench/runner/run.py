@@ -55,12 +55,14 @@ def _worker_died(exc: BaseException) -> dict[str, Any]:
 def run_jobs(jobs: list[Job], results_dir: Path, suite_name: str, backend, *,
              reporter: Reporter | None = None,
              command: list[str] | None = None,
-             seed_batch: int | None = None) -> list[Outcome]:
+             seed_batch: int | None = None,
+             log: tuple[str, ...] = ()) -> list[Outcome]:
     """Run every job that is not complete; return one Outcome per job, in the order given.
 
     The jobs are grouped into batches (``plan.make_batches``: the seeds of one variant, task and config, at most
     ``seed_batch`` a batch; by default a whole group, cut so that every slot of the backend has a batch) and a
-    batch trains in one worker; outcomes, retries and reports stay per job."""
+    batch trains in one worker; outcomes, retries and reports stay per job. log: the loggers every seed's rows
+    also stream to (qbench.loggers), in the worker that trains it."""
     check_seed_batch(seed_batch)
     reporter = reporter or Reporter()
     started_at = time.time()
@@ -100,7 +102,7 @@ def run_jobs(jobs: list[Job], results_dir: Path, suite_name: str, backend, *,
             while queue and len(in_flight) < backend.slots:
                 batch = queue.popleft()
                 handle = backend.submit(batch, [str(paths[job.hash]) for job in batch], suite_name, command,
-                                        started_at)
+                                        started_at, log)
                 in_flight[handle] = batch
             reporter.update(running(), len(waiting))
             if not in_flight:

@@ -73,7 +73,7 @@ def _record_attempt(path: Path, suite: str) -> int:
 
 
 def run_suite_batch(jobs: list[Job], run_paths: list[str], suite: str, command: list[str] | None = None,
-              runner_started_at: float = 0.0) -> list[dict[str, Any]]:
+                    runner_started_at: float = 0.0, log: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Run the jobs of one batch (seeds of one variant, task and config) together, each into its run directory,
     except those that are complete or being run by another process.
 
@@ -82,7 +82,7 @@ def run_suite_batch(jobs: list[Job], run_paths: list[str], suite: str, command: 
     (with its error; ``elsewhere`` is true when another runner recorded the failure after this runner started, so
     it is not retried twice in one sitting). The jobs that run hold their locks for the whole batch; their
     ``wall_s`` is the batch's wall time. A seed that diverges fails alone; any other exception fails every job
-    that ran in the batch.
+    that ran in the batch. log: the loggers each seed's rows also stream to (qbench.loggers).
     """
     paths = [Path(p) for p in run_paths]
     results: list[dict[str, Any] | None] = [None] * len(jobs)
@@ -103,19 +103,20 @@ def run_suite_batch(jobs: list[Job], run_paths: list[str], suite: str, command: 
             for i in claims.claimed:
                 _record_attempt(paths[i], suite)
             for i, result in zip(claims.claimed, _train_together([jobs[i] for i in claims.claimed],
-                                                                 [paths[i] for i in claims.claimed], command),
+                                                                 [paths[i] for i in claims.claimed], command, log),
                                  strict=True):
                 results[i] = result
     return results   # type: ignore[return-value]
 
 
-def _train_together(jobs: list[Job], paths: list[Path], command: list[str] | None) -> list[dict[str, Any]]:
+def _train_together(jobs: list[Job], paths: list[Path], command: list[str] | None,
+                    log: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     one_thread()
     from qbench.training.rundir import run_batch
 
     started = time.perf_counter()
     try:
-        outcomes = run_batch(jobs, [RunDir(p) for p in paths], command)
+        outcomes = run_batch(jobs, [RunDir(p) for p in paths], command, log=log)
     except Exception as exc:  # noqa: BLE001 - a failing batch is a result to record; the suite goes on
         wall_s = time.perf_counter() - started
         results = []

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from qbench.jobs import Job
+from qbench.loggers import SeedLoggers
 from qbench.store import CHECKPOINT, CHECKPOINT_REPLAY, METADATA, RunDir, run_metadata
 from qbench.training.checkpoint import DamagedCheckpointError, load_checkpoint, set_aside_damaged_checkpoint
 from qbench.training.loop import train_batch
@@ -42,8 +43,20 @@ def _open_run(job: Job, run: RunDir, command: list[str] | None) -> tuple[dict[st
     return checkpoint, meta
 
 
+def checkpoint_rows(checkpoint: dict[str, Any] | None) -> list[tuple[str, int, dict[str, Any]]]:
+    """(kind, env_steps, row) of the rows a checkpoint holds, the rows its seed's CSVs are rewritten to on resume, in
+    the order they were written (at one env step the diagnostics row comes before the evaluation)."""
+    if checkpoint is None:
+        return []
+    loop = checkpoint["loop"]
+    rows = ([("diagnostics", row["env_steps"], row) for row in loop.get("diagnostics", [])]
+            + [("evaluation", row["env_steps"], row) for row in loop.get("evaluations", [])])
+    return sorted(rows, key=lambda kind_step_row: kind_step_row[1])   # stable: diagnostics first at one step
+
+
 def run_batch(jobs: list[Job], runs: list[RunDir], command: list[str] | None = None,
-              progress: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any] | BaseException]:
+              progress: Callable[[int, dict[str, Any]], None] | None = None,
+              log: Sequence[str] = ()) -> list[dict[str, Any] | BaseException]:
     """Train the seeds of one (variant, task, config) together, each into its run directory: config and metadata
     first, rows as they come, summary last (the marker that the run is complete). One result per job, in order:
     its summary, or the DivergedError of a seed that diverged or the EnvFault of a seed whose env broke its contract
@@ -52,7 +65,8 @@ def run_batch(jobs: list[Job], runs: list[RunDir], command: list[str] | None = N
     Seeds resume from their checkpoints; seeds whose checkpoints stand at different env steps (a batch that was
     split differently before, a damaged checkpoint set aside) train as separate batches, one after another.
     progress(env_steps, info): info carries "seed" for per-seed events (evaluation, diagnostics, diverged) and
-    "seeds" for batch events (checkpoint)."""
+    "seeds" for batch events (checkpoint).
+    log: the loggers (qbench.loggers: "tensorboard", "wandb") each seed's rows also stream to; they only listen."""
     opened = [_open_run(job, run, command) for job, run in zip(jobs, runs, strict=True)]
     for run, (_, meta) in zip(runs, opened, strict=True):
         meta["seeds_in_batch"] = len(jobs)
@@ -61,6 +75,18 @@ def run_batch(jobs: list[Job], runs: list[RunDir], command: list[str] | None = N
     for i, (checkpoint, _) in enumerate(opened):
         groups.setdefault(checkpoint["loop"]["env_steps"] if checkpoint else 0, []).append(i)
     results: list[dict[str, Any] | BaseException | None] = [None] * len(jobs)
+    loggers = SeedLoggers(log, [job.to_dict() for job in jobs], [run.path for run in runs],
+                          [checkpoint_rows(checkpoint) for checkpoint, _ in opened])
+    try:
+        _train_groups(jobs, runs, opened, groups, loggers.listen(progress), results)
+    finally:
+        loggers.close()
+    return results
+
+
+def _train_groups(jobs: list[Job], runs: list[RunDir], opened, groups: dict[int, list[int]], progress,
+                  results: list[dict[str, Any] | BaseException | None]) -> None:
+    """Train each group of seeds (their checkpoints at one env step) as a batch; write the summaries as they end."""
     for members in groups.values():
         outcome = train_batch([jobs[i] for i in members], [runs[i] for i in members], progress,
                               [opened[i][0] for i in members])
@@ -74,14 +100,13 @@ def run_batch(jobs: list[Job], runs: list[RunDir], command: list[str] | None = N
             runs[i].write_summary({**result, "job_hash": jobs[i].hash})
             (runs[i].path / CHECKPOINT).unlink(missing_ok=True)
             shutil.rmtree(runs[i].path / CHECKPOINT_REPLAY, ignore_errors=True)
-    return results
 
 
 def run_job(job: Job, run: RunDir, command: list[str] | None = None,
-            progress: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+            progress: Callable[[int, dict[str, Any]], None] | None = None, log: Sequence[str] = ()) -> dict[str, Any]:
     """Train one job into its run directory (a batch of one). A diverged run leaves error.json instead of a
     summary, and re-raises."""
-    result = run_batch([job], [run], command, progress)[0]
+    result = run_batch([job], [run], command, progress, log)[0]
     if isinstance(result, BaseException):
         raise result
     return result
