@@ -302,7 +302,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     # batch 32, learning from 1000 env steps, a gradient step per env step, a hard target copy every 100, rewards x
     # 1e-3, additive OU noise of sigma 0.2 x the action range (0.4 in units of half the range), theta 0.15, dt 1;
     # the task keeps its discount, replay size and budget. Chosen on Pendulum-v1 seeds 100-104 among 4 candidates
-    # (benchmarks/tuning/issue25_naf.sh; README "NAF's settings"): with DDPG's settings, or unscaled rewards, NAF
+    # (benchmarks/tuning/issue25_naf.sh; docs/history.md "NAF's settings"): with DDPG's settings, or unscaled rewards, NAF
     # stays near -1,300 on most seeds.
     Variant("naf", "Normalised advantage functions: Q = V(s) - 1/2 (a - mu(s))^T P(s) (a - mu(s)), argmax mu(s); "
             "PFRL's NAF settings", {"q_head": "naf", "maximiser": "naf", "hidden_sizes": [100, 100], "lr": 1e-3,

@@ -6,7 +6,7 @@ user's own suites, in the working directory), then among the shipped suites (the
 
 Everything a suite file may hold is listed in the ``*_KEYS`` tables below; any other key is an error that
 names the file and the key path. Values are read with ``tomllib`` (never evaluated) and every setting is
-checked with ``coerce_setting``. The full schema is documented in the README ("Suites").
+checked with ``coerce_setting``. The full schema is documented in docs/suites.md ("Suite files").
 
 Settings of one job resolve in this order (later wins): engine defaults -> the task's tuned settings -> the
 variant -> the suite's ``[budget]`` and ``[settings]`` -> the task entry's ``budget`` and ``settings`` -> the

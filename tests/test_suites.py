@@ -382,14 +382,25 @@ def test_list_suites_shows_every_shipped_suite(capsys):
     assert all(name in out for name in SHIPPED) and "invalid" not in out
 
 
-def test_the_readme_suite_example_is_a_valid_suite(tmp_path):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    example = readme.split("### Suite files", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+def test_the_docs_suite_example_is_a_valid_suite(tmp_path):
+    page = (Path(__file__).resolve().parents[1] / "docs" / "suites.md").read_text()
+    example = page.split("## Suite files", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     suite = load_suite(write_suite(tmp_path, example))
     jobs = expand(suite)
     assert {(j.task.name, j.variant) for j in jobs} == {("CartPole-v1", "dqn"), ("short_cartpole", "dqn"),
                                                         ("short_cartpole", "my_dqn")}
     assert len(jobs) == 5 + 2 * 20   # CartPole-v1 at the suite's 5 seeds, short_cartpole at its own 20
+
+
+def test_the_readme_tour_suite_is_a_valid_suite(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("**Add a variant, in TOML**", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    jobs = expand(load_suite(write_suite(tmp_path, example)))
+    assert sorted({(j.task.name, j.variant) for j in jobs}) == [("CartPole-v1", "dqn"),
+                                                                ("CartPole-v1", "polyak_double_dqn")]
+    mine = next(j for j in jobs if j.variant == "polyak_double_dqn").config
+    assert (mine.target, mine.target_update, mine.tau) == ("double", "polyak", 0.01)
+    assert len(jobs) == 2 * 5
 
 
 def test_a_new_task_names_its_episode_info_and_any_task_its_own_seeds(tmp_path):

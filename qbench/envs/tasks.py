@@ -58,7 +58,7 @@ class Task:
 # acts only in runaway rounds.
 # MountainCar departs from the zoo in three settings (eps over 10% of the run, lr decayed linearly to 0, target every
 # 150 gradient steps instead of 300), chosen on seeds 0-2 among 18 settings and checked on seeds 3-7; the figures and
-# every setting tried are in the README ("Tasks"). Why: with 1-step targets the flag's value travels back about one
+# every setting tried are in docs/history.md. Why: with 1-step targets the flag's value travels back about one
 # state per target refresh, so refreshing twice as often lets the greedy policy converge well before 120k env steps,
 # and the decaying lr damps its late swings.
 _ZOO_ACROBOT = ("rl-baselines3-zoo dqn.yml, verbatim (epsilon 1 -> 0.1 over 12%, uniform form; the zoo's target "
