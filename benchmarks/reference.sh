@@ -5,7 +5,7 @@
 # results/reference/<suite>/ (committed: run directories without checkpoints). Resumable: run it again and complete
 # jobs are skipped, interrupted ones resume from their checkpoints (which stay on this machine only).
 # Usage: bash benchmarks/reference.sh [TASK ...]   (default: every task, in the order below; one worker at nice 19)
-# Each finished task is committed as it completes, so that a session's end loses nothing.
+# Commit each task's run directories as it completes (small files), so that a session's end loses nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=results/reference
