@@ -41,14 +41,10 @@ def _check_output_dir(path: Path, what: str) -> None:
 
 
 def _probe_folder(path: Path, existing: Path, what: str) -> None:
-    created = []   # the folders the probe made, deepest last
-    for folder in reversed(path.relative_to(existing).parents[:-1] if path != existing else ()):
-        created.append(existing / folder)
-    if path != existing:
-        created.append(path)
+    missing = path.relative_to(existing).parts   # the folders to make, outermost first
     made = []
     try:
-        for folder in created:
+        for folder in (existing.joinpath(*missing[:i]) for i in range(1, len(missing) + 1)):
             folder.mkdir()
             made.append(folder)
         fd, probe = tempfile.mkstemp(prefix=".qbench-probe-", dir=path)
