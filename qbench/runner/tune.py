@@ -114,7 +114,7 @@ def make_sampler(spec: TuneSpec, number: int):
 
     optuna = require_optuna()
     seed = int(np.random.SeedSequence([spec.sampler_seed, number]).generate_state(1)[0])
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.startup_trials)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.startup_trials, constant_liar=True)
 
 
 def _encode(value: Any) -> Any:
