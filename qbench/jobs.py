@@ -30,10 +30,17 @@ class Job:
     task: Task
     seed: int
     config: Config
+    # Where its settings came from when qbench tune chose them (a suite's ``tuned`` folder): the budget, tuning
+    # seeds, objective and the tuned settings' names (qbench.tuning.read_tuned_file). Part of config.json, and so of
+    # the job's hash; absent from both for every other job.
+    tuned_from: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "task": self.task.name, "env_id": self.task.env_id,
-                "env_kwargs": self.task.env_kwargs, "seed": self.seed, "config": self.config.to_dict()}
+        out = {"variant": self.variant, "task": self.task.name, "env_id": self.task.env_id,
+               "env_kwargs": self.task.env_kwargs, "seed": self.seed, "config": self.config.to_dict()}
+        if self.tuned_from is not None:
+            out["tuned_from"] = self.tuned_from
+        return out
 
     @property
     def hash(self) -> str:

@@ -25,13 +25,14 @@ from qbench.store import (
     RUNNER,
     SUMMARY,
 )
+from qbench.tuning import budget_text
 
 RESULT_COLUMNS = ("suite", "task", "variant", "seed", "env_steps", "return_mean", "return_std", "return_min",
                   "return_max", "n_episodes", "grad_steps", "wall_s", "complete", "failed", "attempts", "env_id",
                   "job_hash", "run_dir", "status", "code_version")
 RUN_COLUMNS = ("suite", "task", "variant", "seed", "env_id", "status", "evaluations", "env_steps", "last_return",
                "attempts", "code_version", "attempt_code_versions", "job_hash", "problems", "run_dir",
-               "divergence_warned", "peak_value_scales", "divergence_warn_factor")
+               "divergence_warned", "peak_value_scales", "divergence_warn_factor", "tuned")
 # The divergence watch's record of a run (summary.json, or error.json of a run it stopped), as load_runs and
 # load_results give it: flagged (nullable boolean), peak |Q| in value scales, and the warning level it ran with.
 WATCH_COLUMNS = ("divergence_warned", "peak_value_scales", "divergence_warn_factor")
@@ -388,7 +389,9 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
             "job_hash": config_hash(job) if job is not None else "", "problems": "; ".join(damage + notes),
             "run_dir": str(run_dir), "frames_per_env_step": recorded_frames_per_env_step(job),
             "divergence_warned": warned, "peak_value_scales": peak_value_scales,
-            "divergence_warn_factor": divergence_warn_factor(job)}
+            "divergence_warn_factor": divergence_warn_factor(job),
+            # whether qbench tune chose its settings, and with what budget (config.json's tuned_from)
+            "tuned": budget_text(job.get("tuned_from")) if job is not None else ""}
     if job is None or rows.empty:
         return info, None
     rows = rows.sort_values("env_steps", kind="stable")

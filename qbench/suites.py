@@ -10,13 +10,15 @@ checked with ``coerce_setting``. The full schema is documented in docs/suites.md
 
 Settings of one job resolve in this order (later wins): engine defaults -> the task's tuned settings -> the
 variant -> the suite's ``[budget]`` and ``[settings]`` -> the task entry's ``budget`` and ``settings`` -> the
-command line (``--set``). The last three are handed to ``build_job`` as override layers.
+(task, variant)'s settings from qbench tune (the suite's ``tuned`` folder) -> the command line (``--set``). The
+last four are handed to ``build_job`` as override layers.
 
 This module reads files and builds data; it imports neither torch nor the engine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import tomllib
@@ -62,6 +64,8 @@ TOP_KEYS = {
     "settings": "suite-wide setting overrides (qbench list settings)",
     "tasks": "one table per task: [tasks.<name>]",
     "custom_variants": "variants defined in this file: [custom_variants.<name>]",
+    "tuned": "a folder of tuned settings written by qbench tune (<task>/<variant>.toml, relative to this file): "
+             "every (task, variant) runs with its own, applied after the task's settings",
 }
 TASK_KEYS = {
     "description": "what the task is",
@@ -98,6 +102,9 @@ class TaskEntry:
     thresholds: dict[str, float] = field(default_factory=dict)
     seeds: int | None = None             # this task's own seed count (None: the suite's)
     min_passing_seeds: int | None = None  # this task's own pass rule (None: the suite's)
+    # variant -> its tuned settings (qbench.tuning.Tuned), from the suite's ``tuned`` folder: a layer after
+    # ``layers``, and a note (config.json's tuned_from) on every job
+    tuned: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -310,6 +317,8 @@ def _load(path: Path, chain: tuple[Path, ...]) -> Suite:
         entries.append(entry)
     if not entries:
         raise _fail(source, "tasks", "the suite has no tasks; add a [tasks.<name>] table or an include")
+    if "tuned" in doc:
+        entries = _with_tuned(source, path, _string(source, "tuned", doc["tuned"]), entries)
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
@@ -324,6 +333,36 @@ def _load(path: Path, chain: tuple[Path, ...]) -> Suite:
             where = "min_passing_seeds" if e.min_passing_seeds is None else f"tasks.{e.name}.min_passing_seeds"
             raise _fail(source, where, f"{k} exceeds the {n} seeds of {e.name}")
     return suite
+
+
+def _with_tuned(source: str, path: Path, folder_text: str, entries: list[TaskEntry]) -> list[TaskEntry]:
+    """Every entry with the tuned settings of each of its variants, from the folder qbench tune wrote (relative
+    to the suite file). A (task, variant) without a tuned file, or variants of one task tuned with different
+    budgets, seeds or objectives, are refused: the point of tuning is an equal budget for every variant."""
+    from qbench.tuning import budget_text, read_tuned_file, tuned_path
+
+    folder = Path(folder_text).expanduser()
+    folder = folder if folder.is_absolute() else path.parent / folder
+    if not folder.is_dir():
+        raise _fail(source, "tuned", f"'{folder_text}' is not a folder (resolved to {folder}); give the tuned/ "
+                    "folder that qbench tune wrote, relative to this suite file")
+    out = []
+    for entry in entries:
+        missing = [v for v in entry.variants if not tuned_path(folder, entry.name, v).is_file()]
+        if missing:
+            raise _fail(source, "tuned", f"no tuned settings for {entry.name} {', '.join(missing)} in {folder} "
+                        f"(expected {tuned_path(folder, entry.name, missing[0])}); tune every variant the suite "
+                        "runs, with one budget")
+        tuned = {v: read_tuned_file(tuned_path(folder, entry.name, v), entry.name, v, source)
+                 for v in entry.variants}
+        budgets = {v: (t.note["trials"], tuple(t.note["tuning_seeds"]), t.note["objective"], t.note["pruning"])
+                   for v, t in tuned.items()}
+        if len(set(budgets.values())) > 1:
+            shown = "; ".join(f"{v}: {budget_text(tuned[v].note)}" for v in budgets)
+            raise _fail(source, "tuned", f"the variants of {entry.name} were tuned with different budgets ({shown}); "
+                        "an equal-budget comparison needs one")
+        out.append(dataclasses.replace(entry, tuned=tuned))
+    return out
 
 
 def _custom_variants(source: str, table: dict[str, Any]) -> dict[str, Variant]:

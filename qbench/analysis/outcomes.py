@@ -161,6 +161,28 @@ def _warned_notes(finals: pd.DataFrame) -> list[str]:
     return notes
 
 
+def _tuned_notes(finals: pd.DataFrame) -> list[str]:
+    """Whose settings qbench tune chose, with what budget (finals' ``tuned``, from config.json's tuned_from); and
+    the tasks whose variants were tuned unequally (some not at all, or with different budgets)."""
+    if "tuned" not in finals.columns:
+        return []
+    known = finals[finals["status"] != "damaged"]
+    tuned = known[~known["tuned"].isin(["", "no"])]
+    if tuned.empty:
+        return []
+    notes = []
+    for (task, budget), group in tuned.groupby(["task", "tuned"], sort=True):
+        notes.append(f"{task}: settings tuned by qbench tune ({budget}) for "
+                     + ", ".join(sorted(set(group["variant"]))) + " (the tuned column of finals says it per run)")
+    for task, group in known.groupby("task", sort=True):
+        budgets = {v: ", ".join(sorted(set(g["tuned"].replace("", "no")))) for v, g in group.groupby("variant")}
+        if len(set(budgets.values())) > 1:
+            notes.append(f"{task}: its variants were not tuned with one budget ("
+                         + "; ".join(f"{v}: {b}" for v, b in sorted(budgets.items()))
+                         + "): the comparison is not one of equal tuning effort")
+    return notes
+
+
 def outcome_notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, TaskScoring]) -> list[str]:
     """What a reader must know about the runs behind the statistics: ``runs`` is ``runs_table(finals)``."""
     notes = []
@@ -193,6 +215,7 @@ def outcome_notes(runs: pd.DataFrame, finals: pd.DataFrame, scoring: dict[str, T
                      "variant in every statistic, each at its last evaluation before it diverged, or at the task's "
                      "random score if it diverged before any: " + "; ".join(described))
     notes += _warned_notes(finals)
+    notes += _tuned_notes(finals)
     # each named by path, crashed and env runs with their error.json's message
     left_out = {"crashed": ("run(s) crashed, left out of every statistic (a crash is not an outcome of the "
                             "algorithm; qbench run retries them)"),

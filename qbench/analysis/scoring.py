@@ -181,7 +181,7 @@ def atari_scoring(env_ids: dict[str, str]) -> dict[str, TaskScoring]:
 
 FINAL_COLUMNS = ["task", "variant", "seed", "env_id", "env_steps", "final_return", "status", "complete", "failed",
                  "scored", "score_source", "code_version", "attempt_code_versions", "problems", "run_dir", "suite",
-                 "divergence_warned", "peak_value_scales", "divergence_warn_factor"]
+                 "divergence_warned", "peak_value_scales", "divergence_warn_factor", "tuned"]
 
 
 def _failure_kind(run_dir: str) -> str | None:
@@ -226,7 +226,8 @@ def runs_of_results(results: pd.DataFrame) -> pd.DataFrame:
                      "job_hash": row.get("job_hash", ""), "problems": "", "run_dir": run_dir,
                      "divergence_warned": row.get("divergence_warned", pd.NA),
                      "peak_value_scales": row.get("peak_value_scales", math.nan),
-                     "divergence_warn_factor": row.get("divergence_warn_factor", math.nan)})
+                     "divergence_warn_factor": row.get("divergence_warn_factor", math.nan),
+                     "tuned": row.get("tuned", "")})
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
 
 
@@ -277,9 +278,10 @@ def final_scores(results: pd.DataFrame, runs: pd.DataFrame | None = None,
                      "problems": getattr(r, "problems", ""), "run_dir": r.run_dir,
                      "divergence_warned": getattr(r, "divergence_warned", pd.NA),
                      "peak_value_scales": getattr(r, "peak_value_scales", math.nan),
-                     "divergence_warn_factor": getattr(r, "divergence_warn_factor", math.nan)})
+                     "divergence_warn_factor": getattr(r, "divergence_warn_factor", math.nan),
+                     "tuned": getattr(r, "tuned", "")})
     finals = pd.DataFrame(rows, columns=FINAL_COLUMNS)
-    text = ["code_version", "attempt_code_versions", "problems", "suite"]
+    text = ["code_version", "attempt_code_versions", "problems", "suite", "tuned"]
     finals[text] = finals[text].fillna("").astype(str)
     finals["divergence_warned"] = watch_flags(finals["divergence_warned"])
     finals[["peak_value_scales", "divergence_warn_factor"]] = (

@@ -16,6 +16,7 @@ from qbench.cli.listing import cmd_list
 from qbench.cli.report import cmd_report
 from qbench.cli.run import cmd_run, cmd_sanity
 from qbench.cli.train import cmd_train
+from qbench.cli.tune import cmd_tune
 from qbench.config import ConfigError
 
 EXIT_USAGE = 2
@@ -117,6 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     p_sanity.add_argument("--dry-run", action="store_true", help="list the jobs and their state; write nothing")
     p_sanity.set_defaults(func=cmd_sanity)
 
+    p_tune = sub.add_parser("tune", help="tune every (variant, task) of a tuning file with the same budget of "
+                            "trials (Optuna, needs pip install 'qbench[tune]'); a killed tune resumes")
+    p_tune.add_argument("tunefile", help="a tuning file (.toml): suite or tasks and variants, space, trials, "
+                        "tuning seeds, objective, sampler seed, pruning")
+    p_tune.add_argument("--results", default="results", help="results folder (default results/); the studies "
+                        "go to RESULTS/tune/<suite>/")
+    p_tune.add_argument("--workers", type=int, default=None,
+                        help="trials at once (default: the CPUs available; 1 runs them in this process)")
+    p_tune.add_argument("--log", default=None, metavar="LOGGER", help=_LOG_HELP)
+    p_tune.add_argument("--dry-run", action="store_true", help="print the plan (pairs, trials, seeds, space); "
+                        "write nothing")
+    p_tune.set_defaults(func=cmd_tune)
+
     p_report = sub.add_parser("report", help="tables, figures and statistics of a results folder")
     p_report.add_argument("results", help="a results folder (e.g. results/sanity); every run below it is read")
     p_report.add_argument("--out", default=None, help="output folder (default RESULTS/report)")
@@ -132,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-RESUMABLE = ("run", "sanity", "train")
+RESUMABLE = ("run", "sanity", "train", "tune")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,16 +65,21 @@ def expand(suite: Suite, seeds: int | None = None, only: dict[str, frozenset[str
             if "variant" in only and variant not in only["variant"]:
                 continue
             where = f"{entry.source}: tasks.{entry.name} (variant '{variant}')"
+            tuned = entry.tuned.get(variant)
             try:
                 # Seeds share everything but the seed, so one resolution (and one env probe) serves them all.
-                first = build_job(variant, entry.name, 0, *entry.layers, overrides or {},
-                                  extra_variants=suite.custom_variants, extra_tasks=suite.custom_tasks)
+                first = build_job(variant, entry.name, 0, *entry.layers, tuned.settings if tuned else {},
+                                  overrides or {}, extra_variants=suite.custom_variants,
+                                  extra_tasks=suite.custom_tasks)
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
             except Exception as exc:  # noqa: BLE001 - e.g. env_kwargs the environment refuses: a user mistake
                 first_line = (str(exc).strip().splitlines() or [""])[0]
                 raise ConfigError(f"{where}: cannot build the environment: {type(exc).__name__}: "
                                   f"{first_line}") from None
+            if tuned is not None:
+                first = dataclasses.replace(first, tuned_from=tuned.note)
+                _check_untuned_seeds(suite, entry.name, variant, seeds_of(entry), tuned.note["tuning_seeds"])
             for seed in seeds_of(entry):
                 if "seed" in only and str(seed) not in only["seed"]:
                     continue
@@ -83,6 +88,16 @@ def expand(suite: Suite, seeds: int | None = None, only: dict[str, frozenset[str
                     seen.add(job.hash)
                     jobs.append(job)
     return jobs
+
+
+def _check_untuned_seeds(suite: Suite, task: str, variant: str, seeds: range, tuning_seeds: list[int]) -> None:
+    """Results are never reported on the seeds their settings were tuned on."""
+    overlap = sorted(set(seeds) & set(tuning_seeds))
+    if overlap:
+        from qbench.tuning import seeds_text
+        raise ConfigError(f"suite '{suite.name}': {task} {variant} would run seeds {seeds_text(seeds)}, and its "
+                          f"tuned settings were tuned on seeds {seeds_text(tuning_seeds)} (both hold "
+                          f"{', '.join(map(str, overlap))}); report on seeds the tuning did not see")
 
 
 def _check_only_matches(suite: Suite, seed_list: range, only: dict[str, frozenset[str]]) -> None:
