@@ -263,6 +263,6 @@ def test_the_example_tuning_file_dry_runs_and_writes_nothing(tmp_path):
     result = run_qbench("tune", REPO / "suites" / "tuning" / "classic_example.toml", "--dry-run",
                         "--results", tmp_path / "results")
     assert result.returncode == 0, result.stderr
-    assert "14 (task, variant), 8 trials each" in result.stdout
+    assert "26 (task, variant), 8 trials each" in result.stdout   # 2 tasks x classic's 13 variants
     assert "tuning seeds: 100-102" in result.stdout and "lr: float 0.0001 .. 0.003 (log)" in result.stdout
     assert not (tmp_path / "results").exists()

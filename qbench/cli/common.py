@@ -25,8 +25,8 @@ def _console():
 def _check_output_dir(path: Path, what: str) -> None:
     """A folder qbench will write into: refused, before anything is written, when it (or a folder above it) is a
     file, or when it cannot be created or written. The permission bits are not the whole answer (under /proc or /sys
-    they say yes and the kernel says no, and root passes them all), so the folder is made and a file written in it
-    for real; what the probe created is removed again, so a refusal leaves nothing behind."""
+    they say yes and the kernel says no, and root passes them all), so a file is written there for real and
+    removed."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} '{path}' is a file, not a folder; give a folder (it is created if missing)")
@@ -41,21 +41,13 @@ def _check_output_dir(path: Path, what: str) -> None:
 
 
 def _probe_folder(path: Path, existing: Path, what: str) -> None:
-    missing = path.relative_to(existing).parts   # the folders to make, outermost first
-    made = []
+    """Write and remove a file in the folder, or where a missing one would be made (its nearest existing
+    ancestor): a file and never a folder, so that nothing appears that another process walking the tree could
+    catch half-gone, and nothing is left behind."""
     try:
-        for folder in (existing.joinpath(*missing[:i]) for i in range(1, len(missing) + 1)):
-            folder.mkdir()
-            made.append(folder)
-        fd, probe = tempfile.mkstemp(prefix=".qbench-probe-", dir=path)
+        fd, probe = tempfile.mkstemp(prefix=".qbench-probe-", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"{what} '{path}' cannot be written: {reason} ({exc.filename or path})") from None
-    finally:
-        for folder in reversed(made):
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
+        raise ConfigError(f"{what} '{path}' cannot be written: {reason} (making a file in '{existing}')") from None
