@@ -13,6 +13,8 @@ notes a reader must see. Where each table comes from:
   ``overestimation_final``;
 - ``qbench.analysis.studies.cost``: ``cost``;
 - ``qbench.analysis.studies.corrections``: ``nstep_corrections``;
+- ``qbench.analysis.comparison`` (only with ``reference=``): ``versus_reference`` (your runs against the
+  reference's);
 - ``qbench.analysis.studies.theory``: ``maximisation_bias``, ``maximisation_bias_summary``, ``q_distance``,
   ``contraction``, ``contraction_curves``, ``divergence``, ``divergence_summary``.
 
@@ -31,6 +33,7 @@ from typing import Any
 
 import pandas as pd
 
+from qbench.analysis.comparison import load_comparison, versus_study
 from qbench.analysis.scoring import TaskScoring, runs_of_results, score_runs
 from qbench.analysis.studies import STUDIES
 from qbench.analysis.study import Section, Study, check_studies, report_sections, run_study
@@ -69,13 +72,24 @@ class Report:
 def build_report(results: str | Path | pd.DataFrame, *, suite: str | None = None, seed: int = 0,
                  reps: int = 2000, confidence: float = 0.95, references: pd.DataFrame | None = None,
                  runs: pd.DataFrame | None = None, episodes: pd.DataFrame | None = None,
-                 studies: tuple[Study, ...] = STUDIES) -> Report:
+                 studies: tuple[Study, ...] = STUDIES, reference: str | Path | None = None) -> Report:
     """Every table of the report for a results folder (or a ``load_results`` frame, for notebooks; pass
     ``runs=load_runs(path)`` too to count the runs that have no evaluation row, and
     ``episodes=load_episodes(path)`` for the maximisation-bias tables). ``references``: published scores
     (default: ``qbench/data/zoo_reference.csv``); ``suite``: a suite name or file to score every run by;
-    ``studies``: the studies to compute and show (``check_studies`` holds them to its rules)."""
-    if isinstance(results, pd.DataFrame):
+    ``studies``: the studies to compute and show (``check_studies`` holds them to its rules). ``reference``: a
+    reference results folder to put beside ``results`` (a folder too): ``qbench.analysis.comparison`` relabels
+    the variants of each side (``dqn (theirs)``, ``dqn (reference)``), scores each by its own suites and adds
+    the ``versus_reference`` table."""
+    scorings, notes = None, []
+    if reference is not None:
+        if isinstance(results, pd.DataFrame):
+            raise TypeError("build_report: a reference is compared with a results folder, not a DataFrame")
+        comparison = load_comparison(results, reference, suite=suite)
+        source, runs, df, episodes = comparison.source, comparison.runs, comparison.results, comparison.episodes
+        scorings, notes = comparison.scorings, list(comparison.notes)
+        studies = (*studies, versus_study(comparison.pairs))
+    elif isinstance(results, pd.DataFrame):
         source, df = "DataFrame", results
         runs = runs_of_results(df) if runs is None else runs
         episodes = pd.DataFrame() if episodes is None else episodes
@@ -91,8 +105,9 @@ def build_report(results: str | Path | pd.DataFrame, *, suite: str | None = None
         more = f" and {len(runs) - 3} more" if len(runs) > 3 else ""
         raise NoResultsError(f"every run under '{source}' is damaged ({len(runs)}), so there is nothing to report: "
                              + "; ".join(named) + more)
-    scored, notes = score_runs(df, runs, episodes, suite=suite, seed=seed, reps=reps, confidence=confidence,
-                               references=references)
+    scored, scoring_notes = score_runs(df, runs, episodes, suite=suite, seed=seed, reps=reps,
+                                       confidence=confidence, references=references, scorings=scorings)
+    notes += scoring_notes
     tables: dict[str, pd.DataFrame] = {}
     check_studies(studies)
     for study in studies:

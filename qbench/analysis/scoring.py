@@ -386,14 +386,20 @@ def _add_atari_scoring(runs: pd.DataFrame, scoring: dict[str, TaskScoring],
 
 
 def score_runs(results: pd.DataFrame, runs: pd.DataFrame, episodes: pd.DataFrame, *, suite: str | None,
-               seed: int, reps: int, confidence: float,
-               references: pd.DataFrame | None = None) -> tuple[ScoredRuns, list[str]]:
+               seed: int, reps: int, confidence: float, references: pd.DataFrame | None = None,
+               scorings: tuple[dict[str, dict[str, TaskScoring]], dict[str, TaskScoring]] | None = None
+               ) -> tuple[ScoredRuns, list[str]]:
     """The scored runs of ``runs`` (``qbench.loading.load_runs``'s table) and ``results`` (their evaluations),
     scored by their suites' records or by the suite file ``suite``; and the notes scoring them raised (suite
-    records that cannot be read or disagree, variants normalised over different tasks)."""
+    records that cannot be read or disagree, variants normalised over different tasks). ``scorings``: the
+    per-suite and per-task scorings already made (``suite`` is then not read), as a comparison with a reference
+    folder makes them (``qbench.analysis.comparison``: each side by its own suites)."""
     notes: list[str] = []
-    suite_scorings = load_suite_scorings(sorted(set(runs["run_dir"])), sorted(set(runs["suite"])), suite, notes)
-    scoring = merged_scoring(suite_scorings)
+    if scorings is None:
+        suite_scorings = load_suite_scorings(sorted(set(runs["run_dir"])), sorted(set(runs["suite"])), suite, notes)
+        scoring = merged_scoring(suite_scorings)
+    else:
+        suite_scorings, scoring = scorings
     _add_atari_scoring(runs, scoring, suite_scorings)
     finals = final_scores(results, runs, scoring, suite_scorings)
     normalised = normalised_scores(finals, scoring, suite_scorings)

@@ -10,6 +10,7 @@ The report's sections are not in that order: each study places its sections (``S
 function that gives the sections there), and the report shows them by place, studies of one place in the order of
 ``STUDIES``. The places taken:
 
+- 5 your runs against the reference (only in a report with a reference folder: ``qbench.analysis.comparison``);
 - 10 outcomes (runs, diverged runs);
 - 20 core (final return per task, pass thresholds, learning curves, aggregate scores, profiles, improvement);
 - 30 corrections (n-step corrections);

@@ -131,8 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "write nothing")
     p_tune.set_defaults(func=cmd_tune)
 
-    p_report = sub.add_parser("report", help="tables, figures and statistics of a results folder")
+    p_report = sub.add_parser("report", help="tables, figures and statistics of a results folder "
+                              "(--reference REFDIR: beside a reference's runs)")
     p_report.add_argument("results", help="a results folder (e.g. results/sanity); every run below it is read")
+    p_report.add_argument("--reference", default=None, metavar="REFDIR",
+                          help="a reference results folder (e.g. results/reference) to put beside RESULTS in every "
+                               "table and figure, on the tasks RESULTS ran: variants are named 'v (theirs)' and "
+                               "'v (reference)', and a table gives P(theirs > reference) per task and variant")
     p_report.add_argument("--out", default=None, help="output folder (default RESULTS/report)")
     p_report.add_argument("--formats", default="md,html,tex,csv",
                           help="comma-separated: md, html, tex, csv (default all)")

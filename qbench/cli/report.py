@@ -15,6 +15,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     formats = parse_formats(args.formats)
     results = results_folder(args.results)   # before anything is written: a mistyped path stops here
+    reference = None
+    if args.reference is not None:
+        try:
+            reference = results_folder(args.reference)
+        except ConfigError as exc:
+            raise ConfigError(f"--reference: {exc}") from None
     out = Path(args.out) if args.out else results / "report"
     for folder in (out, out / "figures", out / "csv"):
         _check_output_dir(folder, "report folder")
@@ -35,7 +41,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     try:
         report = build_report(results, suite=args.suite, seed=args.seed, reps=args.reps,
-                              confidence=args.confidence)
+                              confidence=args.confidence, reference=reference)
     except NoResultsError as exc:
         raise ConfigError(str(exc)) from None
     written = write_report(report, out, formats)
